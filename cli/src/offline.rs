@@ -1,0 +1,100 @@
+//! Offline mode: the engine, called directly on a root directory.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use kairos_extensionsd::engine::digest::Sha256Digest;
+use kairos_extensionsd::engine::sources::Source;
+use kairos_extensionsd::engine::{Config, Engine, InstallRequest};
+
+use crate::args::{Command, InstallArgs};
+use crate::render;
+
+/// Runs one command against the system at `root`.
+pub fn run(root: &Path, config_file: Option<&Path>, command: Command) -> Result<()> {
+    let root = std::path::absolute(root).with_context(|| format!("resolving --root {}", root.display()))?;
+    if !root.is_dir() {
+        anyhow::bail!("--root {}: not a directory", root.display());
+    }
+    let config = Config::load(&root, config_file)?;
+    let refresher = Engine::exec_refresher(&root, &config);
+    let engine = Engine::open(&root, config, refresher)?;
+    let never = || false;
+    match command {
+        Command::List { json } => {
+            let list = engine.list()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                print!("{}", render::table(&list));
+            }
+        }
+        Command::Inspect { name, json } => {
+            let ext = engine.get(&name)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&ext)?);
+            } else {
+                print!("{}", render::details(&ext));
+            }
+        }
+        Command::Install(args) => {
+            let path = local_path(&args)?;
+            let request = InstallRequest {
+                name: args.name,
+                enable: args.enable,
+                now: args.now,
+                replace: args.replace,
+                digest: args.digest.as_deref().map(str::parse::<Sha256Digest>).transpose()?,
+            };
+            let installed = engine.install_file(&path, &request, &never)?;
+            println!(
+                "Installed {} ({}, {} bytes){}",
+                installed.name,
+                installed.digest,
+                installed.size,
+                if installed.replaced { ", replacing the previous image" } else { "" }
+            );
+            for state in &request.enable {
+                println!("Enabled {} for {state}{}", installed.name, if request.now { " (now)" } else { "" });
+            }
+        }
+        Command::Enable(args) => {
+            let state = args.state();
+            let changed = engine.enable(&args.name, state, args.now)?;
+            let what = if changed { "Enabled" } else { "Already enabled:" };
+            println!("{what} {} for {state}{}", args.name, if args.now { " (merged now)" } else { "" });
+        }
+        Command::Disable(args) => {
+            let state = args.state();
+            let changed = engine.disable(&args.name, state, args.now)?;
+            let what = if changed { "Disabled" } else { "Already disabled:" };
+            println!("{what} {} for {state}", args.name);
+        }
+        Command::Remove { name, now } => {
+            let removed = engine.remove(&name, now)?;
+            println!("Removed {} ({})", removed.name, removed.file);
+        }
+        Command::Refresh => {
+            let merged = engine.refresh()?.into_result()?;
+            if merged.is_empty() {
+                println!("No extensions merged.");
+            } else {
+                println!("Merged: {}", merged.into_iter().collect::<Vec<_>>().join(", "));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The local file an install source names; relative paths are taken from the current
+/// directory, as users expect from a command line.
+fn local_path(args: &InstallArgs) -> Result<std::path::PathBuf> {
+    let text = if args.source.contains("://") || args.source.starts_with('/') {
+        args.source.clone()
+    } else {
+        std::path::absolute(&args.source).with_context(|| format!("resolving {}", args.source))?.display().to_string()
+    };
+    match Source::parse(&text)? {
+        Source::File(path) => Ok(path),
+    }
+}

@@ -1,0 +1,24 @@
+//! The `org.kairos.Extensions1` contract shared by the service and its clients.
+//!
+//! Types here are the vocabulary of the API: the service, the `kairos-ext` CLI and any
+//! other Rust client agree on them, so a boot state or an error name is spelled in
+//! exactly one place.
+
+mod boot_state;
+pub mod errors;
+
+pub use errors::ErrorKind;
+mod name;
+
+pub use boot_state::{BootState, UnknownBootState};
+pub use name::{ExtensionName, InvalidName};
+
+/// Well-known bus name of the service.
+pub const BUS_NAME: &str = "org.kairos.Extensions1";
+/// Object path of the manager object.
+pub const MANAGER_PATH: &str = "/org/kairos/Extensions1";
+
+/// Flag bit: apply the change to the running system as well.
+pub const FLAG_NOW: u64 = 1;
+/// Every flag bit this version understands; any other bit is rejected.
+pub const FLAGS_KNOWN: u64 = FLAG_NOW;

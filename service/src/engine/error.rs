@@ -1,0 +1,188 @@
+//! The engine's error, and the one place that classifies it into the contract's kinds.
+
+use kairos_extensions_dbus::{ErrorKind, InvalidName, UnknownBootState};
+
+use super::config::ConfigError;
+use super::image::ImageError;
+use super::layout::NotAbsolute;
+use super::release::{Incompatible, NoOsRelease};
+use super::sources::file::FileSourceError;
+use super::store::StoreError;
+use super::sysext::SysextError;
+
+/// Anything an engine operation can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No extension of that name is installed.
+    #[error("no extension named {0:?} is installed")]
+    NotFound(String),
+    /// An extension of that name is installed and replacing was not asked for.
+    #[error("extension {0:?} is already installed; pass replace to overwrite it")]
+    AlreadyExists(String),
+    /// A name that breaks the grammar.
+    #[error(transparent)]
+    InvalidName(#[from] InvalidName),
+    /// A boot state that does not exist.
+    #[error(transparent)]
+    InvalidBootState(#[from] UnknownBootState),
+    /// A source that cannot be used.
+    #[error("invalid source {source_text:?}: {reason}")]
+    InvalidSource {
+        /// The source as given (redacted).
+        source_text: String,
+        /// Why.
+        reason: String,
+    },
+    /// The image is not a usable extension.
+    #[error("invalid image")]
+    InvalidImage(#[from] ImageError),
+    /// A local file or descriptor that is not a readable regular file.
+    #[error(transparent)]
+    FileSource(#[from] FileSourceError),
+    /// The extension exists but cannot be used on this system.
+    #[error("extension {name:?} cannot be enabled: {reason}")]
+    Unusable {
+        /// The extension.
+        name: String,
+        /// Why (incompatible release, unreadable image).
+        reason: String,
+    },
+    /// The extension does not fit this system.
+    #[error("extension {name:?} is not compatible with this system: {reason}")]
+    Incompatible {
+        /// The extension.
+        name: String,
+        /// The field that decided it.
+        reason: Incompatible,
+    },
+    /// The content does not match the pinned digest.
+    #[error("digest mismatch: expected {expected}, got {actual}")]
+    DigestMismatch {
+        /// What the caller pinned.
+        expected: String,
+        /// What the bytes hash to.
+        actual: String,
+    },
+    /// The change needs the running system, but the root is another tree.
+    #[error(
+        "'now' acts on the running system, so it needs the root to be /; {root} is prepared for a later boot, not merged"
+    )]
+    NowNeedsLiveRoot {
+        /// The root in use.
+        root: String,
+    },
+    /// An extension that was asked for did not merge.
+    #[error("extension {name:?} did not merge: {reason}")]
+    NotMerged {
+        /// The extension.
+        name: String,
+        /// What systemd-sysext said.
+        reason: String,
+    },
+    /// A refresh that left asked-for extensions unmerged.
+    #[error("{}", describe_unmerged(.0))]
+    Unmerged(Vec<(String, String)>),
+    /// The operation was canceled.
+    #[error("canceled")]
+    Canceled,
+    /// The host's os-release is missing.
+    #[error(transparent)]
+    Host(#[from] NoOsRelease),
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A configured path is unusable.
+    #[error(transparent)]
+    Layout(#[from] NotAbsolute),
+    /// File work in the store failed.
+    #[error(transparent)]
+    Store(StoreError),
+    /// Refreshing the merge failed.
+    #[error(transparent)]
+    Sysext(#[from] SysextError),
+}
+
+fn describe_unmerged(items: &[(String, String)]) -> String {
+    let parts: Vec<String> = items.iter().map(|(name, why)| format!("{name:?} ({why})")).collect();
+    format!("not merged after refresh: {}", parts.join("; "))
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Canceled => Self::Canceled,
+            other => Self::Store(other),
+        }
+    }
+}
+
+impl Error {
+    /// The contract's category for this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::NotFound(_) => ErrorKind::NotFound,
+            Self::AlreadyExists(_) | Self::Store(StoreError::Exists(_) | StoreError::Foreign { .. }) => {
+                ErrorKind::AlreadyExists
+            }
+            Self::InvalidName(_) => ErrorKind::InvalidName,
+            Self::InvalidBootState(_) => ErrorKind::InvalidBootState,
+            Self::InvalidSource { .. } => ErrorKind::InvalidSource,
+            Self::InvalidImage(ImageError::Command(_) | ImageError::Io(_)) => ErrorKind::Failed,
+            Self::InvalidImage(_) => ErrorKind::InvalidImage,
+            Self::Incompatible { .. } | Self::Unusable { .. } => ErrorKind::Incompatible,
+            Self::FileSource(_) => ErrorKind::InvalidSource,
+            Self::DigestMismatch { .. } => ErrorKind::DigestMismatch,
+            Self::Store(StoreError::TooLarge { .. }) => ErrorKind::TooLarge,
+            Self::Canceled | Self::Store(StoreError::Canceled) => ErrorKind::Canceled,
+            Self::NowNeedsLiveRoot { .. }
+            | Self::NotMerged { .. }
+            | Self::Unmerged(_)
+            | Self::Host(_)
+            | Self::Config(_)
+            | Self::Layout(_)
+            | Self::Store(_)
+            | Self::Sysext(_) => ErrorKind::Failed,
+        }
+    }
+}
+
+/// Results of engine operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The error and all its causes on one line (`outer: cause: root cause`), for replies
+/// that carry a single message string, such as D-Bus errors.
+pub fn full_message(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let text = inner.to_string();
+        if !message.ends_with(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        cause = inner.source();
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_message_walks_the_chain_once() {
+        let error = Error::InvalidImage(ImageError::NoRelease);
+        assert_eq!(
+            full_message(&error),
+            "invalid image: no /usr/lib/extension-release.d/extension-release.<NAME> file in the image"
+        );
+    }
+
+    #[test]
+    fn every_variant_has_a_kind() {
+        assert_eq!(Error::NotFound("x".into()).kind(), ErrorKind::NotFound);
+        assert_eq!(Error::Canceled.kind(), ErrorKind::Canceled);
+        assert_eq!(Error::from(StoreError::TooLarge { limit: 1 }).kind(), ErrorKind::TooLarge);
+        assert_eq!(Error::from(StoreError::Canceled).kind(), ErrorKind::Canceled);
+    }
+}

@@ -1,0 +1,195 @@
+//! Looking inside an extension without merging it.
+//!
+//! For an image file we ask `systemd-dissect --copy-from` for its
+//! `/usr/lib/extension-release.d`: it understands every format systemd-sysext does
+//! (squashfs, erofs, GPT disk images), mounts in a private namespace of its own, and so
+//! leaves the caller's namespace untouched. Directory extensions are read in place.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io;
+use std::path::Path;
+use std::time::Duration;
+
+use kairos_extensions_dbus::ExtensionName;
+
+use super::command::{self, CommandError};
+use super::release::{self, ReleaseFields};
+
+/// Where systemd-dissect lives on every distribution that has it.
+pub const DISSECT: &str = "/usr/bin/systemd-dissect";
+const RELEASE_DIR: &str = "usr/lib/extension-release.d";
+const RELEASE_PREFIX: &str = "extension-release.";
+/// Reading a release file from a healthy image takes milliseconds.
+const DISSECT_DEADLINE: Duration = Duration::from_secs(60);
+/// More release files than any real extension carries; a directory with more is hostile.
+const MAX_RELEASE_FILES: usize = 64;
+
+/// Why an image's release data cannot be read or used.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// systemd-dissect could not open the image.
+    #[error("not a readable system extension image: {0}")]
+    Unreadable(String),
+    /// The image has no `extension-release.<NAME>` file.
+    #[error("no /usr/lib/extension-release.d/extension-release.<NAME> file in the image")]
+    NoRelease,
+    /// Several release files and nothing to choose between them.
+    #[error("the image carries several extension releases ({}); choose one with the name option", .0.join(", "))]
+    Ambiguous(Vec<String>),
+    /// The requested name is not among the image's release files.
+    #[error("the image has no extension-release.{wanted} (it has: {})", .available.join(", "))]
+    NameNotInImage {
+        /// The name asked for.
+        wanted: String,
+        /// The names the image does carry.
+        available: Vec<String>,
+    },
+    /// A helper failed to run.
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    /// Reading the copied release files failed.
+    #[error("reading the extension-release files failed")]
+    Io(#[from] io::Error),
+}
+
+/// The release data an extension carries, keyed by the name in each file name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Releases(pub Vec<(ExtensionName, ReleaseFields)>);
+
+impl Releases {
+    /// Chooses the release that names the extension.
+    ///
+    /// `wanted` wins when given and must be present. Otherwise a single release is used,
+    /// or, among several, the one whose name matches `file_stem` (the way systemd-sysext
+    /// picks by image file name).
+    pub fn pick(
+        &self,
+        wanted: Option<&ExtensionName>,
+        file_stem: Option<&str>,
+    ) -> Result<(ExtensionName, ReleaseFields), ImageError> {
+        let names = || self.0.iter().map(|(n, _)| n.to_string()).collect::<Vec<_>>();
+        if let Some(wanted) = wanted {
+            return self
+                .0
+                .iter()
+                .find(|(n, _)| n == wanted)
+                .cloned()
+                .ok_or_else(|| ImageError::NameNotInImage { wanted: wanted.to_string(), available: names() });
+        }
+        match self.0.as_slice() {
+            [] => Err(ImageError::NoRelease),
+            [only] => Ok(only.clone()),
+            several => several
+                .iter()
+                .find(|(n, _)| Some(n.as_str()) == file_stem)
+                .cloned()
+                .ok_or_else(|| ImageError::Ambiguous(names())),
+        }
+    }
+}
+
+/// Reads the release files of an image file.
+pub fn read_image(image: &Path) -> Result<Releases, ImageError> {
+    let scratch = tempfile::Builder::new().prefix("kairos-ext-release-").tempdir()?;
+    let target = scratch.path().join("release.d");
+    let out = command::run(
+        DISSECT,
+        &[OsStr::new("--copy-from"), image.as_os_str(), OsStr::new("/usr/lib/extension-release.d"), target.as_os_str()],
+        DISSECT_DEADLINE,
+    )?;
+    if !out.status.success() {
+        let reason = out.stderr.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("systemd-dissect failed");
+        if reason.contains("No such file or directory") && reason.contains("extension-release.d") {
+            return Err(ImageError::NoRelease);
+        }
+        return Err(ImageError::Unreadable(strip_path(reason, image)));
+    }
+    read_release_dir(&target)
+}
+
+/// Reads the release files of a directory extension (`<dir>/usr/lib/extension-release.d`).
+pub fn read_directory(tree: &Path) -> Result<Releases, ImageError> {
+    let dir = tree.join(RELEASE_DIR);
+    match fs::symlink_metadata(&dir) {
+        Ok(meta) if meta.is_dir() => read_release_dir(&dir),
+        Ok(_) => Err(ImageError::NoRelease),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(ImageError::NoRelease),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Collects `extension-release.<NAME>` regular files. Symlinks, oddly named files and
+/// oversized files are ignored: they come from the image, which is not trusted.
+fn read_release_dir(dir: &Path) -> Result<Releases, ImageError> {
+    let mut found = Vec::new();
+    for (seen, entry) in fs::read_dir(dir)?.enumerate() {
+        if seen >= MAX_RELEASE_FILES {
+            break;
+        }
+        let entry = entry?;
+        let file_name = entry.file_name();
+        let Some(name) = file_name.to_str().and_then(|f| f.strip_prefix(RELEASE_PREFIX)) else { continue };
+        let Ok(name) = ExtensionName::new(name) else { continue };
+        if !entry.file_type()?.is_file() {
+            continue;
+        }
+        match release::read_file(&entry.path()) {
+            Ok(fields) => found.push((name, fields)),
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(Releases(found))
+}
+
+/// systemd-dissect names the image path in its messages; for a staged download that is
+/// a meaningless temp name, so we drop it and let the caller say which image it was.
+fn strip_path(message: &str, image: &Path) -> String {
+    let path = image.display().to_string();
+    message.replace(&format!("{path}: "), "").replace(&path, "image").trim().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> ExtensionName {
+        ExtensionName::new(s).expect("valid test name")
+    }
+
+    fn releases(names: &[&str]) -> Releases {
+        Releases(names.iter().map(|n| (name(n), ReleaseFields::new())).collect())
+    }
+
+    #[test]
+    fn picks_the_only_release() {
+        assert!(matches!(releases(&["k3s"]).pick(None, Some("other")), Ok((n, _)) if n == name("k3s")));
+    }
+
+    #[test]
+    fn picks_by_wanted_name_or_file_stem() {
+        let two = releases(&["a", "b"]);
+        assert!(matches!(two.pick(Some(&name("b")), None), Ok((n, _)) if n == name("b")));
+        assert!(matches!(two.pick(None, Some("a")), Ok((n, _)) if n == name("a")));
+        assert!(matches!(two.pick(None, None), Err(ImageError::Ambiguous(v)) if v == ["a", "b"]));
+        assert!(matches!(two.pick(Some(&name("c")), None), Err(ImageError::NameNotInImage { .. })));
+        assert!(matches!(releases(&[]).pick(None, None), Err(ImageError::NoRelease)));
+    }
+
+    #[test]
+    fn reads_only_plain_release_files() -> Result<(), ImageError> {
+        let tree = tempfile::tempdir()?;
+        let dir = tree.path().join(RELEASE_DIR);
+        fs::create_dir_all(&dir)?;
+        fs::write(dir.join("extension-release.good"), "ID=_any\n")?;
+        fs::write(dir.join("extension-release..hidden"), "ID=_any\n")?;
+        fs::write(dir.join("README"), "x")?;
+        fs::write(dir.join("extension-release.big"), vec![b'#'; 70 * 1024])?;
+        std::os::unix::fs::symlink("/etc/os-release", dir.join("extension-release.link"))?;
+        let found = read_directory(tree.path())?;
+        assert_eq!(found.0.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["good"]);
+        Ok(())
+    }
+}

@@ -1,0 +1,100 @@
+//! Provenance records: where an installed image came from.
+//!
+//! `.meta/<NAME>.json` keeps what the image itself cannot tell: the source it was
+//! installed from, when, and the digest and release read at install time, so listing
+//! does not have to hash or open every image again. Other tools ignore the directory.
+
+use std::fs;
+use std::io;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::durable;
+use super::release::ReleaseFields;
+
+/// Records larger than this are not ours.
+const MAX_RECORD: u64 = 1 << 20;
+
+/// What the store remembers about an installed image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// The extension's name.
+    pub name: String,
+    /// The file in the store.
+    pub file: String,
+    /// Where it came from, with credentials removed.
+    pub source: String,
+    /// For registries: the manifest digest the tag resolved to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_digest: Option<String>,
+    /// `sha256:…` of the stored file.
+    pub digest: String,
+    /// Size of the stored file in bytes.
+    pub size: u64,
+    /// The stored file's mtime in nanoseconds, to notice a file replaced by hand.
+    pub mtime_ns: i128,
+    /// Install time, µs since the epoch.
+    pub installed_time_us: u64,
+    /// The extension-release read at install time.
+    pub release: ReleaseFields,
+}
+
+/// Reads a record; a missing, oversized or unparsable record is `None` (and logged):
+/// the image is still listed, just without provenance.
+pub fn read(path: &Path) -> Option<Provenance> {
+    let meta = match fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read provenance record");
+            return None;
+        }
+    };
+    if meta.len() > MAX_RECORD {
+        tracing::warn!(path = %path.display(), "ignoring oversized provenance record");
+        return None;
+    }
+    let parsed =
+        fs::read(path).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()));
+    match parsed {
+        Ok(record) => Some(record),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "ignoring unreadable provenance record");
+            None
+        }
+    }
+}
+
+/// Writes a record atomically.
+pub fn write(dir: &Path, record: &Provenance) -> io::Result<()> {
+    let json = serde_json::to_vec_pretty(record).map_err(io::Error::other)?;
+    durable::write_file(dir, &format!("{}.json", record.name), &json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_tolerates_garbage() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let record = Provenance {
+            name: "k3s".into(),
+            file: "k3s.raw".into(),
+            source: "file:///tmp/k3s.raw".into(),
+            resolved_digest: None,
+            digest: "sha256:00".into(),
+            size: 4096,
+            mtime_ns: 1,
+            installed_time_us: 2,
+            release: ReleaseFields::from([("ID".to_owned(), "_any".to_owned())]),
+        };
+        write(dir.path(), &record)?;
+        assert_eq!(read(&dir.path().join("k3s.json")), Some(record));
+        fs::write(dir.path().join("bad.json"), "{not json")?;
+        assert_eq!(read(&dir.path().join("bad.json")), None);
+        assert_eq!(read(&dir.path().join("absent.json")), None);
+        Ok(())
+    }
+}

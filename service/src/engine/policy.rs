@@ -1,0 +1,190 @@
+//! systemd image policies: which partitions an image may have, and how they must be
+//! protected. The grammar is systemd's (`systemd.image-policy(7)`), so the same string
+//! can be handed to `systemd-sysext --image-policy` where the host supports it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+/// The policy `strict` stands for: an extension's root or usr must be verity-protected
+/// and signed, or absent.
+pub const STRICT: &str = "root=verity+signed+absent:usr=verity+signed+absent";
+
+const DESIGNATORS: [&str; 13] = [
+    "root",
+    "usr",
+    "home",
+    "srv",
+    "esp",
+    "xbootldr",
+    "swap",
+    "root-verity",
+    "root-verity-sig",
+    "usr-verity",
+    "usr-verity-sig",
+    "tmp",
+    "var",
+];
+
+const FLAGS: [&str; 12] = [
+    "verity",
+    "signed",
+    "encrypted",
+    "unprotected",
+    "unused",
+    "absent",
+    "open",
+    "ignore",
+    "read-only-on",
+    "read-only-off",
+    "growfs-on",
+    "growfs-off",
+];
+
+/// The configured image policy.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ImagePolicy {
+    /// Any valid image is accepted (systemd's default for sysext without a policy).
+    #[default]
+    Permissive,
+    /// Only signed verity images; see [`STRICT`].
+    Strict,
+    /// An explicit policy string, validated.
+    Explicit(ParsedPolicy),
+}
+
+/// A validated explicit policy: partition designator (or `=` for the default) to flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedPolicy {
+    text: String,
+    /// Flags per designator; the key `=` holds the default for unlisted partitions.
+    pub rules: BTreeMap<String, Vec<String>>,
+}
+
+/// Why an image-policy string was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// The string is empty.
+    #[error("image policy is empty")]
+    Empty,
+    /// A `designator=flags` item lacks the `=`.
+    #[error("image policy item {0:?} is not of the form partition=flags")]
+    Item(String),
+    /// An unknown partition designator.
+    #[error("unknown partition {0:?} in image policy (known: {known})", known = DESIGNATORS.join(", "))]
+    Designator(String),
+    /// A designator given twice.
+    #[error("partition {0:?} appears twice in image policy")]
+    Duplicate(String),
+    /// An unknown flag.
+    #[error("unknown flag {flag:?} for partition {designator:?} in image policy")]
+    Flag {
+        /// The partition.
+        designator: String,
+        /// The flag.
+        flag: String,
+    },
+}
+
+impl ImagePolicy {
+    /// The policy as a systemd image-policy string, or `None` for permissive (nothing to
+    /// pass on).
+    pub fn systemd_string(&self) -> Option<&str> {
+        match self {
+            Self::Permissive => None,
+            Self::Strict => Some(STRICT),
+            Self::Explicit(parsed) => Some(&parsed.text),
+        }
+    }
+}
+
+impl fmt::Display for ImagePolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Permissive => f.write_str("permissive"),
+            Self::Strict => f.write_str("strict"),
+            Self::Explicit(parsed) => f.write_str(&parsed.text),
+        }
+    }
+}
+
+impl FromStr for ImagePolicy {
+    type Err = PolicyError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "permissive" => Ok(Self::Permissive),
+            "strict" => Ok(Self::Strict),
+            other => other.parse().map(Self::Explicit),
+        }
+    }
+}
+
+impl FromStr for ParsedPolicy {
+    type Err = PolicyError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text.is_empty() {
+            return Err(PolicyError::Empty);
+        }
+        // systemd's shorthands for whole-image policies.
+        if matches!(text, "*" | "-" | "~" | "allow" | "deny" | "ignore") {
+            return Ok(Self { text: text.to_owned(), rules: BTreeMap::new() });
+        }
+        let mut rules = BTreeMap::new();
+        for item in text.split(':').filter(|i| !i.is_empty()) {
+            let (designator, flags) = item.split_once('=').ok_or_else(|| PolicyError::Item(item.to_owned()))?;
+            let key = if designator.is_empty() { "=" } else { designator };
+            if key != "=" && !DESIGNATORS.contains(&key) {
+                return Err(PolicyError::Designator(key.to_owned()));
+            }
+            let flags: Vec<String> = flags.split('+').filter(|f| !f.is_empty()).map(str::to_owned).collect();
+            if let Some(bad) = flags.iter().find(|f| !FLAGS.contains(&f.as_str())) {
+                return Err(PolicyError::Flag { designator: key.to_owned(), flag: bad.clone() });
+            }
+            if rules.insert(key.to_owned(), flags).is_some() {
+                return Err(PolicyError::Duplicate(key.to_owned()));
+            }
+        }
+        if rules.is_empty() {
+            return Err(PolicyError::Empty);
+        }
+        Ok(Self { text: text.to_owned(), rules })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn named_policies() {
+        assert_eq!("permissive".parse(), Ok(ImagePolicy::Permissive));
+        assert_eq!(
+            "strict".parse::<ImagePolicy>().map(|p| p.systemd_string().map(str::to_owned)),
+            Ok(Some(STRICT.to_owned()))
+        );
+    }
+
+    #[test]
+    fn explicit_policies_parse() {
+        let parsed: ImagePolicy = "root=verity+signed:usr=absent:=unused+absent".parse().expect("valid policy");
+        let ImagePolicy::Explicit(p) = parsed else { panic!("expected explicit") };
+        assert_eq!(p.rules.get("root"), Some(&vec!["verity".to_owned(), "signed".to_owned()]));
+        assert_eq!(p.rules.get("="), Some(&vec!["unused".to_owned(), "absent".to_owned()]));
+        assert!(STRICT.parse::<ParsedPolicy>().is_ok());
+        assert!("*".parse::<ParsedPolicy>().is_ok());
+    }
+
+    #[test]
+    fn bad_policies_are_named() {
+        assert_eq!("".parse::<ParsedPolicy>(), Err(PolicyError::Empty));
+        assert_eq!("rot=verity".parse::<ImagePolicy>(), Err(PolicyError::Designator("rot".into())));
+        assert_eq!("root".parse::<ImagePolicy>(), Err(PolicyError::Item("root".into())));
+        assert_eq!(
+            "root=verity+sined".parse::<ImagePolicy>(),
+            Err(PolicyError::Flag { designator: "root".into(), flag: "sined".into() })
+        );
+        assert_eq!("root=verity:root=signed".parse::<ImagePolicy>(), Err(PolicyError::Duplicate("root".into())));
+    }
+}
