@@ -4,6 +4,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use kairos_extensionsd::engine::digest::Sha256Digest;
+use kairos_extensionsd::engine::progress::Silent;
 use kairos_extensionsd::engine::sources::Source;
 use kairos_extensionsd::engine::{Config, Engine, InstallRequest};
 
@@ -19,7 +20,6 @@ pub fn run(root: &Path, config_file: Option<&Path>, command: Command) -> Result<
     let config = Config::load(&root, config_file)?;
     let refresher = Engine::exec_refresher(&root, &config);
     let engine = Engine::open(&root, config, refresher)?;
-    let never = || false;
     match command {
         Command::List { json } => {
             let list = engine.list()?;
@@ -46,7 +46,7 @@ pub fn run(root: &Path, config_file: Option<&Path>, command: Command) -> Result<
                 replace: args.replace,
                 digest: args.digest.as_deref().map(str::parse::<Sha256Digest>).transpose()?,
             };
-            let installed = engine.install_file(&path, &request, &never)?;
+            let installed = engine.install_file(&path, &request, &Silent)?;
             println!(
                 "Installed {} ({}, {} bytes){}",
                 installed.name,

@@ -9,6 +9,7 @@ pub mod errors;
 
 pub use errors::ErrorKind;
 mod name;
+pub mod paths;
 
 pub use boot_state::{BootState, UnknownBootState};
 pub use name::{ExtensionName, InvalidName};

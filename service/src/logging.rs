@@ -16,6 +16,7 @@ pub fn init(default_level: &str) {
         let _ = tracing_subscriber::registry().with(filter).with(journald).try_init();
         return;
     }
-    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).with_ansi(ansi);
     let _ = tracing_subscriber::registry().with(filter).with(stderr).try_init();
 }

@@ -1,4 +1,5 @@
-//! `kairos-extensionsd`: parses arguments and hands over to the library.
+//! `kairos-extensionsd`: parses arguments, sets up logging and the runtime, and hands
+//! over to the library.
 
 use std::path::PathBuf;
 
@@ -6,17 +7,19 @@ use anyhow::Context;
 use clap::Parser;
 use kairos_extensionsd::engine::{Config, Engine};
 
-/// The org.kairos.Extensions1 system service.
+/// The org.kairos.Extensions1 system service: manages systemd system extensions on
+/// behalf of busctl, kairos-ext, Cockpit and other services, with polkit deciding who may
+/// change what.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
     /// Manage the system at this root instead of /.
     #[arg(long, default_value = "/")]
     root: PathBuf,
-    /// Configuration file (default: <root>/etc/kairos/extensions.toml).
+    /// Configuration file (default: ROOT/etc/kairos/extensions.toml).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Load and check the configuration and the store, print the effective settings, and exit.
+    /// Check the configuration and the store, print the effective settings, and exit.
     #[arg(long)]
     check_config: bool,
 }
@@ -27,7 +30,9 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
-            eprintln!("kairos-extensionsd: {e:#}");
+            if std::env::var_os("JOURNAL_STREAM").is_some() {
+                eprintln!("kairos-extensionsd: {e:#}");
+            }
             std::process::ExitCode::FAILURE
         }
     }
@@ -35,9 +40,9 @@ fn main() -> std::process::ExitCode {
 
 fn run(args: Args) -> anyhow::Result<()> {
     let config = Config::load(&args.root, args.config.as_deref()).context("loading the configuration")?;
-    let refresher = Engine::exec_refresher(&args.root, &config);
-    let engine = Engine::open(&args.root, config, refresher).context("opening the extension store")?;
     if args.check_config {
+        let refresher = Engine::exec_refresher(&args.root, &config);
+        let engine = Engine::open(&args.root, config, refresher).context("opening the extension store")?;
         let layout = engine.layout();
         eprintln!(
             "store: {}\nruntime: {}\nimage policy: {}",
@@ -47,5 +52,12 @@ fn run(args: Args) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    anyhow::bail!("the D-Bus service is not part of this build yet; use kairos-ext --root for offline management")
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(16)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(kairos_extensionsd::bus::serve(&args.root, config))?;
+    Ok(())
 }

@@ -16,6 +16,7 @@ pub mod image;
 pub mod layout;
 pub mod meta;
 pub mod policy;
+pub mod progress;
 pub mod release;
 pub mod sources;
 pub mod store;
@@ -36,6 +37,7 @@ use catalog::ProbeCache;
 use digest::Sha256Digest;
 use layout::Layout;
 use meta::Provenance;
+use progress::{Phase, Progress};
 use release::Host;
 use store::{FileKey, Staged, Store};
 use sysext::{RefreshRun, Refresher};
@@ -154,25 +156,23 @@ impl Engine {
         &self,
         source: &str,
         reader: impl Read,
+        total: Option<u64>,
         request: &InstallRequest,
-        canceled: &dyn Fn() -> bool,
+        progress: &dyn Progress,
     ) -> Result<Installed> {
         self.check_now(request.now && !request.enable.is_empty())?;
         let mut staged = self.store.stage(self.config.max_image_size)?;
-        staged.copy_from(reader, canceled)?;
-        self.install_staged(staged, source, None, request, canceled)
+        progress.phase(Phase::Downloading);
+        staged.copy_from(reader, total, progress)?;
+        self.install_staged(staged, source, None, request, progress)
     }
 
     /// Installs a local image file named by `path`.
-    pub fn install_file(
-        &self,
-        path: &Path,
-        request: &InstallRequest,
-        canceled: &dyn Fn() -> bool,
-    ) -> Result<Installed> {
+    pub fn install_file(&self, path: &Path, request: &InstallRequest, progress: &dyn Progress) -> Result<Installed> {
         let file = sources::file::open_path(path)?;
+        let total = file.metadata().ok().map(|m| m.len());
         let source = sources::Source::File(path.to_path_buf()).display();
-        self.install_from_reader(&source, file, request, canceled)
+        self.install_from_reader(&source, file, total, request, progress)
     }
 
     /// Opens a staging file for a source that writes the bytes itself.
@@ -189,9 +189,10 @@ impl Engine {
         source: &str,
         resolved_digest: Option<String>,
         request: &InstallRequest,
-        canceled: &dyn Fn() -> bool,
+        progress: &dyn Progress,
     ) -> Result<Installed> {
         self.check_now(request.now && !request.enable.is_empty())?;
+        progress.phase(Phase::Verifying);
         let digest = staged.digest();
         if let Some(expected) = &request.digest
             && *expected != digest
@@ -200,11 +201,13 @@ impl Engine {
         }
         let (name, release) = image::read_image(staged.path())?.pick(request.name.as_ref(), None)?;
         let host = Host::load(self.layout().root())?;
+        progress.named(name.as_str());
         release::check_compatible(&release, &host)
             .map_err(|reason| Error::Incompatible { name: name.to_string(), reason })?;
-        if canceled() {
+        if progress.canceled() {
             return Err(Error::Canceled);
         }
+        progress.phase(Phase::Installing);
 
         let _lock = self.store.lock()?;
         let existing = self.find(&name)?;
@@ -235,6 +238,9 @@ impl Engine {
             .map_err(|source| store::StoreError::Io { context: "writing the provenance record".into(), source })?;
         tracing::info!(extension = %name, source, digest = %digest, size, replaced = existing.is_some(), "installed extension");
 
+        if !request.enable.is_empty() {
+            progress.phase(Phase::Enabling);
+        }
         let mut enabled = Vec::new();
         let current = self.boot_state();
         let mut activate = false;
@@ -246,6 +252,7 @@ impl Engine {
             activate |= request.now && boot::concerns(*state, current);
         }
         if activate {
+            progress.phase(Phase::Refreshing);
             let ext = self.get(&name)?;
             self.activate_locked(&ext, &[])?;
         }

@@ -24,6 +24,7 @@ use tempfile::NamedTempFile;
 use super::digest::Sha256Digest;
 use super::durable;
 use super::layout::{self, LOCK_FILE, Layout, META_DIR, TMP_DIR};
+use super::progress::Progress;
 
 /// A store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -122,11 +123,18 @@ impl Staged {
         Ok(())
     }
 
-    /// Copies everything from `reader`, checking `canceled` between chunks.
-    pub fn copy_from(&mut self, mut reader: impl Read, canceled: &dyn Fn() -> bool) -> Result<(), StoreError> {
+    /// Copies everything from `reader`, reporting bytes and checking for cancellation
+    /// between chunks.
+    pub fn copy_from(
+        &mut self,
+        mut reader: impl Read,
+        total: Option<u64>,
+        progress: &dyn Progress,
+    ) -> Result<(), StoreError> {
         let mut buf = vec![0u8; 1 << 20];
         loop {
-            if canceled() {
+            progress.bytes(self.written, total);
+            if progress.canceled() {
                 return Err(StoreError::Canceled);
             }
             let n = match reader.read(&mut buf) {

@@ -1,0 +1,140 @@
+//! `org.kairos.Extensions1.Extension`: one object per installed extension.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use zbus::message::Header;
+use zbus::{Connection, interface};
+
+use super::error::Result;
+use super::ops;
+use super::state::Shared;
+use crate::engine::Extension;
+
+/// The object of one extension. Its snapshot is replaced by the reconciler; methods act
+/// by name, so they always work on what the store holds now.
+pub struct ExtensionObject {
+    shared: Arc<Shared>,
+    name: String,
+    snapshot: Arc<RwLock<Extension>>,
+}
+
+impl ExtensionObject {
+    /// The object for `name`, reading its properties from `snapshot`.
+    pub fn new(shared: Arc<Shared>, name: String, snapshot: Arc<RwLock<Extension>>) -> Self {
+        Self { shared, name, snapshot }
+    }
+
+    fn read<T>(&self, field: impl FnOnce(&Extension) -> T) -> T {
+        match self.snapshot.read() {
+            Ok(ext) => field(&ext),
+            Err(poisoned) => field(&poisoned.into_inner()),
+        }
+    }
+}
+
+#[interface(name = "org.kairos.Extensions1.Extension")]
+impl ExtensionObject {
+    /// Same as Manager.Enable for this extension.
+    async fn enable(
+        &self,
+        boot_state: &str,
+        flags: u64,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<()> {
+        ops::set_enabled(&self.shared, connection, &header, &self.name, boot_state, flags, true).await
+    }
+
+    /// Same as Manager.Disable for this extension.
+    async fn disable(
+        &self,
+        boot_state: &str,
+        flags: u64,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<()> {
+        ops::set_enabled(&self.shared, connection, &header, &self.name, boot_state, flags, false).await
+    }
+
+    /// Same as Manager.Remove for this extension.
+    async fn remove(
+        &self,
+        flags: u64,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<()> {
+        ops::remove(&self.shared, connection, &header, &self.name, flags).await
+    }
+
+    /// Same as Manager.Describe for this extension.
+    async fn describe(&self, #[zbus(connection)] connection: &Connection) -> Result<String> {
+        ops::describe(&self.shared, connection, &self.name).await
+    }
+
+    /// The name from the image's extension-release file.
+    #[zbus(property)]
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    /// `SYSEXT_VERSION_ID` or `VERSION_ID`, or empty.
+    #[zbus(property)]
+    fn version(&self) -> String {
+        self.read(|e| e.version.clone())
+    }
+
+    /// Where it was installed from, without credentials; empty if unknown.
+    #[zbus(property)]
+    fn source(&self) -> String {
+        self.read(|e| e.source.clone())
+    }
+
+    /// `sha256:…` of the stored image.
+    #[zbus(property)]
+    fn digest(&self) -> String {
+        self.read(|e| e.digest.clone())
+    }
+
+    /// Size of the stored image in bytes.
+    #[zbus(property)]
+    fn size(&self) -> u64 {
+        self.read(|e| e.size)
+    }
+
+    /// Install time, µs since the epoch.
+    #[zbus(property)]
+    fn installed_time(&self) -> u64 {
+        self.read(|e| e.installed_time)
+    }
+
+    /// Boot states it is enabled for.
+    #[zbus(property)]
+    fn enabled_boot_states(&self) -> Vec<String> {
+        self.read(|e| e.enabled.iter().map(|s| s.as_str().to_owned()).collect())
+    }
+
+    /// Whether it is merged into the running system.
+    #[zbus(property)]
+    fn merged(&self) -> bool {
+        self.read(|e| e.merged)
+    }
+
+    /// Whether it can merge on this system.
+    #[zbus(property)]
+    fn compatible(&self) -> bool {
+        self.read(|e| e.compatible)
+    }
+
+    /// Why it cannot, when it cannot.
+    #[zbus(property)]
+    fn incompatible_reason(&self) -> String {
+        self.read(|e| e.incompatible_reason.clone())
+    }
+
+    /// The full extension-release.
+    #[zbus(property)]
+    fn release(&self) -> HashMap<String, String> {
+        self.read(|e| e.release.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+    }
+}

@@ -1,0 +1,279 @@
+//! `org.kairos.Extensions1.Manager` at `/org/kairos/Extensions1`.
+
+use std::collections::HashMap;
+use std::io::{Seek, SeekFrom};
+use std::sync::Arc;
+
+use kairos_extensions_dbus::paths::extension_path;
+use kairos_extensions_dbus::{BootState, ErrorKind};
+use zbus::message::Header;
+use zbus::object_server::SignalEmitter;
+use zbus::{Connection, ObjectPath, OwnedFd, OwnedObjectPath, OwnedVariant, interface};
+
+use super::authz::{self, Action};
+use super::error::{BusError, Result};
+use super::state::Shared;
+use super::{args, job, ops, sync};
+use crate::engine::boot;
+use crate::engine::sources::{self, Source};
+
+/// The manager object.
+pub struct Manager {
+    shared: Arc<Shared>,
+}
+
+impl Manager {
+    /// The manager over `shared`.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+}
+
+/// The longest file name `InstallFromFd` accepts for display.
+const MAX_FILENAME: usize = 4096;
+
+#[interface(name = "org.kairos.Extensions1.Manager")]
+impl Manager {
+    /// Every installed extension: name, version, enabled boot states, merged now, object
+    /// path.
+    async fn list_extensions(
+        &self,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<Vec<(String, String, Vec<String>, bool, OwnedObjectPath)>> {
+        let _busy = self.shared.activity.busy();
+        sync::reconcile(&self.shared, connection).await?;
+        Ok(self
+            .shared
+            .snapshots()
+            .into_iter()
+            .map(|e| {
+                let enabled = e.enabled.iter().map(|s| s.as_str().to_owned()).collect();
+                let path = extension_path(&e.name);
+                (e.name, e.version, enabled, e.merged, path)
+            })
+            .collect())
+    }
+
+    /// The object path of the extension called `name`.
+    async fn get_extension(&self, name: &str, #[zbus(connection)] connection: &Connection) -> Result<OwnedObjectPath> {
+        let _busy = self.shared.activity.busy();
+        let name = args::name(name)?;
+        if self.shared.snapshot(name.as_str()).is_none() {
+            sync::reconcile(&self.shared, connection).await?;
+        }
+        match self.shared.snapshot(name.as_str()) {
+            Some(_) => Ok(extension_path(name.as_str())),
+            None => Err(crate::engine::Error::NotFound(name.to_string()).into()),
+        }
+    }
+
+    /// A JSON object with every known field of the extension, and its extension-release.
+    async fn describe(&self, name: &str, #[zbus(connection)] connection: &Connection) -> Result<String> {
+        ops::describe(&self.shared, connection, name).await
+    }
+
+    /// Installs from `oci://`, `http(s)://` or (root only) `file://`. Returns once the
+    /// source is parsed and the caller authorized; the work runs in the returned job.
+    async fn install(
+        &self,
+        source: &str,
+        options: HashMap<String, OwnedVariant>,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<(u64, OwnedObjectPath)> {
+        let _busy = self.shared.activity.busy();
+        let request = args::install_options(options)?;
+        let parsed = Source::parse(source)?;
+        let display = parsed.display();
+        let uid = authz::caller_uid(connection, &header).await?;
+        let Source::File(path) = parsed;
+        if uid != 0 {
+            return Err(BusError::access_denied(
+                "file:// sources are accepted from root only; other callers pass the file with InstallFromFd",
+            ));
+        }
+        let name = request.name.as_ref().map(|n| n.to_string()).unwrap_or_default();
+        authz::authorize(connection, &header, Action::Install, &[("source", &display), ("name", &name)]).await?;
+        let engine = self.shared.engine.clone();
+        let refreshes = request.now && !request.enable.is_empty();
+        job::start_install(
+            &self.shared,
+            connection,
+            display,
+            uid,
+            refreshes,
+            Box::new(move |progress| engine.install_file(&path, &request, progress)),
+        )
+        .await
+    }
+
+    /// Installs the image behind `fd`, a regular file opened for reading. `filename`
+    /// is only for display. This is how callers other than root install local files.
+    async fn install_from_fd(
+        &self,
+        fd: OwnedFd,
+        filename: &str,
+        options: HashMap<String, OwnedVariant>,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<(u64, OwnedObjectPath)> {
+        let _busy = self.shared.activity.busy();
+        let request = args::install_options(options)?;
+        if filename.len() > MAX_FILENAME || filename.chars().any(char::is_control) {
+            return Err(BusError::invalid_args("filename must be printable and at most 4096 bytes"));
+        }
+        let mut file = std::fs::File::from(std::os::fd::OwnedFd::from(fd));
+        sources::file::check_fd(&file).map_err(crate::engine::Error::from)?;
+        file.seek(SeekFrom::Start(0)).map_err(|e| {
+            BusError::kind(ErrorKind::InvalidSource, format!("the file descriptor cannot be read from the start: {e}"))
+        })?;
+        let total = file.metadata().ok().map(|m| m.len());
+        let display = if filename.is_empty() { "fd:".to_owned() } else { format!("fd:{filename}") };
+        let uid = authz::caller_uid(connection, &header).await?;
+        let name = request.name.as_ref().map(|n| n.to_string()).unwrap_or_default();
+        authz::authorize(connection, &header, Action::Install, &[("source", &display), ("name", &name)]).await?;
+        let engine = self.shared.engine.clone();
+        let refreshes = request.now && !request.enable.is_empty();
+        let source = display.clone();
+        job::start_install(
+            &self.shared,
+            connection,
+            display,
+            uid,
+            refreshes,
+            Box::new(move |progress| engine.install_from_reader(&source, file, total, &request, progress)),
+        )
+        .await
+    }
+
+    /// Enables `name` for `boot_state` (idempotent). Flag 1 (`NOW`) also merges it now
+    /// when the state concerns this boot.
+    async fn enable(
+        &self,
+        name: &str,
+        boot_state: &str,
+        flags: u64,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<()> {
+        ops::set_enabled(&self.shared, connection, &header, name, boot_state, flags, true).await
+    }
+
+    /// Disables `name` for `boot_state` (idempotent). Flag 1 (`NOW`) also unmerges it
+    /// when no other enabled state still wants it for this boot.
+    async fn disable(
+        &self,
+        name: &str,
+        boot_state: &str,
+        flags: u64,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<()> {
+        ops::set_enabled(&self.shared, connection, &header, name, boot_state, flags, false).await
+    }
+
+    /// Disables `name` everywhere and deletes it. Flag 1 (`NOW`) refreshes the merge.
+    async fn remove(
+        &self,
+        name: &str,
+        flags: u64,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<()> {
+        ops::remove(&self.shared, connection, &header, name, flags).await
+    }
+
+    /// Merges the activated extensions again; returns the names merged afterwards. Fails,
+    /// naming them, when activated extensions did not merge.
+    async fn refresh(
+        &self,
+        flags: u64,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<Vec<String>> {
+        let _busy = self.shared.activity.busy();
+        args::flags(flags)?;
+        authz::authorize(connection, &header, Action::Manage, &[]).await?;
+        let report = ops::blocking(&self.shared, |engine| engine.refresh()).await?;
+        sync::reconcile(&self.shared, connection).await?;
+        let emitter = SignalEmitter::new(connection, kairos_extensions_dbus::MANAGER_PATH)?;
+        Manager::refreshed(&emitter, self.shared.merged_names()).await?;
+        let merged = report.into_result()?;
+        Ok(merged.into_iter().collect())
+    }
+
+    /// Every job: id, type, state, object path.
+    fn list_jobs(&self) -> Vec<(u64, String, String, OwnedObjectPath)> {
+        self.shared.jobs.list()
+    }
+
+    /// The service version.
+    #[zbus(property)]
+    fn version(&self) -> &str {
+        env!("CARGO_PKG_VERSION")
+    }
+
+    /// The current boot: `active`, `passive`, `recovery` or `none`.
+    #[zbus(property)]
+    fn boot_state(&self) -> &str {
+        boot::describe(self.shared.engine.boot_state())
+    }
+
+    /// The boot states extensions can be enabled for.
+    #[zbus(property)]
+    fn boot_states(&self) -> Vec<String> {
+        BootState::ALL.iter().map(|s| s.as_str().to_owned()).collect()
+    }
+
+    /// The extensions merged right now.
+    #[zbus(property)]
+    fn merged(&self) -> Vec<String> {
+        self.shared.merged_names()
+    }
+
+    /// The image policy in force (`permissive`, `strict` or a policy string).
+    #[zbus(property)]
+    fn image_policy(&self) -> String {
+        self.shared.engine.config().image_policy.to_string()
+    }
+
+    /// Where images are stored.
+    #[zbus(property)]
+    fn store_directory(&self) -> String {
+        self.shared.engine.layout().store_system().display().to_string()
+    }
+
+    /// An extension was installed.
+    #[zbus(signal)]
+    pub async fn extension_installed(emitter: &SignalEmitter<'_>, name: &str, path: ObjectPath<'_>)
+    -> zbus::Result<()>;
+
+    /// An extension was removed.
+    #[zbus(signal)]
+    pub async fn extension_removed(emitter: &SignalEmitter<'_>, name: &str, path: ObjectPath<'_>) -> zbus::Result<()>;
+
+    /// An extension was enabled for a boot state.
+    #[zbus(signal)]
+    pub async fn extension_enabled(emitter: &SignalEmitter<'_>, name: &str, boot_state: &str) -> zbus::Result<()>;
+
+    /// An extension was disabled for a boot state.
+    #[zbus(signal)]
+    pub async fn extension_disabled(emitter: &SignalEmitter<'_>, name: &str, boot_state: &str) -> zbus::Result<()>;
+
+    /// The merge was refreshed; these are merged now.
+    #[zbus(signal)]
+    pub async fn refreshed(emitter: &SignalEmitter<'_>, merged: Vec<String>) -> zbus::Result<()>;
+
+    /// A job was created.
+    #[zbus(signal)]
+    pub async fn job_new(emitter: &SignalEmitter<'_>, id: u64, path: ObjectPath<'_>) -> zbus::Result<()>;
+
+    /// A job finished: `done`, `failed` or `canceled`. Its object goes away right after.
+    #[zbus(signal)]
+    pub async fn job_removed(
+        emitter: &SignalEmitter<'_>,
+        id: u64,
+        path: ObjectPath<'_>,
+        result: &str,
+    ) -> zbus::Result<()>;
+}

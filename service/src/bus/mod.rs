@@ -1,0 +1,134 @@
+//! The D-Bus adapter: exports `org.kairos.Extensions1` over the engine.
+//!
+//! Each method validates its arguments, asks polkit, makes one engine call on a
+//! blocking thread and lets [`sync`] announce what changed. Nothing here touches files.
+
+pub mod args;
+pub mod authz;
+pub mod error;
+pub mod extension;
+pub mod job;
+pub mod manager;
+pub mod ops;
+pub mod state;
+pub mod sync;
+pub mod systemd_unit;
+pub mod watch;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kairos_extensions_dbus::{BUS_NAME, BootState, MANAGER_PATH};
+use zbus::fdo::{ObjectManager, RequestNameFlags, RequestNameReply};
+
+use crate::engine::config::RefreshMode;
+use crate::engine::sysext::Refresher;
+use crate::engine::{self, Config, Engine};
+
+/// Why the service could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The engine could not be opened.
+    #[error("cannot open the extension store")]
+    Engine(#[from] engine::Error),
+    /// The bus connection failed.
+    #[error("D-Bus")]
+    Bus(#[from] zbus::Error),
+    /// Another process owns the name.
+    #[error("{BUS_NAME} is already owned by another process")]
+    NameTaken,
+    /// The first listing failed.
+    #[error("cannot list extensions: {0}")]
+    Startup(String),
+}
+
+/// The refresher the configuration asks for.
+pub fn refresher(root: &Path, config: &Config) -> Box<dyn Refresher> {
+    let systemd_runs_system = root == Path::new("/") && Path::new("/run/systemd/system").is_dir();
+    match config.refresh {
+        RefreshMode::SystemdUnit => {
+            Box::new(systemd_unit::SystemdUnitRefresher::new(tokio::runtime::Handle::current()))
+        }
+        RefreshMode::Auto if systemd_runs_system => {
+            Box::new(systemd_unit::SystemdUnitRefresher::new(tokio::runtime::Handle::current()))
+        }
+        RefreshMode::Auto | RefreshMode::Exec => Engine::exec_refresher(root, config),
+    }
+}
+
+/// Runs the service until it is idle for `idle_exit_sec`, or is told to stop.
+pub async fn serve(root: &Path, config: Config) -> Result<(), ServeError> {
+    let idle_exit = config.idle_exit_sec;
+    let refresher = refresher(root, &config);
+    let root_owned = root.to_path_buf();
+    let engine = tokio::task::spawn_blocking(move || Engine::open(&root_owned, config, refresher))
+        .await
+        .map_err(|e| ServeError::Startup(e.to_string()))??;
+    let engine = Arc::new(engine);
+    let shared = state::Shared::new(engine.clone());
+
+    let connection = zbus::connection::Builder::system()
+        .serve_at(MANAGER_PATH, manager::Manager::new(shared.clone()))
+        .serve_at(MANAGER_PATH, ObjectManager)
+        .build()
+        .await?;
+    // Export the extensions before taking the name, so the first caller sees them all.
+    sync::reconcile(&shared, &connection).await.map_err(|e| ServeError::Startup(e.to_string()))?;
+    match connection.request_name_with_flags(BUS_NAME, RequestNameFlags::DO_NOT_QUEUE).await? {
+        RequestNameReply::PrimaryOwner | RequestNameReply::AlreadyOwner => {}
+        RequestNameReply::Exists | RequestNameReply::InQueue => return Err(ServeError::NameTaken),
+    }
+    let layout = engine.layout();
+    tracing::info!(
+        store = %layout.store().display(),
+        boot_state = engine::boot::describe(engine.boot_state()),
+        policy = %engine.config().image_policy,
+        "serving {BUS_NAME}"
+    );
+
+    let mut watched = vec![layout.store(), layout.meta_dir(), layout.runtime()];
+    watched.extend(BootState::ALL.iter().map(|s| layout.state_dir(*s)));
+    if let Err(e) = std::fs::create_dir_all(layout.runtime()) {
+        tracing::warn!(error = %e, "cannot create the runtime activation directory");
+    }
+    tokio::spawn(watch::run(shared.clone(), connection.clone(), watched));
+
+    wait_until_done(&shared, idle_exit).await;
+    // Release the name first so bus activation starts a fresh instance for the next
+    // caller instead of queueing it on one that is leaving.
+    let _ = connection.release_name(BUS_NAME).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_until_done(shared: &Arc<state::Shared>, idle_exit_sec: u64) {
+    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(signal) => Some(signal),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM");
+            None
+        }
+    };
+    let idle = async {
+        if idle_exit_sec == 0 {
+            return std::future::pending::<()>().await;
+        }
+        let limit = Duration::from_secs(idle_exit_sec);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            if shared.jobs.is_empty() && shared.activity.idle_for(limit) {
+                tracing::info!(seconds = idle_exit_sec, "idle; exiting");
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        () = idle => {}
+        _ = async { match terminate.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => {
+            tracing::info!("SIGTERM received; exiting");
+        }
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; exiting"),
+    }
+}

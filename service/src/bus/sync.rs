@@ -1,0 +1,135 @@
+//! Keeping the exported objects in step with the store.
+//!
+//! Signals and property changes are derived from the difference between what was
+//! exported and what the engine lists now. Our own calls and changes made by others (a
+//! file copied into the store, kairos-agent editing links) therefore produce exactly the
+//! same signals, and an idempotent call that changed nothing produces none.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use kairos_extensions_dbus::paths::extension_path;
+use kairos_extensions_dbus::{BootState, MANAGER_PATH};
+use zbus::Connection;
+use zbus::object_server::SignalEmitter;
+
+use super::error::{BusError, BusResult};
+use super::extension::ExtensionObject;
+use super::manager::Manager;
+use super::state::Shared;
+use crate::engine::Extension;
+
+/// Re-reads the store and updates objects, properties and signals to match.
+pub async fn reconcile(shared: &Arc<Shared>, connection: &Connection) -> BusResult<()> {
+    let _serial = shared.reconciling.lock().await;
+    let engine = shared.engine.clone();
+    let (listed, merged) =
+        tokio::task::spawn_blocking(move || Ok::<_, crate::engine::Error>((engine.list()?, engine.merged()?)))
+            .await
+            .map_err(|e| BusError::failed(format!("listing extensions failed: {e}")))??;
+    let current: BTreeMap<String, Extension> = listed.into_iter().map(|e| (e.name.clone(), e)).collect();
+    let previous: BTreeMap<String, Arc<RwLock<Extension>>> =
+        shared.exported.read().map(|m| m.clone()).unwrap_or_default();
+    let emitter = SignalEmitter::new(connection, MANAGER_PATH)?;
+    let server = connection.object_server();
+
+    for (name, cell) in &previous {
+        if current.contains_key(name) {
+            continue;
+        }
+        let old = cell.read().map(|e| e.clone()).map_err(|_| BusError::failed("snapshot lock poisoned"))?;
+        let path = extension_path(name);
+        for state in &old.enabled {
+            Manager::extension_disabled(&emitter, name, state.as_str()).await?;
+        }
+        server.remove::<ExtensionObject, _>(&path).await?;
+        if let Ok(mut exported) = shared.exported.write() {
+            exported.remove(name);
+        }
+        tracing::info!(extension = %name, "extension is gone");
+        Manager::extension_removed(&emitter, name, path.as_ref()).await?;
+    }
+
+    for (name, ext) in current {
+        let path = extension_path(&name);
+        match previous.get(&name) {
+            None => {
+                let enabled = ext.enabled.clone();
+                let cell = Arc::new(RwLock::new(ext));
+                server.at(&path, ExtensionObject::new(shared.clone(), name.clone(), cell.clone())).await?;
+                if let Ok(mut exported) = shared.exported.write() {
+                    exported.insert(name.clone(), cell);
+                }
+                tracing::info!(extension = %name, "extension appeared");
+                Manager::extension_installed(&emitter, &name, path.as_ref()).await?;
+                for state in enabled {
+                    Manager::extension_enabled(&emitter, &name, state.as_str()).await?;
+                }
+            }
+            Some(cell) => {
+                let old = cell.read().map(|e| e.clone()).map_err(|_| BusError::failed("snapshot lock poisoned"))?;
+                if old == ext {
+                    continue;
+                }
+                if let Ok(mut slot) = cell.write() {
+                    *slot = ext.clone();
+                }
+                announce_changes(connection, &name, &old, &ext).await?;
+                for state in BootState::ALL {
+                    match (old.enabled.contains(&state), ext.enabled.contains(&state)) {
+                        (false, true) => Manager::extension_enabled(&emitter, &name, state.as_str()).await?,
+                        (true, false) => Manager::extension_disabled(&emitter, &name, state.as_str()).await?,
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+
+    let merged: Vec<String> = merged.into_iter().collect();
+    let merged_changed = shared.merged.read().map(|m| *m != merged).unwrap_or(true);
+    if merged_changed {
+        if let Ok(mut slot) = shared.merged.write() {
+            *slot = merged;
+        }
+        let manager = server.interface::<_, Manager>(MANAGER_PATH).await?;
+        manager.get().await.merged_changed(manager.signal_emitter()).await?;
+    }
+    Ok(())
+}
+
+/// Emits PropertiesChanged for the properties of one extension that differ.
+async fn announce_changes(connection: &Connection, name: &str, old: &Extension, new: &Extension) -> BusResult<()> {
+    let iface = connection.object_server().interface::<_, ExtensionObject>(extension_path(name)).await?;
+    let object = iface.get().await;
+    let emitter = iface.signal_emitter();
+    if old.enabled != new.enabled {
+        object.enabled_boot_states_changed(emitter).await?;
+    }
+    if old.merged != new.merged {
+        object.merged_changed(emitter).await?;
+    }
+    if old.version != new.version {
+        object.version_changed(emitter).await?;
+    }
+    if old.source != new.source {
+        object.source_changed(emitter).await?;
+    }
+    if old.digest != new.digest {
+        object.digest_changed(emitter).await?;
+    }
+    if old.size != new.size {
+        object.size_changed(emitter).await?;
+    }
+    if old.installed_time != new.installed_time {
+        object.installed_time_changed(emitter).await?;
+    }
+    if old.compatible != new.compatible || old.incompatible_reason != new.incompatible_reason {
+        object.compatible_changed(emitter).await?;
+        object.incompatible_reason_changed(emitter).await?;
+    }
+    if old.release != new.release {
+        object.release_changed(emitter).await?;
+    }
+    Ok(())
+}
