@@ -20,6 +20,10 @@ pub struct Cli {
     /// Configuration file for offline mode (default: DIR/etc/kairos/extensions.toml).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Never ask for a password: do not start a polkit agent, and let polkit answer
+    /// without interaction.
+    #[arg(long, global = true)]
+    pub no_ask_password: bool,
     /// Log what happens (repeat for more detail).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -65,6 +69,29 @@ pub enum Command {
     },
     /// Merge the activated extensions again and report what is merged.
     Refresh,
+    /// List running jobs (service only).
+    Jobs,
+    /// Cancel a running job (service only).
+    Cancel {
+        /// The job id, as `jobs` shows it.
+        id: u64,
+    },
+    /// Show the service's version, the boot state, what is merged and the image policy
+    /// (service only).
+    Status,
+    /// Print every signal of the service as it happens (service only).
+    Monitor {
+        /// Print one JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl Command {
+    /// Whether the verb needs the running service.
+    pub fn needs_service(&self) -> bool {
+        matches!(self, Self::Jobs | Self::Cancel { .. } | Self::Status | Self::Monitor { .. })
+    }
 }
 
 /// Arguments of `install`.

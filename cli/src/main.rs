@@ -1,12 +1,16 @@
 //! `kairos-ext`: the command-line client of kairos-extensionsd.
 #![allow(clippy::print_stdout, reason = "a command-line tool prints its results")]
 
+mod agent;
 mod args;
+mod client;
+mod monitor;
 mod offline;
 mod render;
 
 use std::process::ExitCode;
 
+use anyhow::{Context, bail};
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -17,17 +21,25 @@ fn main() -> ExitCode {
         _ => "debug",
     };
     kairos_extensionsd::logging::init(level);
-    let result = match &cli.root {
-        Some(root) => offline::run(root, cli.config.as_deref(), cli.command),
-        None => Err(anyhow::anyhow!(
-            "talking to the kairos-extensionsd service is not part of this build yet; use --root / to manage the running system offline"
-        )),
-    };
-    match result {
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("kairos-ext: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn run(cli: args::Cli) -> anyhow::Result<()> {
+    if let Some(root) = &cli.root {
+        if cli.command.needs_service() {
+            bail!("this command talks to the running service; it has no offline form (drop --root)");
+        }
+        return offline::run(root, cli.config.as_deref(), cli.command);
+    }
+    if cli.config.is_some() {
+        bail!("--config applies to offline mode (--root); the service reads its own configuration");
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
+    runtime.block_on(client::run(cli.command, cli.no_ask_password))
 }

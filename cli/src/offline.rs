@@ -74,6 +74,9 @@ pub fn run(root: &Path, config_file: Option<&Path>, command: Command) -> Result<
             let removed = engine.remove(&name, now)?;
             println!("Removed {} ({})", removed.name, removed.file);
         }
+        Command::Jobs | Command::Cancel { .. } | Command::Status | Command::Monitor { .. } => {
+            anyhow::bail!("this command talks to the running service; it has no offline form")
+        }
         Command::Refresh => {
             let merged = engine.refresh()?.into_result()?;
             if merged.is_empty() {

@@ -10,6 +10,10 @@ pub mod errors;
 pub use errors::ErrorKind;
 mod name;
 pub mod paths;
+pub mod proxies;
+
+/// The interface contract, as installed to `/usr/share/dbus-1/interfaces/`.
+pub const INTERFACE_XML: &str = include_str!("../org.kairos.Extensions1.xml");
 
 pub use boot_state::{BootState, UnknownBootState};
 pub use name::{ExtensionName, InvalidName};

@@ -68,6 +68,7 @@ impl ExtensionObject {
     }
 
     /// Same as Manager.Describe for this extension.
+    #[zbus(out_args("json"))]
     async fn describe(&self, #[zbus(connection)] connection: &Connection) -> Result<String> {
         ops::describe(&self.shared, connection, &self.name).await
     }

@@ -201,15 +201,17 @@ pub async fn start_install(
     tokio::spawn(async move {
         let _busy = shared.activity.busy();
         cells.update(|s| s.state = "running");
-        let ticker = tokio::spawn(announce_progress(connection.clone(), job_path.clone(), cells.clone()));
+        let (stop_ticker, ticker_stopped) = tokio::sync::oneshot::channel();
+        let ticker =
+            tokio::spawn(announce_progress(connection.clone(), job_path.clone(), cells.clone(), ticker_stopped));
         let worker_cells = cells.clone();
         let outcome = tokio::task::spawn_blocking(move || work(&worker_cells)).await.unwrap_or_else(|e| {
             Err(engine::Error::Sysext(crate::engine::sysext::SysextError::Unavailable(format!(
                 "the job's worker died: {e}"
             ))))
         });
-        ticker.abort();
-        let before_end = cells.status();
+        let _ = stop_ticker.send(());
+        let announced = ticker.await.unwrap_or_else(|_| cells.status());
         let result = match &outcome {
             Ok(installed) => {
                 tracing::info!(job = id, extension = %installed.name, "install job done");
@@ -234,7 +236,7 @@ pub async fn start_install(
                 "failed"
             }
         };
-        announce_changes(&connection, &job_path, &before_end, &cells.status()).await;
+        announce_changes(&connection, &job_path, &announced, &cells.status()).await;
         if let Err(e) = sync::reconcile(&shared, &connection).await {
             tracing::warn!(error = %e, "updating objects after the job failed");
         }
@@ -253,11 +255,21 @@ pub async fn start_install(
     Ok((id, path))
 }
 
-async fn announce_progress(connection: Connection, path: OwnedObjectPath, cells: JobCells) {
+/// Announces progress at most every [`PROGRESS_INTERVAL`] until told to stop; returns
+/// the status it announced last, so the final announcement carries everything since.
+async fn announce_progress(
+    connection: Connection,
+    path: OwnedObjectPath,
+    cells: JobCells,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) -> JobStatus {
     let mut interval = tokio::time::interval(PROGRESS_INTERVAL);
     let mut announced = cells.status();
     loop {
-        interval.tick().await;
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = &mut stop => return announced,
+        }
         if cells.dirty.swap(false, Ordering::SeqCst) {
             announced = announce_changes(&connection, &path, &announced, &cells.status()).await;
         }

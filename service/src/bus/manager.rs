@@ -36,6 +36,7 @@ const MAX_FILENAME: usize = 4096;
 impl Manager {
     /// Every installed extension: name, version, enabled boot states, merged now, object
     /// path.
+    #[zbus(out_args("extensions"))]
     async fn list_extensions(
         &self,
         #[zbus(connection)] connection: &Connection,
@@ -55,6 +56,7 @@ impl Manager {
     }
 
     /// The object path of the extension called `name`.
+    #[zbus(out_args("path"))]
     async fn get_extension(&self, name: &str, #[zbus(connection)] connection: &Connection) -> Result<OwnedObjectPath> {
         let _busy = self.shared.activity.busy();
         let name = args::name(name)?;
@@ -68,12 +70,14 @@ impl Manager {
     }
 
     /// A JSON object with every known field of the extension, and its extension-release.
+    #[zbus(out_args("json"))]
     async fn describe(&self, name: &str, #[zbus(connection)] connection: &Connection) -> Result<String> {
         ops::describe(&self.shared, connection, name).await
     }
 
     /// Installs from `oci://`, `http(s)://` or (root only) `file://`. Returns once the
     /// source is parsed and the caller authorized; the work runs in the returned job.
+    #[zbus(out_args("job_id", "job_path"))]
     async fn install(
         &self,
         source: &str,
@@ -109,6 +113,7 @@ impl Manager {
 
     /// Installs the image behind `fd`, a regular file opened for reading. `filename`
     /// is only for display. This is how callers other than root install local files.
+    #[zbus(out_args("job_id", "job_path"))]
     async fn install_from_fd(
         &self,
         fd: OwnedFd,
@@ -185,6 +190,7 @@ impl Manager {
 
     /// Merges the activated extensions again; returns the names merged afterwards. Fails,
     /// naming them, when activated extensions did not merge.
+    #[zbus(out_args("merged"))]
     async fn refresh(
         &self,
         flags: u64,
@@ -203,6 +209,7 @@ impl Manager {
     }
 
     /// Every job: id, type, state, object path.
+    #[zbus(out_args("jobs"))]
     fn list_jobs(&self) -> Vec<(u64, String, String, OwnedObjectPath)> {
         self.shared.jobs.list()
     }

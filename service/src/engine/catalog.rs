@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::time::UNIX_EPOCH;
 
 use kairos_extensions_dbus::{BootState, ExtensionName};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::digest::Sha256Digest;
 use super::image::{self, Releases};
@@ -19,7 +19,7 @@ use super::release::{self, Host, ReleaseFields};
 use super::store::{Entry, EntryKind, FileKey, Store};
 
 /// Everything known about one extension; also its JSON form (`list --json`, `Describe`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Extension {
     /// The name from its extension-release file.
     pub name: String,

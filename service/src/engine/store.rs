@@ -71,7 +71,7 @@ impl<T> IoContext<T> for io::Result<T> {
 }
 
 /// What kind of extension a store entry is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EntryKind {
     /// A disk image (`*.raw`).

@@ -1,0 +1,340 @@
+//! Bus mode: every verb as a call to kairos-extensionsd.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use futures_util::StreamExt;
+use kairos_extensions_dbus::paths::job_path;
+use kairos_extensions_dbus::proxies::{JobProxy, ManagerProxy};
+use kairos_extensions_dbus::{BUS_NAME, ErrorKind, FLAG_NOW};
+use kairos_extensionsd::engine::Extension;
+use zbus::message::Type;
+use zbus::proxy::MethodFlags;
+use zbus::{Connection, MatchRule, MessageStream, OwnedObjectPath, OwnedVariant, Variant};
+
+use crate::agent::{self, Agent};
+use crate::args::{Command, InstallArgs};
+use crate::{monitor, render};
+
+/// A connection to the service, with the interaction policy of this invocation.
+pub struct Client {
+    connection: Connection,
+    manager: ManagerProxy<'static>,
+    interactive: bool,
+    _agent: Option<Agent>,
+}
+
+impl Client {
+    /// Connects to the system bus (`DBUS_SYSTEM_BUS_ADDRESS` when set).
+    pub async fn connect(no_ask_password: bool) -> Result<Self> {
+        let interactive = agent::interactive(no_ask_password);
+        // A password prompt can take minutes; without one, a minute is plenty.
+        let timeout = if interactive { Duration::from_secs(600) } else { Duration::from_secs(120) };
+        let connection = zbus::connection::Builder::system()
+            .method_timeout(timeout)
+            .build()
+            .await
+            .context("cannot connect to the system bus")?;
+        let manager = ManagerProxy::new(&connection).await?;
+        let agent = if interactive { agent::start() } else { None };
+        Ok(Self { connection, manager, interactive, _agent: agent })
+    }
+
+    fn flags(&self) -> MethodFlags {
+        if self.interactive { MethodFlags::ALLOW_INTERACTIVE_AUTH } else { MethodFlags::empty() }
+    }
+
+    /// Calls a mutating manager method, allowing interactive authorization when this
+    /// invocation may ask for a password.
+    async fn call<B, R>(&self, method: &'static str, body: &B) -> Result<R>
+    where
+        B: serde::Serialize + zbus::DynamicType,
+        R: for<'d> zbus::wire::DynamicDeserialize<'d>,
+    {
+        self.manager
+            .inner()
+            .call_with_flags(method, self.flags(), body)
+            .await
+            .map_err(|e| explain(e, self.interactive))?
+            .ok_or_else(|| anyhow!("{method} returned no reply"))
+    }
+
+    async fn describe(&self, name: &str) -> Result<Extension> {
+        let json = self.manager.describe(name).await.map_err(|e| explain(e, self.interactive))?;
+        serde_json::from_str(&json)
+            .context("the service described the extension in a form this kairos-ext does not understand")
+    }
+}
+
+/// Runs one command against the service.
+pub async fn run(command: Command, no_ask_password: bool) -> Result<()> {
+    let client = Client::connect(no_ask_password).await?;
+    match command {
+        Command::List { json } => {
+            let rows = client.manager.list_extensions().await.map_err(|e| explain(e, false))?;
+            let mut list = Vec::with_capacity(rows.len());
+            for (name, ..) in rows {
+                list.push(client.describe(&name).await?);
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                print!("{}", render::table(&list));
+            }
+        }
+        Command::Inspect { name, json } => {
+            let ext = client.describe(name.as_str()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&ext)?);
+            } else {
+                print!("{}", render::details(&ext));
+            }
+        }
+        Command::Install(args) => install(&client, args).await?,
+        Command::Enable(args) => {
+            let state = args.state();
+            let flags = if args.now { FLAG_NOW } else { 0 };
+            client.call::<_, ()>("Enable", &(args.name.as_str(), state.as_str(), flags)).await?;
+            println!("Enabled {} for {state}{}", args.name, if args.now { " (merged now)" } else { "" });
+        }
+        Command::Disable(args) => {
+            let state = args.state();
+            let flags = if args.now { FLAG_NOW } else { 0 };
+            client.call::<_, ()>("Disable", &(args.name.as_str(), state.as_str(), flags)).await?;
+            println!("Disabled {} for {state}", args.name);
+        }
+        Command::Remove { name, now } => {
+            let flags = if now { FLAG_NOW } else { 0 };
+            client.call::<_, ()>("Remove", &(name.as_str(), flags)).await?;
+            println!("Removed {name}");
+        }
+        Command::Refresh => {
+            let merged: Vec<String> = client.call("Refresh", &(0u64,)).await?;
+            if merged.is_empty() {
+                println!("No extensions merged.");
+            } else {
+                println!("Merged: {}", merged.join(", "));
+            }
+        }
+        Command::Jobs => {
+            let jobs = client.manager.list_jobs().await.map_err(|e| explain(e, false))?;
+            if jobs.is_empty() {
+                println!("No jobs running.");
+            }
+            for (id, kind, state, _) in jobs {
+                let job = JobProxy::builder(&client.connection).path(job_path(id)).build().await?;
+                let source = job.inner().get_property::<String>("Source").await.unwrap_or_default();
+                let phase = job.phase().await.unwrap_or_default();
+                let progress = job.progress().await.unwrap_or(0);
+                println!("{id:>4}  {kind:<8} {state:<9} {phase:<12} {progress:>3}%  {source}");
+            }
+        }
+        Command::Cancel { id } => {
+            let job = JobProxy::builder(&client.connection).path(job_path(id)).build().await?;
+            job.inner()
+                .call_with_flags::<_, _, ()>("Cancel", client.flags(), &())
+                .await
+                .map_err(|e| explain(e, client.interactive))?;
+            println!("Cancel requested for job {id}");
+        }
+        Command::Status => {
+            let m = &client.manager;
+            let merged = m.merged().await?;
+            println!("Service:      {BUS_NAME} {}", m.version().await?);
+            println!("Boot state:   {}", m.boot_state().await?);
+            println!("Merged:       {}", if merged.is_empty() { "-".to_owned() } else { merged.join(", ") });
+            println!("Image policy: {}", m.image_policy().await?);
+            println!("Store:        {}", m.store_directory().await?);
+        }
+        Command::Monitor { json } => monitor::run(&client.connection, json).await?,
+    }
+    Ok(())
+}
+
+/// Installs through a job and follows it to the end; Ctrl-C cancels the job.
+async fn install(client: &Client, args: InstallArgs) -> Result<()> {
+    let mut options: HashMap<&str, OwnedVariant> = HashMap::new();
+    let variant = |v: Variant<'static>| OwnedVariant::try_from(v).map_err(|e| anyhow!("cannot encode an option: {e}"));
+    if let Some(name) = &args.name {
+        options.insert("name", variant(Variant::from(name.to_string()))?);
+    }
+    if !args.enable.is_empty() {
+        let states: Vec<String> = args.enable.iter().map(|s| s.as_str().to_owned()).collect();
+        options.insert("enable", variant(Variant::from(states))?);
+    }
+    if args.now {
+        options.insert("now", variant(Variant::from(true))?);
+    }
+    if args.replace {
+        options.insert("replace", variant(Variant::from(true))?);
+    }
+    if let Some(digest) = &args.digest {
+        options.insert("digest", variant(Variant::from(digest.clone()))?);
+    }
+
+    // One ordered stream of every signal of the service, subscribed before the job
+    // starts: the job's last PropertiesChanged is then always seen before its
+    // JobRemoved, and not even a fast job's end slips past.
+    let rule = MatchRule::builder().msg_type(Type::Signal).sender(BUS_NAME).build()?;
+    let mut signals =
+        MessageStream::for_match_rule(rule, &client.connection, std::num::NonZeroUsize::new(1024)).await?;
+
+    let (id, path): (u64, OwnedObjectPath) = match local_file(&args.source)? {
+        Some(path) if rustix::process::geteuid().is_root() => {
+            let uri = format!("file://{}", path.display());
+            client.call("Install", &(uri.as_str(), &options)).await?
+        }
+        Some(path) => {
+            let file = std::fs::File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+            let fd = zbus::Fd::from(&file);
+            let shown = path.display().to_string();
+            client.call("InstallFromFd", &(fd, shown.as_str(), &options)).await?
+        }
+        None => client.call("Install", &(args.source.as_str(), &options)).await?,
+    };
+
+    let mut view = JobView::default();
+    let tty = std::io::stderr().is_terminal();
+    let mut cancel_sent = false;
+    let result = loop {
+        tokio::select! {
+            message = signals.next() => {
+                let Some(message) = message else { bail!("lost the connection to the service while job {id} was running") };
+                let Ok(message) = message else { continue };
+                let header = message.header();
+                match header.member().map(|m| m.as_str()) {
+                    Some("JobRemoved") => {
+                        if let Ok((ended, _, result)) = message.body().deserialize::<(u64, OwnedObjectPath, String)>()
+                            && ended == id {
+                                break result;
+                            }
+                    }
+                    Some("PropertiesChanged") if header.path().map(|p| p.as_str()) == Some(path.as_str()) => {
+                        if let Ok((_, changed, _)) = message.body().deserialize::<(String, HashMap<String, OwnedVariant>, Vec<String>)>() {
+                            view.apply(changed, tty);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            _ = tokio::signal::ctrl_c(), if !cancel_sent => {
+                eprintln!("\nCanceling job {id}…");
+                cancel_sent = true;
+                let job = JobProxy::builder(&client.connection).path(path.clone()).build().await?;
+                if let Err(e) = job.inner().call_with_flags::<_, _, ()>("Cancel", client.flags(), &()).await {
+                    eprintln!("kairos-ext: {}", explain(e, client.interactive));
+                }
+            }
+        }
+    };
+    if tty {
+        eprintln!();
+    }
+    match result.as_str() {
+        "done" => {
+            println!("Installed {}", if view.name.is_empty() { args.source.as_str() } else { view.name.as_str() });
+            for state in &args.enable {
+                println!("Enabled for {state}{}", if args.now { " (now)" } else { "" });
+            }
+            Ok(())
+        }
+        "canceled" => bail!("install canceled"),
+        _ => {
+            let error = if view.error.is_empty() { format!("job {id} failed") } else { view.error.clone() };
+            bail!("install failed: {error}")
+        }
+    }
+}
+
+/// What we know of a job from its PropertiesChanged signals.
+#[derive(Default)]
+struct JobView {
+    phase: String,
+    name: String,
+    error: String,
+    bytes_done: u64,
+    bytes_total: u64,
+}
+
+impl JobView {
+    fn apply(&mut self, changed: HashMap<String, OwnedVariant>, tty: bool) {
+        let mut phase_changed = false;
+        for (key, value) in changed {
+            match key.as_str() {
+                "Phase" => {
+                    if let Ok(phase) = String::try_from(value) {
+                        phase_changed = phase != self.phase;
+                        self.phase = phase;
+                    }
+                }
+                "Name" => self.name = String::try_from(value).unwrap_or_default(),
+                "Error" => self.error = String::try_from(value).unwrap_or_default(),
+                "BytesDone" => self.bytes_done = u64::try_from(value).unwrap_or(self.bytes_done),
+                "BytesTotal" => self.bytes_total = u64::try_from(value).unwrap_or(self.bytes_total),
+                _ => {}
+            }
+        }
+        if tty {
+            let total = if self.bytes_total > 0 { format!(" of {}", human(self.bytes_total)) } else { String::new() };
+            eprint!("\r\x1b[2K{:<12} {}{}", self.phase, human(self.bytes_done), total);
+            let _ = std::io::stderr().flush();
+        } else if phase_changed {
+            eprintln!("{}", self.phase);
+        }
+    }
+}
+
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+}
+
+/// The local file an install source names, if it names one.
+fn local_file(source: &str) -> Result<Option<std::path::PathBuf>> {
+    if let Some(path) = source.strip_prefix("file://") {
+        return Ok(Some(std::path::PathBuf::from(path)));
+    }
+    if source.contains("://") {
+        return Ok(None);
+    }
+    Ok(Some(std::path::absolute(source).with_context(|| format!("resolving {source}"))?))
+}
+
+/// Turns a D-Bus failure into a sentence for people.
+pub fn explain(error: zbus::Error, interactive: bool) -> anyhow::Error {
+    let (name, message) = match &error {
+        zbus::Error::MethodError(name, message, _) => (name.to_string(), message.clone().unwrap_or_default()),
+        zbus::Error::FDO(fdo) => {
+            let text = fdo.to_string();
+            match text.split_once(": ") {
+                Some((name, message)) => (name.to_owned(), message.to_owned()),
+                None => (String::new(), text),
+            }
+        }
+        other => return anyhow!("{other}"),
+    };
+    let short = name.rsplit('.').next().unwrap_or(&name);
+    match short {
+        "ServiceUnknown" | "NameHasNoOwner" => {
+            anyhow!("the kairos-extensionsd service is not running and could not be started ({message})")
+        }
+        "AccessDenied" if !interactive => anyhow!(
+            "{message} (run it as root, on a terminal to authenticate, or ask for the org.kairos.extensions1.* polkit rights)"
+        ),
+        "InteractiveAuthorizationRequired" => anyhow!(
+            "authentication is required ({message}); run kairos-ext on a terminal without --no-ask-password, run it as root, or ask for the org.kairos.extensions1.* polkit rights"
+        ),
+        _ if ErrorKind::from_dbus_name(&name).is_some() || short == "InvalidArgs" || short == "AccessDenied" => {
+            anyhow!("{message}")
+        }
+        _ => anyhow!("{name}: {message}"),
+    }
+}
