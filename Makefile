@@ -6,7 +6,7 @@ CARGO ?= cargo
 PACKAGES := dbus polkitd systemd systemd-container squashfs-tools erofs-utils \
             docker-registry skopeo openssl util-linux curl
 
-.PHONY: all build deps test lint unit demo clean
+.PHONY: all build deps test lint unit demo sandbox sandbox-stop clean
 
 all: build
 
@@ -32,9 +32,16 @@ lint:
 test: deps lint build
 	$(CARGO) test --workspace --locked
 
-## demo: a tour of kairos-ext on a sandboxed system (private mount namespace; the host is untouched)
+## demo: a tour of the service and kairos-ext on a sandboxed system (the host is untouched)
 demo: deps build
 	scripts/demo.sh
+
+## sandbox: start the sandboxed service and leave it running; prints how to use and stop it
+sandbox: deps build
+	scripts/sandbox.sh start
+
+sandbox-stop:
+	scripts/sandbox.sh stop
 
 clean:
 	$(CARGO) clean

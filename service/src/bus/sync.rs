@@ -5,13 +5,15 @@
 //! file copied into the store, kairos-agent editing links) therefore produce exactly the
 //! same signals, and an idempotent call that changed nothing produces none.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
 use kairos_extensions_dbus::paths::extension_path;
 use kairos_extensions_dbus::{BootState, MANAGER_PATH};
-use zbus::Connection;
-use zbus::object_server::SignalEmitter;
+use zbus::fdo::Properties;
+use zbus::object_server::{Interface, SignalEmitter};
+use zbus::{Connection, Variant};
 
 use super::error::{BusError, BusResult};
 use super::extension::ExtensionObject;
@@ -98,38 +100,46 @@ pub async fn reconcile(shared: &Arc<Shared>, connection: &Connection) -> BusResu
     Ok(())
 }
 
-/// Emits PropertiesChanged for the properties of one extension that differ.
+/// Emits one PropertiesChanged carrying every property of one extension that differs.
 async fn announce_changes(connection: &Connection, name: &str, old: &Extension, new: &Extension) -> BusResult<()> {
-    let iface = connection.object_server().interface::<_, ExtensionObject>(extension_path(name)).await?;
-    let object = iface.get().await;
-    let emitter = iface.signal_emitter();
+    let states = |e: &Extension| e.enabled.iter().map(|s| s.as_str().to_owned()).collect::<Vec<_>>();
+    let release = |e: &Extension| e.release.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<HashMap<_, _>>();
+    let mut changed: HashMap<&str, Variant<'_>> = HashMap::new();
     if old.enabled != new.enabled {
-        object.enabled_boot_states_changed(emitter).await?;
+        changed.insert("EnabledBootStates", Variant::from(states(new)));
     }
     if old.merged != new.merged {
-        object.merged_changed(emitter).await?;
+        changed.insert("Merged", Variant::from(new.merged));
     }
     if old.version != new.version {
-        object.version_changed(emitter).await?;
+        changed.insert("Version", Variant::from(new.version.clone()));
     }
     if old.source != new.source {
-        object.source_changed(emitter).await?;
+        changed.insert("Source", Variant::from(new.source.clone()));
     }
     if old.digest != new.digest {
-        object.digest_changed(emitter).await?;
+        changed.insert("Digest", Variant::from(new.digest.clone()));
     }
     if old.size != new.size {
-        object.size_changed(emitter).await?;
+        changed.insert("Size", Variant::from(new.size));
     }
     if old.installed_time != new.installed_time {
-        object.installed_time_changed(emitter).await?;
+        changed.insert("InstalledTime", Variant::from(new.installed_time));
     }
-    if old.compatible != new.compatible || old.incompatible_reason != new.incompatible_reason {
-        object.compatible_changed(emitter).await?;
-        object.incompatible_reason_changed(emitter).await?;
+    if old.compatible != new.compatible {
+        changed.insert("Compatible", Variant::from(new.compatible));
+    }
+    if old.incompatible_reason != new.incompatible_reason {
+        changed.insert("IncompatibleReason", Variant::from(new.incompatible_reason.clone()));
     }
     if old.release != new.release {
-        object.release_changed(emitter).await?;
+        changed.insert("Release", Variant::from(release(new)));
     }
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let emitter = SignalEmitter::new(connection, extension_path(name))?;
+    Properties::properties_changed(&emitter, <ExtensionObject as Interface>::name(), changed, Cow::Borrowed(&[]))
+        .await?;
     Ok(())
 }
