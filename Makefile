@@ -2,11 +2,13 @@
 # Both install the Debian packages they rely on first, so they work on a fresh machine.
 
 CARGO ?= cargo
+PREFIX ?= /usr
+DESTDIR ?=
 # Real components the tests and the demo run (see shared TESTING notes in the README).
 PACKAGES := dbus polkitd systemd systemd-container squashfs-tools erofs-utils \
             docker-registry skopeo openssl util-linux curl
 
-.PHONY: all build deps test lint unit demo sandbox sandbox-stop clean
+.PHONY: all build release deps test lint unit demo sandbox sandbox-stop install clean
 
 all: build
 
@@ -42,6 +44,21 @@ sandbox: deps build
 
 sandbox-stop:
 	scripts/sandbox.sh stop
+
+release:
+	$(CARGO) build --workspace --bins --locked --release
+
+## install: install binaries and system files under $(DESTDIR)$(PREFIX) (run `make release` first)
+install:
+	install -Dm0755 target/release/kairos-extensionsd $(DESTDIR)$(PREFIX)/libexec/kairos-extensionsd
+	install -Dm0755 target/release/kairos-ext $(DESTDIR)$(PREFIX)/bin/kairos-ext
+	install -Dm0644 dbus-interfaces/org.kairos.Extensions1.xml $(DESTDIR)$(PREFIX)/share/dbus-1/interfaces/org.kairos.Extensions1.xml
+	install -Dm0644 systemd/org.kairos.Extensions1.conf $(DESTDIR)$(PREFIX)/share/dbus-1/system.d/org.kairos.Extensions1.conf
+	install -Dm0644 systemd/org.kairos.Extensions1.service $(DESTDIR)$(PREFIX)/share/dbus-1/system-services/org.kairos.Extensions1.service
+	install -Dm0644 systemd/kairos-extensionsd.service $(DESTDIR)$(PREFIX)/lib/systemd/system/kairos-extensionsd.service
+	install -Dm0644 systemd/kairos-extensions.tmpfiles.conf $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/kairos-extensions.conf
+	install -Dm0644 polkit/org.kairos.Extensions1.policy $(DESTDIR)$(PREFIX)/share/polkit-1/actions/org.kairos.Extensions1.policy
+	install -Dm0644 polkit/org.kairos.Extensions1.rules.example $(DESTDIR)$(PREFIX)/share/doc/kairos-extensions/org.kairos.Extensions1.rules.example
 
 clean:
 	$(CARGO) clean
