@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use kairos_extensionsd::engine::{Config, Engine};
 
 /// The org.kairos.Extensions1 system service: manages systemd system extensions on
@@ -22,6 +22,18 @@ struct Args {
     /// Check the configuration and the store, print the effective settings, and exit.
     #[arg(long)]
     check_config: bool,
+    /// Run a one-off task instead of the service.
+    #[command(subcommand)]
+    task: Option<Task>,
+}
+
+/// One-off tasks.
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Link the extensions enabled for this boot (its Kairos boot state, plus common)
+    /// into the runtime directory, skipping any image that cannot be used, and write
+    /// ROOT/run/kairos-extensions/boot.json. Exits 0 unless the store is unreadable.
+    BootActivate,
 }
 
 fn main() -> std::process::ExitCode {
@@ -40,6 +52,18 @@ fn main() -> std::process::ExitCode {
 
 fn run(args: Args) -> anyhow::Result<()> {
     let config = Config::load(&args.root, args.config.as_deref()).context("loading the configuration")?;
+    if let Some(Task::BootActivate) = args.task {
+        let refresher = Engine::exec_refresher(&args.root, &config);
+        let engine = Engine::open(&args.root, config, refresher).context("opening the extension store")?;
+        let report = engine.boot_activate().context("activating extensions for this boot")?;
+        tracing::info!(
+            boot_state = report.boot_state,
+            activated = report.activated.len(),
+            skipped = report.skipped.len(),
+            "boot activation finished"
+        );
+        return Ok(());
+    }
     if args.check_config {
         let refresher = Engine::exec_refresher(&args.root, &config);
         let engine = Engine::open(&args.root, config, refresher).context("opening the extension store")?;

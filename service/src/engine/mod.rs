@@ -5,6 +5,7 @@
 //! Operations are blocking; async callers run them on a blocking thread. Every mutating
 //! operation holds the store's cross-process lock for its whole duration.
 
+pub mod activation;
 pub mod boot;
 pub mod catalog;
 pub mod command;

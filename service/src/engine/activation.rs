@@ -1,0 +1,137 @@
+//! Boot activation: link what is enabled for this boot into the runtime directory.
+//!
+//! systemd-sysext gives up on the whole merge when one image is bad, so one broken
+//! download would take every extension down with it. The activator checks each image
+//! first (name, extension-release compatibility, image policy) and links only the good
+//! ones; each skipped image is logged with its reason and listed in the report, and the
+//! others still activate.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use kairos_extensions_dbus::BootState;
+use serde::Serialize;
+
+use super::policy::ImagePolicy;
+use super::{Engine, Error, Result, boot, durable};
+
+/// Where the report of the last activation is written, relative to the root.
+pub const REPORT: &str = "run/kairos-extensions/boot.json";
+
+/// What one activation did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BootReport {
+    /// The boot state activated for (`active`, `passive`, `recovery` or `none`).
+    pub boot_state: String,
+    /// Extensions linked into the runtime directory.
+    pub activated: Vec<Activated>,
+    /// Extensions enabled for this boot that were not linked, and why.
+    pub skipped: Vec<Skipped>,
+}
+
+/// An extension that was activated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Activated {
+    /// Its name.
+    pub name: String,
+    /// The store file linked.
+    pub file: String,
+    /// The enabled states that made it count for this boot.
+    pub states: Vec<BootState>,
+}
+
+/// An extension that was enabled for this boot but not activated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    /// Its name, or the link's name when the image could not be named.
+    pub name: String,
+    /// Why it was skipped.
+    pub reason: String,
+}
+
+impl Engine {
+    /// Links every usable extension enabled for the current boot state and `common`
+    /// into the runtime directory, removes activation links into the store that are no
+    /// longer wanted, and writes the report. Fails only when the store cannot be read.
+    pub fn boot_activate(&self) -> Result<BootReport> {
+        let _lock = self.store.lock()?;
+        let current = self.boot_state();
+        let wanted: Vec<BootState> = BootState::ALL.into_iter().filter(|s| boot::concerns(*s, current)).collect();
+        let mut report = BootReport { boot_state: boot::describe(current).to_owned(), ..BootReport::default() };
+        let listed = self.list()?;
+
+        // Links in the wanted state directories that lead nowhere in the store.
+        let files: BTreeSet<&str> = listed.iter().map(|e| e.file.as_str()).collect();
+        for state in &wanted {
+            for link in self.store.state_links(*state)? {
+                let dangling = match &link.store_file {
+                    Some(file) => !files.contains(file.as_str()),
+                    None => true,
+                };
+                if dangling {
+                    let reason = format!("{state}/{} does not point at an image in the store", link.name);
+                    tracing::warn!(link = %link.name, boot_state = %state, "{reason}; skipping it");
+                    report.skipped.push(Skipped { name: link.name.trim_end_matches(".raw").to_owned(), reason });
+                }
+            }
+        }
+
+        let mut keep: BTreeSet<String> = BTreeSet::new();
+        for ext in &listed {
+            let states: Vec<BootState> = ext.enabled.iter().copied().filter(|s| wanted.contains(s)).collect();
+            if states.is_empty() {
+                continue;
+            }
+            if states.len() > 1 {
+                tracing::warn!(extension = %ext.name, states = ?states, "enabled for this boot in more than one state; activating it once");
+            }
+            let verdict = if ext.compatible {
+                policy_verdict(&self.config.image_policy)
+            } else {
+                Err(ext.incompatible_reason.clone())
+            };
+            if let Err(reason) = verdict {
+                tracing::warn!(extension = %ext.name, reason, "skipping extension at boot");
+                report.skipped.push(Skipped { name: ext.name.clone(), reason });
+                continue;
+            }
+            let link = format!("{}.raw", ext.name);
+            self.store.link_runtime(&link, &ext.file)?;
+            keep.insert(link);
+            tracing::info!(extension = %ext.name, file = %ext.file, "activated extension for this boot");
+            report.activated.push(Activated { name: ext.name.clone(), file: ext.file.clone(), states });
+        }
+
+        for link in self.store.runtime_links()? {
+            if link.store_file.is_some() && !keep.contains(&link.name) {
+                tracing::info!(link = %link.name, "removing an activation that is no longer enabled for this boot");
+                self.store.unlink_runtime_name(&link.name)?;
+            }
+        }
+        self.write_report(&report)?;
+        Ok(report)
+    }
+
+    fn write_report(&self, report: &BootReport) -> Result<()> {
+        let path = self.layout().root().join(REPORT);
+        let dir = path.parent().map(PathBuf::from).unwrap_or_default();
+        let json = serde_json::to_vec_pretty(report).map_err(std::io::Error::other);
+        json.and_then(|json| {
+            durable::ensure_dir(&dir)?;
+            durable::write_file(&dir, "boot.json", &json)
+        })
+        .map_err(|source| {
+            Error::Store(super::store::StoreError::Io { context: format!("writing {}", path.display()), source })
+        })
+    }
+}
+
+/// Whether the image policy admits an image. Only `permissive` can be decided without
+/// verifying verity signatures; any stricter policy refuses until verification exists,
+/// because a security policy must fail closed.
+fn policy_verdict(policy: &ImagePolicy) -> std::result::Result<(), String> {
+    match policy {
+        ImagePolicy::Permissive => Ok(()),
+        other => Err(format!("image policy {other} needs signature verification, which this build does not do yet")),
+    }
+}
