@@ -1,0 +1,65 @@
+//! System extension images for tests, built with the real `mksquashfs`.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Builds a squashfs sysext: a release file and some files under `usr/`.
+pub struct ImageBuilder {
+    name: String,
+    release: String,
+    files: Vec<(String, String, u32)>,
+}
+
+impl ImageBuilder {
+    /// An image whose release file is `extension-release.<name>` with `ID=_any`.
+    pub fn new(name: &str) -> Self {
+        Self { name: name.to_owned(), release: "ID=_any\n".to_owned(), files: Vec::new() }
+    }
+
+    /// Replaces the extension-release contents.
+    pub fn release(mut self, text: &str) -> Self {
+        self.release = text.to_owned();
+        self
+    }
+
+    /// Adds `/usr/bin/<command>`, a script that prints `output`.
+    pub fn command(mut self, command: &str, output: &str) -> Self {
+        self.files.push((format!("usr/bin/{command}"), format!("#!/bin/sh\necho '{output}'\n"), 0o755));
+        self
+    }
+
+    /// Writes the image to `dir/<file_name>` and returns its path.
+    pub fn build(&self, dir: &Path, file_name: &str) -> PathBuf {
+        let tree = tempfile::tempdir_in(dir).expect("scratch tree");
+        let release_dir = tree.path().join("usr/lib/extension-release.d");
+        fs::create_dir_all(&release_dir).expect("release dir");
+        fs::write(release_dir.join(format!("extension-release.{}", self.name)), &self.release).expect("release file");
+        for (path, contents, mode) in &self.files {
+            let full = tree.path().join(path);
+            fs::create_dir_all(full.parent().expect("files live in a directory")).expect("file dir");
+            fs::write(&full, contents).expect("file");
+            fs::set_permissions(&full, fs::Permissions::from_mode(*mode)).expect("mode");
+        }
+        let out = dir.join(file_name);
+        let status = Command::new("mksquashfs")
+            .arg(tree.path())
+            .arg(&out)
+            .args(["-all-root", "-noappend", "-quiet"])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("mksquashfs runs (Debian package squashfs-tools)");
+        assert!(status.success(), "mksquashfs failed for {}", self.name);
+        fs::set_permissions(&out, fs::Permissions::from_mode(0o644)).expect("image mode");
+        out
+    }
+}
+
+/// Writes `len` bytes that are no filesystem at all.
+pub fn junk(dir: &Path, file_name: &str, len: usize) -> PathBuf {
+    let path = dir.join(file_name);
+    let bytes: Vec<u8> = (0..len).map(|i| (i * 7 + 13) as u8).collect();
+    fs::write(&path, bytes).expect("junk file");
+    path
+}

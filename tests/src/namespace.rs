@@ -1,0 +1,113 @@
+//! A private mount namespace with fresh `/run` and `/var/lib`, as TESTING.md describes:
+//! systemd-sysext merges onto this namespace's own `/usr` exactly as in production, and
+//! the host never sees it. `/run` and `/var/lib` are bind mounts of temp dirs, so tests
+//! can inspect the store and `/run/extensions` from outside.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+/// A namespace kept alive by a holder process; commands enter it with `nsenter`.
+pub struct Namespace {
+    holder: Child,
+    run: tempfile::TempDir,
+    varlib: tempfile::TempDir,
+}
+
+impl Namespace {
+    /// Creates the namespace and waits until its mounts are in place.
+    pub fn new() -> Self {
+        let run = tempfile::Builder::new().prefix("kx-run-").tempdir().expect("temp /run");
+        let varlib = tempfile::Builder::new().prefix("kx-varlib-").tempdir().expect("temp /var/lib");
+        let script = format!(
+            "mount --make-rshared / && \
+             mount --bind '{run}' /run && mount --make-rshared /run && \
+             mount --bind '{varlib}' /var/lib && \
+             mkdir -p /run/extensions /var/lib/kairos/extensions && \
+             echo ready && exec sleep infinity",
+            run = run.path().display(),
+            varlib = varlib.path().display()
+        );
+        let mut holder = Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c", &script])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("unshare runs (Debian package util-linux)");
+        let stdout = holder.stdout.take().expect("holder stdout is piped");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("holder reports readiness");
+        assert_eq!(line.trim(), "ready", "the namespace could not be set up");
+        Self { holder, run, varlib }
+    }
+
+    /// The pid whose mount namespace this is.
+    pub fn pid(&self) -> u32 {
+        self.holder.id()
+    }
+
+    /// A command that runs `program` inside the namespace.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut command = Command::new("nsenter");
+        command.arg("-t").arg(self.pid().to_string()).args(["-m", "--"]).arg(program);
+        command
+    }
+
+    /// Runs `program args...` inside the namespace and collects its output.
+    pub fn run(&self, program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Output {
+        self.command(program).args(args).output().expect("nsenter runs (Debian package util-linux)")
+    }
+
+    /// Where a path of the namespace's `/run` or `/var/lib` is seen from outside.
+    pub fn host_path(&self, system_path: &str) -> PathBuf {
+        if let Some(rest) = system_path.strip_prefix("/run/") {
+            return self.run.path().join(rest);
+        }
+        if let Some(rest) = system_path.strip_prefix("/var/lib/") {
+            return self.varlib.path().join(rest);
+        }
+        panic!("{system_path} is not under /run or /var/lib of the namespace");
+    }
+
+    /// The store directory, seen from outside.
+    pub fn store(&self) -> PathBuf {
+        self.host_path("/var/lib/kairos/extensions/")
+    }
+
+    /// Marks the boot as a Kairos boot of `state` (`active`, `passive`, `recovery`).
+    pub fn set_boot_state(&self, state: &str) {
+        let dir = self.host_path("/run/cos/");
+        std::fs::create_dir_all(&dir).expect("create /run/cos");
+        std::fs::write(dir.join(format!("{state}_mode")), "").expect("boot marker");
+    }
+
+    /// Whether `path` exists inside the namespace.
+    pub fn exists(&self, path: &str) -> bool {
+        self.run("test", &["-e", path]).status.success()
+    }
+
+    /// The names systemd-sysext reports as merged in this namespace.
+    pub fn merged(&self) -> Vec<String> {
+        let out = self.run("cat", &["/usr/.systemd-sysext/extensions"]);
+        String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_owned).collect()
+    }
+}
+
+impl Default for Namespace {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        // Unmerge first so no overlay keeps the temp dirs busy, then end the namespace.
+        let _ = self.command("systemd-sysext").arg("unmerge").output();
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+/// Whether a path exists on the host (outside every namespace).
+pub fn on_host(path: &str) -> bool {
+    Path::new(path).exists()
+}

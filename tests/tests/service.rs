@@ -1,0 +1,457 @@
+//! org.kairos.Extensions1 end to end: a real dbus-daemon carrying our bus policy, real
+//! polkitd with our actions, and kairos-extensionsd in a private mount namespace where
+//! systemd-sysext really merges.
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kairos_extensions_tests::images::{ImageBuilder, junk};
+use kairos_extensions_tests::system::{ALLOW_NOBODY, Rig};
+use kairos_extensions_tests::{contract, namespace, privileged, stderr, stdout};
+use serde_json::Value;
+
+const NOBODY: u32 = 65534;
+const QUICK: &str = "idle_exit_sec = 0\n";
+
+/// Polls `check` until it holds or `within` passes.
+fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    check()
+}
+
+/// `kairos-ext monitor --json` on its own connection, collecting every signal.
+struct Monitor {
+    child: Child,
+    log: tempfile::NamedTempFile,
+}
+
+impl Monitor {
+    fn start(rig: &Rig) -> Self {
+        let log = tempfile::NamedTempFile::new().expect("monitor log");
+        let child = rig
+            .bus
+            .command(kairos_extensions_tests::bins::kairos_ext())
+            .args(["monitor", "--json"])
+            .stdout(log.reopen().expect("log handle"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("kairos-ext monitor runs");
+        // Give the match rule time to be registered before anything happens.
+        std::thread::sleep(Duration::from_millis(700));
+        Self { child, log }
+    }
+
+    fn signals(&self) -> Vec<Value> {
+        fs::read_to_string(self.log.path())
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Whether a signal `name` with exactly these leading `args` was seen.
+    fn saw(&self, name: &str, args: &[Value]) -> bool {
+        self.signals().iter().any(|s| {
+            s["signal"] == name
+                && s["args"].as_array().is_some_and(|a| a.len() >= args.len() && a[..args.len()] == *args)
+        })
+    }
+
+    fn wait_for(&self, name: &str, args: &[Value]) -> bool {
+        eventually(Duration::from_secs(10), || self.saw(name, args))
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn error_name(verdict: &Value) -> &str {
+    verdict["error"]["name"].as_str().unwrap_or("")
+}
+
+fn hello(rig: &Rig) -> std::path::PathBuf {
+    ImageBuilder::new("hello").command("hello-kx", "hello from the extension").build(rig.scratch.path(), "hello.raw")
+}
+
+#[test]
+fn root_installs_merges_and_removes_with_every_signal_seen() {
+    if !privileged("root_installs_merges_and_removes_with_every_signal_seen") {
+        return;
+    }
+    let rig = Rig::start(&[], QUICK);
+    let monitor = Monitor::start(&rig);
+    let image = hello(&rig);
+
+    let out = rig.kairos_ext(&["install", image.to_str().expect("utf-8 path"), "--enable", "common", "--now"]);
+    assert!(out.status.success(), "install failed: {}", stderr(&out));
+    assert!(stdout(&out).contains("Installed hello"), "{}", stdout(&out));
+
+    let ran = rig.ns.run("hello-kx", &[]);
+    assert_eq!(stdout(&ran).trim(), "hello from the extension", "the merged binary must run inside the namespace");
+    assert!(!namespace::on_host("/usr/bin/hello-kx"), "the host must not see the merge");
+    assert_eq!(rig.ns.merged(), ["hello"]);
+
+    let path = Value::from("/org/kairos/Extensions1/extension/hello");
+    assert!(monitor.wait_for("JobNew", &[Value::from(1)]), "JobNew: {:?}", monitor.signals());
+    assert!(monitor.wait_for("ExtensionInstalled", &[Value::from("hello"), path.clone()]));
+    assert!(monitor.wait_for("ExtensionEnabled", &[Value::from("hello"), Value::from("common")]));
+    assert!(monitor.wait_for("Refreshed", &[Value::from(vec!["hello"])]));
+    assert!(
+        monitor.wait_for(
+            "JobRemoved",
+            &[Value::from(1), Value::from("/org/kairos/Extensions1/job/1"), Value::from("done")]
+        )
+    );
+    assert!(monitor.signals().iter().any(|s| s["signal"] == "PropertiesChanged"
+        && s["path"] == "/org/kairos/Extensions1"
+        && s["args"][1]["Merged"] == Value::from(vec!["hello"])));
+
+    let merged = rig
+        .bus
+        .command("busctl")
+        .args([
+            "--system",
+            "get-property",
+            "org.kairos.Extensions1",
+            "/org/kairos/Extensions1",
+            "org.kairos.Extensions1.Manager",
+            "Merged",
+        ])
+        .output()
+        .expect("busctl");
+    assert_eq!(stdout(&merged).trim(), "as 1 \"hello\"");
+
+    let out = rig.kairos_ext(&["disable", "hello", "--common", "--now"]);
+    assert!(out.status.success(), "disable failed: {}", stderr(&out));
+    assert!(!rig.ns.exists("/usr/bin/hello-kx"), "disable --now must unmerge");
+    assert!(monitor.wait_for("ExtensionDisabled", &[Value::from("hello"), Value::from("common")]));
+
+    let out = rig.kairos_ext(&["remove", "hello"]);
+    assert!(out.status.success(), "remove failed: {}", stderr(&out));
+    assert!(monitor.wait_for("ExtensionRemoved", &[Value::from("hello"), path]));
+    assert!(!rig.ns.store().join("hello.raw").exists());
+    assert!(!rig.ns.store().join(".meta/hello.json").exists());
+}
+
+#[test]
+fn root_installs_from_an_fd_and_the_job_can_be_canceled() {
+    if !privileged("root_installs_from_an_fd_and_the_job_can_be_canceled") {
+        return;
+    }
+    let rig = Rig::start(&[], "idle_exit_sec = 0\nmax_image_size = \"4G\"\n");
+    let image = hello(&rig);
+    let verdict = rig.probe(0, &["install-fd", image.to_str().expect("utf-8"), "read"]);
+    assert_eq!(verdict["ok"], true, "{verdict}");
+    assert!(eventually(Duration::from_secs(10), || stdout(&rig.kairos_ext(&["list"])).contains("hello")));
+    let described = rig.kairos_ext(&["inspect", "hello", "--json"]);
+    let described: Value = serde_json::from_slice(&described.stdout).expect("inspect --json is JSON");
+    assert_eq!(described["source"], format!("fd:{}", image.display()));
+
+    // A large sparse file keeps the job busy long enough to cancel it.
+    let big = rig.scratch.path().join("big.raw");
+    fs::File::create(&big).and_then(|f| f.set_len(3 << 30)).expect("sparse file");
+    let monitor = Monitor::start(&rig);
+    let started = rig.probe(0, &["install-fd", big.to_str().expect("utf-8"), "read"]);
+    let job = started["value"][1].as_str().expect("job path").to_owned();
+    let id = started["value"][0].as_u64().expect("job id");
+    let cancel = rig.kairos_ext(&["cancel", &id.to_string()]);
+    assert!(cancel.status.success(), "cancel: {}", stderr(&cancel));
+    assert!(
+        monitor.wait_for("JobRemoved", &[Value::from(id), Value::from(job.as_str()), Value::from("canceled")]),
+        "{:?}",
+        monitor.signals()
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || fs::read_dir(rig.ns.store().join(".tmp"))
+            .map(|d| d.count() == 0)
+            .unwrap_or(false)),
+        "a canceled job must leave staging empty"
+    );
+}
+
+#[test]
+fn nobody_may_read_but_every_change_is_denied_and_changes_nothing() {
+    if !privileged("nobody_may_read_but_every_change_is_denied_and_changes_nothing") {
+        return;
+    }
+    let rig = Rig::start(&[], QUICK);
+    let image = hello(&rig);
+    let out = rig.kairos_ext(&["install", image.to_str().expect("utf-8"), "--enable", "common", "--now"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let before = rig.store_snapshot();
+
+    assert_eq!(rig.probe(NOBODY, &["list"])["value"], 1);
+    assert_eq!(rig.probe(NOBODY, &["describe", "hello"])["ok"], true);
+    let listed = rig.kairos_ext_as_nobody(&["list"]);
+    assert!(listed.status.success() && stdout(&listed).contains("hello"), "{}", stderr(&listed));
+
+    let interactive = "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired";
+    for call in [
+        vec!["enable", "hello", "active", "0"],
+        vec!["disable", "hello", "common", "1"],
+        vec!["remove", "hello", "1"],
+        vec!["refresh", "0"],
+        vec!["install-fd", image.to_str().expect("utf-8"), "read"],
+    ] {
+        let verdict = rig.probe(NOBODY, &call);
+        assert_eq!(error_name(&verdict), interactive, "{call:?}: {verdict}");
+    }
+    let file = rig.probe(NOBODY, &["install", &format!("file://{}", image.display())]);
+    assert_eq!(error_name(&file), "org.freedesktop.DBus.Error.AccessDenied", "{file}");
+    assert!(file["error"]["message"].as_str().unwrap_or("").contains("InstallFromFd"), "{file}");
+
+    let cli = rig.kairos_ext_as_nobody(&["disable", "hello", "--common", "--now"]);
+    assert!(!cli.status.success());
+    assert!(stderr(&cli).contains("authentication is required"), "{}", stderr(&cli));
+
+    assert_eq!(rig.store_snapshot(), before, "denied calls must not change the store");
+    assert_eq!(rig.ns.merged(), ["hello"]);
+}
+
+#[test]
+fn a_polkit_rule_lets_nobody_change_things() {
+    if !privileged("a_polkit_rule_lets_nobody_change_things") {
+        return;
+    }
+    let rig = Rig::start(&[ALLOW_NOBODY], QUICK);
+    let image = hello(&rig);
+    let out = rig.kairos_ext_as_nobody(&["install", image.to_str().expect("utf-8"), "--enable", "common", "--now"]);
+    assert!(out.status.success(), "nobody install with the rule: {}", stderr(&out));
+    assert_eq!(rig.ns.merged(), ["hello"]);
+    assert_eq!(rig.probe(NOBODY, &["disable", "hello", "common", "1"])["ok"], true);
+    assert!(rig.ns.merged().is_empty());
+    let file = rig.probe(NOBODY, &["install", &format!("file://{}", image.display())]);
+    assert_eq!(error_name(&file), "org.freedesktop.DBus.Error.AccessDenied", "file:// stays root-only: {file}");
+    assert_eq!(rig.probe(NOBODY, &["remove", "hello", "0"])["ok"], true);
+    assert!(!rig.ns.store().join("hello.raw").exists());
+}
+
+#[test]
+fn bad_input_gets_precise_errors_and_changes_nothing() {
+    if !privileged("bad_input_gets_precise_errors_and_changes_nothing") {
+        return;
+    }
+    let rig = Rig::start(&[], QUICK);
+    let image = hello(&rig);
+    let out = rig.kairos_ext(&["install", image.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let before = rig.store_snapshot();
+    let long = "a".repeat(129);
+    let fifo = rig.scratch.path().join("fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().is_ok_and(|s| s.success()));
+    let dir = rig.scratch.path().to_str().expect("utf-8").to_owned();
+    let prefix = "org.kairos.Extensions1.Error.";
+    let cases: Vec<(Vec<&str>, String)> = vec![
+        (vec!["enable", "../x", "active", "0"], format!("{prefix}InvalidName")),
+        (vec!["enable", "a/b", "active", "0"], format!("{prefix}InvalidName")),
+        (vec!["enable", ".", "active", "0"], format!("{prefix}InvalidName")),
+        (vec!["enable", &long, "active", "0"], format!("{prefix}InvalidName")),
+        (vec!["enable", "hello", "bogus", "0"], format!("{prefix}InvalidBootState")),
+        (vec!["enable", "hello", "active", "2"], "org.freedesktop.DBus.Error.InvalidArgs".into()),
+        (vec!["remove", "hello", "4"], "org.freedesktop.DBus.Error.InvalidArgs".into()),
+        (vec!["refresh", "8"], "org.freedesktop.DBus.Error.InvalidArgs".into()),
+        (vec!["enable", "absent", "active", "0"], format!("{prefix}NotFound")),
+        (vec!["describe", "absent"], format!("{prefix}NotFound")),
+        (vec!["install", "ftp://example/x.raw"], format!("{prefix}InvalidSource")),
+        (vec!["install", "file://relative.raw"], format!("{prefix}InvalidSource")),
+        (vec!["install", "file:///tmp/../etc/shadow"], format!("{prefix}InvalidSource")),
+        (vec!["install-fd", &dir, "read"], format!("{prefix}InvalidSource")),
+        (vec!["install-fd", "/dev/null", "read"], format!("{prefix}InvalidSource")),
+        (vec!["install-fd", fifo.to_str().expect("utf-8"), "nonblock"], format!("{prefix}InvalidSource")),
+        (vec!["install-fd", image.to_str().expect("utf-8"), "write"], format!("{prefix}InvalidSource")),
+        (vec!["install-fd", image.to_str().expect("utf-8"), "path"], format!("{prefix}InvalidSource")),
+    ];
+    for (call, expected) in &cases {
+        let verdict = rig.probe(0, call);
+        assert_eq!(error_name(&verdict), expected, "{call:?}: {verdict}");
+        assert!(!verdict["error"]["message"].as_str().unwrap_or("").is_empty(), "{call:?} needs a message");
+    }
+    let option = rig
+        .bus
+        .command("busctl")
+        .args([
+            "--system",
+            "call",
+            "org.kairos.Extensions1",
+            "/org/kairos/Extensions1",
+            "org.kairos.Extensions1.Manager",
+            "Install",
+            "sa{sv}",
+            "file:///x.raw",
+            "1",
+            "colour",
+            "s",
+            "blue",
+        ])
+        .output()
+        .expect("busctl");
+    assert!(stderr(&option).contains("unknown option \"colour\""), "{}", stderr(&option));
+    let typed = rig
+        .bus
+        .command("busctl")
+        .args([
+            "--system",
+            "call",
+            "org.kairos.Extensions1",
+            "/org/kairos/Extensions1",
+            "org.kairos.Extensions1.Manager",
+            "Install",
+            "sa{sv}",
+            "file:///x.raw",
+            "1",
+            "now",
+            "s",
+            "yes",
+        ])
+        .output()
+        .expect("busctl");
+    assert!(stderr(&typed).contains("option \"now\" must be of type b"), "{}", stderr(&typed));
+
+    // A junk image is a failed job, not a changed store.
+    let bad = junk(rig.scratch.path(), "junk.raw", 100_000);
+    let out = rig.kairos_ext(&["install", bad.to_str().expect("utf-8")]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("InvalidImage"), "{}", stderr(&out));
+
+    assert_eq!(rig.store_snapshot(), before, "bad input must not change the store");
+    assert_eq!(rig.probe(0, &["list"])["value"], 1, "the service must still be up");
+}
+
+#[test]
+fn changes_made_by_others_show_up_with_the_same_signals() {
+    if !privileged("changes_made_by_others_show_up_with_the_same_signals") {
+        return;
+    }
+    let rig = Rig::start(&[], QUICK);
+    let monitor = Monitor::start(&rig);
+    // What kairos-agent does: copy an image in under its own file name, link it absolutely.
+    let image = ImageBuilder::new("k3s").build(rig.scratch.path(), "k3s.sysext.raw");
+    let store = rig.ns.store();
+    fs::copy(&image, store.join("k3s.sysext.raw")).expect("copy into the store");
+    assert!(monitor.wait_for("ExtensionInstalled", &[Value::from("k3s")]), "{:?}", monitor.signals());
+    symlink("/var/lib/kairos/extensions/k3s.sysext.raw", store.join("active/k3s.sysext.raw")).expect("link");
+    assert!(
+        monitor.wait_for("ExtensionEnabled", &[Value::from("k3s"), Value::from("active")]),
+        "{:?}",
+        monitor.signals()
+    );
+    let listed = stdout(&rig.kairos_ext(&["list"]));
+    assert!(listed.contains("k3s") && listed.contains("active"), "{listed}");
+    fs::remove_file(store.join("active/k3s.sysext.raw")).expect("unlink");
+    assert!(monitor.wait_for("ExtensionDisabled", &[Value::from("k3s"), Value::from("active")]));
+    fs::remove_file(store.join("k3s.sysext.raw")).expect("remove");
+    assert!(monitor.wait_for("ExtensionRemoved", &[Value::from("k3s")]));
+}
+
+#[test]
+fn the_service_exits_when_idle_and_comes_back_with_its_state() {
+    if !privileged("the_service_exits_when_idle_and_comes_back_with_its_state") {
+        return;
+    }
+    let mut rig = Rig::start(&[], "idle_exit_sec = 2\n");
+    let image = hello(&rig);
+    let out = rig.kairos_ext(&["install", image.to_str().expect("utf-8"), "--enable", "passive"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(rig.service.wait_exit(Duration::from_secs(20)), Some(0), "the service must exit by itself when idle");
+    let gone = rig.kairos_ext(&["status"]);
+    assert!(!gone.status.success(), "nothing answers while it is gone");
+    // Bus activation starts the binary again; here the test starts it the same way.
+    let restarted = kairos_extensions_tests::system::Service::start(&rig.bus, &rig.ns, "idle_exit_sec = 0\n");
+    rig.service = restarted;
+    let listed = stdout(&rig.kairos_ext(&["list"]));
+    assert!(listed.contains("hello") && listed.contains("passive"), "state survives a restart: {listed}");
+}
+
+#[test]
+fn introspection_matches_the_xml_contract() {
+    if !privileged("introspection_matches_the_xml_contract") {
+        return;
+    }
+    let rig = Rig::start(&[], "idle_exit_sec = 0\nmax_image_size = \"4G\"\n");
+    let image = hello(&rig);
+    assert!(rig.kairos_ext(&["install", image.to_str().expect("utf-8")]).status.success());
+    let big = rig.scratch.path().join("big.raw");
+    fs::File::create(&big).and_then(|f| f.set_len(3 << 30)).expect("sparse file");
+    let started = rig.probe(0, &["install-fd", big.to_str().expect("utf-8"), "read"]);
+    let job = started["value"][1].as_str().expect("a job path").to_owned();
+
+    let mut live = std::collections::BTreeSet::new();
+    for path in ["/org/kairos/Extensions1", "/org/kairos/Extensions1/extension/hello", job.as_str()] {
+        let out = rig
+            .bus
+            .command("busctl")
+            .args(["--system", "--xml-interface", "introspect", "org.kairos.Extensions1", path])
+            .output()
+            .expect("busctl");
+        assert!(out.status.success(), "introspecting {path}: {}", stderr(&out));
+        live.extend(contract::members(&stdout(&out)));
+    }
+    let documented = contract::members(kairos_extensions_dbus::INTERFACE_XML);
+    assert!(documented.len() > 40, "the contract parser found too little: {documented:?}");
+    let missing: Vec<_> = documented.difference(&live).collect();
+    let undocumented: Vec<_> = live.difference(&documented).collect();
+    assert!(
+        missing.is_empty() && undocumented.is_empty(),
+        "documented but not exported: {missing:#?}\nexported but not documented: {undocumented:#?}"
+    );
+    let _ = rig.kairos_ext(&["cancel", &started["value"][0].to_string()]);
+}
+
+#[test]
+fn the_bus_policy_lets_through_exactly_what_it_should() {
+    if !privileged("the_bus_policy_lets_through_exactly_what_it_should") {
+        return;
+    }
+    let rig = Rig::start(&[], QUICK);
+    let image = hello(&rig);
+    assert!(rig.kairos_ext(&["install", image.to_str().expect("utf-8")]).status.success());
+    let blocked_by_bus = |verdict: &Value| {
+        error_name(verdict) == "org.freedesktop.DBus.Error.AccessDenied"
+            && verdict["error"]["message"].as_str().unwrap_or("").contains("Rejected send message")
+    };
+    let manager = "/org/kairos/Extensions1";
+    let extension = "/org/kairos/Extensions1/extension/hello";
+    let mut reached = 0;
+    for (interface, member) in contract::methods(kairos_extensions_dbus::INTERFACE_XML) {
+        let path = match interface.as_str() {
+            "org.kairos.Extensions1.Manager" => manager,
+            "org.kairos.Extensions1.Extension" => extension,
+            // Job objects come and go; the policy line is checked on a path with none.
+            _ => "/org/kairos/Extensions1/job/999",
+        };
+        let verdict = rig.probe(NOBODY, &["call", path, &interface, &member]);
+        assert!(!blocked_by_bus(&verdict), "the bus policy blocks {interface}.{member}: {verdict}");
+        reached += 1;
+    }
+    assert!(reached >= 15, "only {reached} methods checked");
+    for (interface, member) in [
+        ("org.freedesktop.DBus.Introspectable", "Introspect"),
+        ("org.freedesktop.DBus.Peer", "Ping"),
+        ("org.freedesktop.DBus.Properties", "GetAll"),
+        ("org.freedesktop.DBus.ObjectManager", "GetManagedObjects"),
+    ] {
+        let verdict = rig.probe(NOBODY, &["call", manager, interface, member]);
+        assert!(!blocked_by_bus(&verdict), "{interface}.{member} must be open: {verdict}");
+    }
+    // Properties are read-only and Set is not on the list; nor is anything unknown.
+    for (interface, member) in
+        [("org.freedesktop.DBus.Properties", "Set"), ("org.kairos.Extensions1.Manager", "Reboot")]
+    {
+        let verdict = rig.probe(NOBODY, &["call", manager, interface, member]);
+        assert!(blocked_by_bus(&verdict), "{interface}.{member} must be denied by the bus: {verdict}");
+    }
+    let own = rig.probe(NOBODY, &["own"]);
+    assert_eq!(error_name(&own), "org.freedesktop.DBus.Error.AccessDenied", "only root may own the name: {own}");
+}
