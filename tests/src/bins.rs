@@ -15,7 +15,8 @@ fn target_dir() -> PathBuf {
         .expect("test executable lives in target/<profile>/deps")
 }
 
-fn find(name: &str) -> PathBuf {
+/// A binary of this workspace by name.
+pub fn find(name: &str) -> PathBuf {
     let path = target_dir().join(name);
     assert!(
         path.exists(),

@@ -33,6 +33,12 @@ pub fn wait_for_name(address: &str, name: &str, within: Duration) -> bool {
     false
 }
 
+const SYSTEMD1_STANDIN_POLICY: &str = r#"<busconfig>
+  <policy user="root"><allow own="org.freedesktop.systemd1"/></policy>
+  <policy context="default"><allow send_destination="org.freedesktop.systemd1"/></policy>
+</busconfig>
+"#;
+
 /// A private `dbus-daemon` of type system. Its default policy denies method calls, so
 /// only what our policy file allows gets through: every test is a test of that file too.
 pub struct SystemBus {
@@ -52,6 +58,8 @@ impl SystemBus {
             .expect("our bus policy");
         fs::copy("/usr/share/dbus-1/system.d/org.freedesktop.PolicyKit1.conf", policy_dir.join("polkit.conf"))
             .expect("polkit's bus policy (Debian package polkitd)");
+        // Lets the systemd1 stand-in (see bus-probe's sibling systemd1-standin) take its name.
+        fs::write(policy_dir.join("systemd1-standin.conf"), SYSTEMD1_STANDIN_POLICY).expect("stand-in policy");
         let socket = dir.path().join("bus.sock");
         let config = format!(
             r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
@@ -255,6 +263,47 @@ impl Drop for Service {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// The stand-in for systemd's manager; see `src/bin/systemd1-standin.rs`.
+pub struct Systemd1Standin {
+    child: Child,
+    log: tempfile::NamedTempFile,
+}
+
+impl Systemd1Standin {
+    /// Starts it; a unit restart runs `systemd-sysext refresh` inside `ns`.
+    pub fn start(bus: &SystemBus, ns: &Namespace) -> Self {
+        let log = tempfile::NamedTempFile::new().expect("stand-in log");
+        let child = bus
+            .command(bins::find("systemd1-standin"))
+            .args(["nsenter", "-t", &ns.pid().to_string(), "-m", "--", "systemd-sysext", "refresh"])
+            .stdout(log.reopen().expect("log handle"))
+            .spawn()
+            .expect("the systemd1 stand-in starts");
+        assert!(
+            wait_for_name(bus.address(), "org.freedesktop.systemd1", Duration::from_secs(10)),
+            "the systemd1 stand-in did not take its name"
+        );
+        Self { child, log }
+    }
+
+    /// The calls it received, as JSON lines.
+    pub fn calls(&self) -> Vec<serde_json::Value> {
+        fs::read_to_string(self.log.path())
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v.get("call").is_some())
+            .collect()
+    }
+}
+
+impl Drop for Systemd1Standin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -455,3 +455,38 @@ fn the_bus_policy_lets_through_exactly_what_it_should() {
     let own = rig.probe(NOBODY, &["own"]);
     assert_eq!(error_name(&own), "org.freedesktop.DBus.Error.AccessDenied", "only root may own the name: {own}");
 }
+
+/// systemd cannot run as PID 1 here, so the `systemd-unit` backend is tested against a
+/// stand-in for org.freedesktop.systemd1 on the private bus (src/bin/systemd1-standin.rs).
+/// The stand-in does what systemd-sysext.service would: a real `systemd-sysext refresh`
+/// in the service's namespace.
+#[test]
+fn the_systemd_unit_backend_restarts_systemd_sysext_service() {
+    if !privileged("the_systemd_unit_backend_restarts_systemd_sysext_service") {
+        return;
+    }
+    let bus = kairos_extensions_tests::system::SystemBus::start();
+    let _polkit = kairos_extensions_tests::system::Polkit::start(&bus, &[]);
+    let ns = kairos_extensions_tests::namespace::Namespace::new();
+    let standin = kairos_extensions_tests::system::Systemd1Standin::start(&bus, &ns);
+    let _service =
+        kairos_extensions_tests::system::Service::start(&bus, &ns, "idle_exit_sec = 0\nrefresh = \"systemd-unit\"\n");
+    let dir = tempfile::Builder::new().prefix("kx-unit-").tempdir().expect("scratch");
+    let image = ImageBuilder::new("hello").command("hello-kx", "via the unit").build(dir.path(), "hello.raw");
+    let out = bus
+        .command(kairos_extensions_tests::bins::kairos_ext())
+        .args(["install", image.to_str().expect("utf-8"), "--enable", "common", "--now"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("kairos-ext");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        standin
+            .calls()
+            .iter()
+            .any(|c| c["call"] == "RestartUnit" && c["name"] == "systemd-sysext.service" && c["mode"] == "replace"),
+        "{:?}",
+        standin.calls()
+    );
+    assert_eq!(stdout(&ns.run("hello-kx", &[])).trim(), "via the unit");
+}
