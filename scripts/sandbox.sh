@@ -34,25 +34,8 @@ start() {
   mkdir -p "$box"/{system.d,actions,rules,run,varlib,etc}
   chmod 0755 "$box" "$box"/actions "$box"/rules
 
-  cat > "$box/bus.conf" <<CONF
-<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path=$box/bus.sock</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/> <deny own="*"/> <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/> <allow receive_type="method_return"/>
-    <allow receive_type="error"/> <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus"/>
-  </policy>
-  <includedir>$box/system.d</includedir>
-</busconfig>
-CONF
+  sed -e "s|@SOCKET@|$box/bus.sock|" -e "s|@POLICY_DIR@|$box/system.d|" \
+    "$here/tests/data/private-system-bus.conf.in" > "$box/bus.conf"
   # Our bus policy is what lets the service own its name and clients call it.
   cp "$here/systemd/org.kairos.Extensions1.conf" "$box/system.d/"
   cp /usr/share/dbus-1/system.d/org.freedesktop.PolicyKit1.conf "$box/system.d/"

@@ -61,28 +61,9 @@ impl SystemBus {
         // Lets the systemd1 stand-in (see bus-probe's sibling systemd1-standin) take its name.
         fs::write(policy_dir.join("systemd1-standin.conf"), SYSTEMD1_STANDIN_POLICY).expect("stand-in policy");
         let socket = dir.path().join("bus.sock");
-        let config = format!(
-            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path={socket}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/> <deny own="*"/> <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/> <allow receive_type="method_return"/>
-    <allow receive_type="error"/> <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus"/>
-  </policy>
-  <includedir>{policy}</includedir>
-</busconfig>
-"#,
-            socket = socket.display(),
-            policy = policy_dir.display()
-        );
+        let config = include_str!("../data/private-system-bus.conf.in")
+            .replace("@SOCKET@", &socket.display().to_string())
+            .replace("@POLICY_DIR@", &policy_dir.display().to_string());
         let config_path = dir.path().join("bus.conf");
         fs::write(&config_path, config).expect("bus config");
         let daemon = Command::new("dbus-daemon")

@@ -278,46 +278,23 @@ fn bad_input_gets_precise_errors_and_changes_nothing() {
         assert_eq!(error_name(&verdict), expected, "{call:?}: {verdict}");
         assert!(!verdict["error"]["message"].as_str().unwrap_or("").is_empty(), "{call:?} needs a message");
     }
-    let option = rig
-        .bus
-        .command("busctl")
-        .args([
-            "--system",
-            "call",
-            "org.kairos.Extensions1",
-            "/org/kairos/Extensions1",
-            "org.kairos.Extensions1.Manager",
-            "Install",
-            "sa{sv}",
-            "file:///x.raw",
-            "1",
-            "colour",
-            "s",
-            "blue",
-        ])
-        .output()
-        .expect("busctl");
-    assert!(stderr(&option).contains("unknown option \"colour\""), "{}", stderr(&option));
-    let typed = rig
-        .bus
-        .command("busctl")
-        .args([
-            "--system",
-            "call",
-            "org.kairos.Extensions1",
-            "/org/kairos/Extensions1",
-            "org.kairos.Extensions1.Manager",
-            "Install",
-            "sa{sv}",
-            "file:///x.raw",
-            "1",
-            "now",
-            "s",
-            "yes",
-        ])
-        .output()
-        .expect("busctl");
-    assert!(stderr(&typed).contains("option \"now\" must be of type b"), "{}", stderr(&typed));
+    // Options are a{sv}, which only busctl spells easily.
+    let install_with_option = |key: &str, signature: &str, value: &str| {
+        let manager = ["org.kairos.Extensions1", "/org/kairos/Extensions1", "org.kairos.Extensions1.Manager"];
+        let out = rig
+            .bus
+            .command("busctl")
+            .args(["--system", "call"])
+            .args(manager)
+            .args(["Install", "sa{sv}", "file:///x.raw", "1", key, signature, value])
+            .output()
+            .expect("busctl");
+        stderr(&out)
+    };
+    let unknown = install_with_option("colour", "s", "blue");
+    assert!(unknown.contains("unknown option \"colour\""), "{unknown}");
+    let mistyped = install_with_option("now", "s", "yes");
+    assert!(mistyped.contains("option \"now\" must be of type b"), "{mistyped}");
 
     // A junk image is a failed job, not a changed store.
     let bad = junk(rig.scratch.path(), "junk.raw", 100_000);
