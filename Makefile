@@ -6,7 +6,7 @@ PREFIX ?= /usr
 DESTDIR ?=
 # Real components the tests and the demo run (see shared TESTING notes in the README).
 PACKAGES := dbus polkitd systemd systemd-container squashfs-tools erofs-utils \
-            docker-registry skopeo openssl util-linux curl
+            docker-registry skopeo openssl util-linux curl libssl-dev pkg-config
 
 .PHONY: all build release deps test lint unit demo sandbox sandbox-stop install clean
 
