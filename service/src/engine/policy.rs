@@ -86,7 +86,68 @@ pub enum PolicyError {
     },
 }
 
+/// How an image's root (or usr) file system is protected, as far as policies care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protection {
+    /// A plain file system, or a partition without verity.
+    Unprotected,
+    /// dm-verity, without a signature we trust.
+    Verity,
+    /// dm-verity with a root-hash signature by a trusted certificate.
+    Signed,
+}
+
+impl Protection {
+    fn flag(self) -> &'static str {
+        match self {
+            Self::Unprotected => "unprotected",
+            Self::Verity => "verity",
+            Self::Signed => "signed",
+        }
+    }
+}
+
 impl ImagePolicy {
+    /// Whether the policy admits an extension whose `designator` partition (`root` for a
+    /// plain file-system image, `root` or `usr` for a disk image) has `protection`.
+    ///
+    /// As in systemd, the flags of a partition are alternatives: `signed` admits only
+    /// signed verity, `verity` admits verity with or without a signature, `unprotected`
+    /// admits anything readable, and `open` is all three. A partition the policy does not name falls back to the `=` default, and
+    /// without one, to systemd's default of allowing it.
+    pub fn admits(&self, designator: &str, protection: Protection) -> Result<(), String> {
+        let rules = match self {
+            Self::Permissive => return Ok(()),
+            Self::Strict => {
+                let Ok(parsed) = STRICT.parse::<ParsedPolicy>() else {
+                    return Err("the built-in strict policy failed to parse".into());
+                };
+                parsed.rules
+            }
+            Self::Explicit(parsed) => match parsed.text.as_str() {
+                "*" | "allow" => return Ok(()),
+                "-" | "deny" | "~" | "ignore" => return Err(format!("image policy {self} refuses every image")),
+                _ => parsed.rules.clone(),
+            },
+        };
+        let Some(flags) = rules.get(designator).or_else(|| rules.get("=")) else { return Ok(()) };
+        let wanted = protection.flag();
+        let admitted = flags.iter().any(|flag| {
+            flag == wanted
+                || flag == "open"
+                || (flag == "verity" && protection == Protection::Signed)
+                || (flag == "unprotected" && protection != Protection::Unprotected)
+        });
+        if admitted {
+            Ok(())
+        } else {
+            Err(format!(
+                "image policy {self} needs {designator}={} but the image's {designator} is {wanted}",
+                flags.join("+")
+            ))
+        }
+    }
+
     /// The policy as a systemd image-policy string, or `None` for permissive (nothing to
     /// pass on).
     pub fn systemd_string(&self) -> Option<&str> {
@@ -174,6 +235,30 @@ mod tests {
         assert_eq!(p.rules.get("="), Some(&vec!["unused".to_owned(), "absent".to_owned()]));
         assert!(STRICT.parse::<ParsedPolicy>().is_ok());
         assert!("*".parse::<ParsedPolicy>().is_ok());
+    }
+
+    #[test]
+    fn admission_follows_systemd_flags() {
+        use Protection::*;
+        let strict = ImagePolicy::Strict;
+        assert!(strict.admits("root", Signed).is_ok());
+        // Flags are alternatives, as in systemd: strict as the contract defines it
+        // (root=verity+signed+absent) also admits unsigned verity.
+        assert!(strict.admits("root", Verity).is_ok());
+        assert!(strict.admits("root", Unprotected).is_err_and(|e| e.contains("root=verity+signed+absent")));
+        let signed_only: ImagePolicy = "root=signed+absent:usr=signed+absent".parse().expect("valid");
+        assert!(signed_only.admits("usr", Verity).is_err());
+        assert!(ImagePolicy::Permissive.admits("root", Unprotected).is_ok());
+        let verity: ImagePolicy = "root=verity:usr=signed".parse().expect("valid");
+        assert!(verity.admits("root", Verity).is_ok() && verity.admits("root", Signed).is_ok());
+        assert!(verity.admits("root", Unprotected).is_err());
+        assert!(verity.admits("usr", Verity).is_err());
+        let open: ImagePolicy = "root=open".parse().expect("valid");
+        assert!(open.admits("root", Unprotected).is_ok());
+        let default: ImagePolicy = "=signed".parse().expect("valid");
+        assert!(default.admits("usr", Unprotected).is_err());
+        let deny: ImagePolicy = "deny".parse().expect("valid");
+        assert!(deny.admits("root", Signed).is_err());
     }
 
     #[test]
