@@ -57,6 +57,7 @@ install:
 	install -Dm0644 systemd/org.kairos.Extensions1.service $(DESTDIR)$(PREFIX)/share/dbus-1/system-services/org.kairos.Extensions1.service
 	install -Dm0644 systemd/kairos-extensionsd.service $(DESTDIR)$(PREFIX)/lib/systemd/system/kairos-extensionsd.service
 	install -Dm0644 systemd/kairos-extensions-boot.service $(DESTDIR)$(PREFIX)/lib/systemd/system/kairos-extensions-boot.service
+	install -Dm0755 systemd/generators/kairos-extensions-generator $(DESTDIR)$(PREFIX)/lib/systemd/system-generators/kairos-extensions-generator
 	install -Dm0644 systemd/kairos-extensions.tmpfiles.conf $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/kairos-extensions.conf
 	install -Dm0644 polkit/org.kairos.Extensions1.policy $(DESTDIR)$(PREFIX)/share/polkit-1/actions/org.kairos.Extensions1.policy
 	install -Dm0644 polkit/org.kairos.Extensions1.rules.example $(DESTDIR)$(PREFIX)/share/doc/kairos-extensions/org.kairos.Extensions1.rules.example

@@ -34,6 +34,16 @@ enum Task {
     /// into the runtime directory, skipping any image that cannot be used, and write
     /// ROOT/run/kairos-extensions/boot.json. Exits 0 unless the store is unreadable.
     BootActivate,
+    /// Run as a systemd generator: on systemd 254 and later, pass the configured image
+    /// policy to systemd-sysext.service through a drop-in in NORMAL_DIR.
+    Generate {
+        /// The generator's normal output directory.
+        normal_dir: PathBuf,
+        /// The early output directory (unused).
+        early_dir: Option<PathBuf>,
+        /// The late output directory (unused).
+        late_dir: Option<PathBuf>,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -51,6 +61,10 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(Task::Generate { normal_dir, .. }) = &args.task {
+        generate(&args, normal_dir);
+        return Ok(());
+    }
     let config = Config::load(&args.root, args.config.as_deref()).context("loading the configuration")?;
     if let Some(Task::BootActivate) = args.task {
         let refresher = Engine::exec_refresher(&args.root, &config);
@@ -84,4 +98,27 @@ fn run(args: Args) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     runtime.block_on(kairos_extensionsd::bus::serve(&args.root, config))?;
     Ok(())
+}
+
+/// A generator must not fail the boot: every problem is logged and it exits 0.
+fn generate(args: &Args, normal_dir: &std::path::Path) {
+    let config = match Config::load(&args.root, args.config.as_deref()) {
+        Ok(config) => config,
+        Err(e) => {
+            tracing::error!("not passing an image policy to systemd-sysext: {e:#}");
+            return;
+        }
+    };
+    let version = kairos_extensionsd::engine::sysext::host_systemd_version();
+    match kairos_extensionsd::engine::generator::generate(normal_dir, &config.image_policy, version) {
+        Ok(true) => {
+            tracing::info!(policy = %config.image_policy, "systemd-sysext.service will enforce the image policy")
+        }
+        Ok(false) => tracing::info!(
+            policy = %config.image_policy,
+            systemd = ?version,
+            "nothing to pass to systemd-sysext (permissive policy, or systemd older than 254: enforced at install and activation only)"
+        ),
+        Err(e) => tracing::error!("cannot write the systemd-sysext drop-in: {e}"),
+    }
 }

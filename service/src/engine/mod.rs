@@ -13,6 +13,7 @@ pub mod config;
 pub mod digest;
 pub mod durable;
 mod error;
+pub mod generator;
 pub mod image;
 pub mod layout;
 pub mod meta;

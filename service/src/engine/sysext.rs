@@ -19,7 +19,7 @@ pub const SYSEXT: &str = "/usr/bin/systemd-sysext";
 /// A merge mounts a handful of images; minutes means something hangs.
 const REFRESH_DEADLINE: Duration = Duration::from_secs(300);
 /// The first systemd version whose systemd-sysext takes `--image-policy`.
-const IMAGE_POLICY_SINCE: u32 = 254;
+use super::generator::IMAGE_POLICY_SINCE;
 
 /// A refresh could not be carried out.
 #[derive(Debug, thiserror::Error)]
