@@ -38,6 +38,16 @@ async fn settle(shared: &Arc<Shared>, connection: &Connection, refreshed: bool) 
     Ok(())
 }
 
+/// Whether a refresh may have run: on success, or on a failure of the merge itself (a
+/// `--now` that did not merge is rolled back, which refreshes too). Errors found before
+/// any refresh (a missing extension, an incompatible one) leave the merge untouched.
+fn refresh_ran<T>(result: &BusResult<T>) -> bool {
+    match result {
+        Ok(_) => true,
+        Err(e) => e.error_name() == kairos_extensions_dbus::ErrorKind::Failed.dbus_name(),
+    }
+}
+
 /// Enables or disables `name` for `state`.
 pub async fn set_enabled(
     shared: &Arc<Shared>,
@@ -80,7 +90,7 @@ pub async fn remove(
     let now = super::args::flags(flags)?;
     authz::authorize(connection, header, Action::Remove, &[("name", name.as_str())]).await?;
     let result = blocking(shared, move |engine| engine.remove(&name, now)).await;
-    settle(shared, connection, now).await?;
+    settle(shared, connection, now && refresh_ran(&result)).await?;
     result.map(drop)
 }
 
