@@ -38,7 +38,7 @@ pub fn run(root: &Path, config_file: Option<&Path>, command: Command) -> Result<
             }
         }
         Command::Install(args) => {
-            let path = local_path(&args)?;
+            let source = parse_source(&args)?;
             let request = InstallRequest {
                 name: args.name,
                 enable: args.enable,
@@ -46,7 +46,7 @@ pub fn run(root: &Path, config_file: Option<&Path>, command: Command) -> Result<
                 replace: args.replace,
                 digest: args.digest.as_deref().map(str::parse::<Sha256Digest>).transpose()?,
             };
-            let installed = engine.install_file(&path, &request, &Silent)?;
+            let installed = engine.install_source(&source, &request, &Silent)?;
             println!(
                 "Installed {} ({}, {} bytes){}",
                 installed.name,
@@ -89,15 +89,13 @@ pub fn run(root: &Path, config_file: Option<&Path>, command: Command) -> Result<
     Ok(())
 }
 
-/// The local file an install source names; relative paths are taken from the current
-/// directory, as users expect from a command line.
-fn local_path(args: &InstallArgs) -> Result<std::path::PathBuf> {
+/// The install source; a relative path is taken from the current directory, as users
+/// expect from a command line.
+fn parse_source(args: &InstallArgs) -> Result<Source> {
     let text = if args.source.contains("://") || args.source.starts_with('/') {
         args.source.clone()
     } else {
         std::path::absolute(&args.source).with_context(|| format!("resolving {}", args.source))?.display().to_string()
     };
-    match Source::parse(&text)? {
-        Source::File(path) => Ok(path),
-    }
+    Ok(Source::parse(&text)?)
 }

@@ -15,6 +15,7 @@
 
 pub mod bins;
 pub mod contract;
+pub mod http;
 pub mod images;
 pub mod namespace;
 pub mod system;

@@ -271,3 +271,33 @@ fn a_config_with_an_unknown_key_is_refused_naming_it() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("max_jobz"), "{}", stderr(&out));
 }
+
+#[test]
+fn installs_over_http_without_keeping_credentials() {
+    if !privileged("installs_over_http_without_keeping_credentials") {
+        return;
+    }
+    let ns = Namespace::new();
+    let dir = scratch();
+    let image = hello(dir.path());
+    let bytes = fs::read(&image).expect("image bytes");
+    let server = kairos_extensions_tests::http::FileServer::start(bytes);
+    let url = server.url("hello.raw").replace("http://", "http://user:secret@") + "?token=hunter2";
+
+    let wrong = format!("{url}#sha256={}", "0".repeat(64));
+    let out = live(&ns, &["install", &wrong]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("digest mismatch"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("secret") && !stderr(&out).contains("hunter2"), "{}", stderr(&out));
+    assert!(!ns.store().join("hello.raw").exists(), "a download that does not match its pin is never stored");
+    assert!(tree(&ns.store().join(".tmp")).is_empty(), "nor left in staging");
+
+    let out = live(&ns, &["install", &url, "--enable", "common", "--now"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&ns.run("hello-kx", &[])).trim(), "merged for real");
+    let ext = &list_json(&live(&ns, &["list", "--json"]))[0];
+    let source = ext["source"].as_str().unwrap_or("");
+    assert!(source.starts_with("http://127.0.0.1:") && source.ends_with("/hello.raw?%3Credacted%3E"), "{source}");
+    let record = fs::read_to_string(ns.store().join(".meta/hello.json")).expect("provenance");
+    assert!(!record.contains("secret") && !record.contains("hunter2"), "credentials leaked into {record}");
+}

@@ -90,11 +90,19 @@ impl Manager {
         let parsed = Source::parse(source)?;
         let display = parsed.display();
         let uid = authz::caller_uid(connection, &header).await?;
-        let Source::File(path) = parsed;
-        if uid != 0 {
-            return Err(BusError::access_denied(
-                "file:// sources are accepted from root only; other callers pass the file with InstallFromFd",
-            ));
+        match &parsed {
+            Source::File(_) if uid != 0 => {
+                return Err(BusError::access_denied(
+                    "file:// sources are accepted from root only; other callers pass the file with InstallFromFd",
+                ));
+            }
+            Source::Oci { .. } => {
+                return Err(BusError::kind(
+                    ErrorKind::InvalidSource,
+                    "installing from OCI registries is not supported by this build yet",
+                ));
+            }
+            _ => {}
         }
         let name = request.name.as_ref().map(|n| n.to_string()).unwrap_or_default();
         authz::authorize(connection, &header, Action::Install, &[("source", &display), ("name", &name)]).await?;
@@ -106,7 +114,7 @@ impl Manager {
             display,
             uid,
             refreshes,
-            Box::new(move |progress| engine.install_file(&path, &request, progress)),
+            Box::new(move |progress| engine.install_source(&parsed, &request, progress)),
         )
         .await
     }

@@ -36,6 +36,9 @@ pub enum Error {
     /// The image is not a usable extension.
     #[error("invalid image")]
     InvalidImage(#[from] ImageError),
+    /// Downloading failed.
+    #[error(transparent)]
+    Http(#[from] super::sources::http::HttpError),
     /// A local file or descriptor that is not a readable regular file.
     #[error(transparent)]
     FileSource(#[from] FileSourceError),
@@ -131,6 +134,9 @@ impl Error {
             Self::InvalidImage(_) => ErrorKind::InvalidImage,
             Self::Incompatible { .. } | Self::Unusable { .. } => ErrorKind::Incompatible,
             Self::FileSource(_) => ErrorKind::InvalidSource,
+            Self::Http(super::sources::http::HttpError::Store(StoreError::TooLarge { .. })) => ErrorKind::TooLarge,
+            Self::Http(super::sources::http::HttpError::Store(StoreError::Canceled)) => ErrorKind::Canceled,
+            Self::Http(_) => ErrorKind::Failed,
             Self::DigestMismatch { .. } => ErrorKind::DigestMismatch,
             Self::Store(StoreError::TooLarge { .. }) => ErrorKind::TooLarge,
             Self::Canceled | Self::Store(StoreError::Canceled) => ErrorKind::Canceled,

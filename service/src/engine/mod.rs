@@ -177,6 +177,30 @@ impl Engine {
         self.install_from_reader(&source, file, total, request, progress)
     }
 
+    /// Installs from any parsed source. Registry sources are not supported yet.
+    pub fn install_source(
+        &self,
+        source: &sources::Source,
+        request: &InstallRequest,
+        progress: &dyn Progress,
+    ) -> Result<Installed> {
+        match source {
+            sources::Source::File(path) => self.install_file(path, request, progress),
+            sources::Source::Http { url, pinned } => {
+                self.check_now(request.now && !request.enable.is_empty())?;
+                let request = with_pinned_digest(request, pinned.as_ref(), source)?;
+                let mut staged = self.store.stage(self.config.max_image_size)?;
+                progress.phase(Phase::Downloading);
+                sources::http::download(url, &mut staged, progress)?;
+                self.install_staged(staged, &source.display(), None, &request, progress)
+            }
+            sources::Source::Oci { .. } => Err(Error::InvalidSource {
+                source_text: source.display(),
+                reason: "installing from OCI registries is not supported by this build yet".into(),
+            }),
+        }
+    }
+
     /// Opens a staging file for a source that writes the bytes itself.
     pub fn stage(&self) -> Result<Staged> {
         Ok(self.store.stage(self.config.max_image_size)?)
@@ -434,6 +458,27 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// Merges a digest pinned in the source (`#sha256=`) with the `digest` option; two
+/// different pins are a contradiction the caller must resolve.
+fn with_pinned_digest(
+    request: &InstallRequest,
+    pinned: Option<&Sha256Digest>,
+    source: &sources::Source,
+) -> Result<InstallRequest> {
+    let mut request = request.clone();
+    match (pinned, &request.digest) {
+        (Some(pinned), Some(option)) if pinned != option => {
+            return Err(Error::InvalidSource {
+                source_text: source.display(),
+                reason: format!("the URL pins {pinned} but the digest option says {option}"),
+            });
+        }
+        (Some(pinned), None) => request.digest = Some(pinned.clone()),
+        _ => {}
+    }
+    Ok(request)
 }
 
 fn now_us() -> u64 {

@@ -1,58 +1,138 @@
 //! Where an image comes from, as a caller writes it.
 //!
 //! Parsing is strict and happens before any work starts, so a bad source is refused
-//! with `InvalidSource` at once instead of failing halfway through a job.
+//! with `InvalidSource` at once instead of failing halfway through a job. Read methods
+//! are open to everyone, so what is stored, logged and shown ([`Source::display`]) never
+//! carries credentials: userinfo is dropped and query strings (signed URLs) are redacted.
 
 pub mod file;
+pub mod http;
 
 use std::path::{Component, PathBuf};
 
+use reqwest::Url;
+
 use super::Error;
+use super::digest::Sha256Digest;
 
 /// A parsed install source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     /// A local file, by absolute path.
     File(PathBuf),
+    /// An HTTP(S) URL, with the digest its `#sha256=` fragment pins.
+    Http {
+        /// The URL without its fragment; it may carry credentials, so it is never shown.
+        url: Url,
+        /// The pinned digest, if any.
+        pinned: Option<Sha256Digest>,
+    },
+    /// An OCI image reference (`oci://`, `docker://`, `container://`).
+    Oci {
+        /// The reference without the scheme.
+        reference: String,
+    },
 }
 
 impl Source {
-    /// Parses `file:///abs/path` or a bare absolute path.
+    /// Parses a source as callers write it.
     pub fn parse(text: &str) -> Result<Self, Error> {
-        let invalid = |reason: &str| Error::InvalidSource { source_text: text.to_owned(), reason: reason.to_owned() };
-        if text.contains('\0') || text.chars().any(char::is_control) {
+        let invalid = |reason: &str| Error::InvalidSource { source_text: redact(text), reason: reason.to_owned() };
+        if text.is_empty() {
+            return Err(invalid("the source is empty"));
+        }
+        if text.len() > 8192 {
+            return Err(invalid("the source is longer than 8192 bytes"));
+        }
+        if text.chars().any(char::is_control) {
             return Err(invalid("control characters are not allowed"));
         }
-        let path = if let Some(rest) = text.strip_prefix("file://") {
+        if let Some(rest) = text.strip_prefix("file://") {
             if !rest.starts_with('/') {
                 return Err(invalid("file:// URLs need an absolute path (file:///path/to/image.raw)"));
             }
-            percent_decode(rest).ok_or_else(|| invalid("bad %-escape in the path"))?
-        } else if text.starts_with('/') {
-            text.to_owned()
-        } else if let Some((scheme, _)) = text.split_once("://") {
-            return Err(match scheme {
-                "oci" | "docker" | "container" | "http" | "https" => {
-                    invalid("installing from registries and web servers is not supported by this build yet")
-                }
-                _ => invalid("unknown scheme; use oci://, docker://, https://, http:// or file://"),
-            });
-        } else {
-            return Err(invalid("use an absolute path or file:///path"));
-        };
-        let path = PathBuf::from(path);
-        if path.components().any(|c| matches!(c, Component::ParentDir)) {
-            return Err(invalid("'..' is not allowed in the path"));
+            let path = percent_decode(rest).ok_or_else(|| invalid("bad %-escape in the path"))?;
+            return file_path(&path).ok_or_else(|| invalid("'..' is not allowed in the path"));
         }
-        Ok(Self::File(path))
+        if text.starts_with('/') {
+            return file_path(text).ok_or_else(|| invalid("'..' is not allowed in the path"));
+        }
+        let Some((scheme, rest)) = text.split_once("://") else {
+            return Err(invalid("use oci://, https://, http://, file:// or an absolute path"));
+        };
+        match scheme {
+            "http" | "https" => parse_http(text).map_err(|reason| invalid(&reason)),
+            "oci" | "docker" | "container" => {
+                let valid = !rest.is_empty() && !rest.contains("://") && rest.bytes().all(|b| b.is_ascii_graphic());
+                if valid {
+                    Ok(Self::Oci { reference: rest.to_owned() })
+                } else {
+                    Err(invalid("not an image reference (registry/repository[:tag][@sha256:digest])"))
+                }
+            }
+            _ => Err(invalid("unknown scheme; use oci://, docker://, https://, http:// or file://")),
+        }
     }
 
-    /// The source as stored in provenance and shown to users.
+    /// The source as stored in provenance, logged and shown: never with credentials.
     pub fn display(&self) -> String {
         match self {
             Self::File(path) => format!("file://{}", path.display()),
+            Self::Http { url, pinned } => {
+                let shown = redact(url.as_str());
+                match pinned {
+                    Some(digest) => format!("{shown}#sha256={}", digest.to_string().trim_start_matches("sha256:")),
+                    None => shown,
+                }
+            }
+            Self::Oci { reference } => format!("oci://{reference}"),
         }
     }
+}
+
+fn file_path(path: &str) -> Option<Source> {
+    let path = PathBuf::from(path);
+    (!path.components().any(|c| matches!(c, Component::ParentDir))).then_some(Source::File(path))
+}
+
+fn parse_http(text: &str) -> Result<Source, String> {
+    let mut url = Url::parse(text).map_err(|e| format!("not a valid URL: {e}"))?;
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("the URL has no host".into());
+    }
+    let pinned = match url.fragment() {
+        None | Some("") => None,
+        Some(fragment) => {
+            let hex =
+                fragment.strip_prefix("sha256=").ok_or("the only fragment understood is #sha256=<64 hex digits>")?;
+            Some(Sha256Digest::from_hex(hex).map_err(|e| e.to_string())?)
+        }
+    };
+    url.set_fragment(None);
+    Ok(Source::Http { url, pinned })
+}
+
+/// Removes userinfo and redacts the query of URL-like text; other text is kept.
+pub fn redact(text: &str) -> String {
+    let Ok(mut url) = Url::parse(text) else {
+        // Not a URL (a path, or garbage): drop anything that looks like userinfo anyway.
+        return match (text.split_once("://"), text.find('@')) {
+            (Some((scheme, rest)), Some(_)) if rest.split('/').next().is_some_and(|host| host.contains('@')) => {
+                let after = rest.split_once('@').map(|(_, a)| a).unwrap_or(rest);
+                format!("{scheme}://{after}")
+            }
+            _ => text.to_owned(),
+        };
+    };
+    if url.cannot_be_a_base() {
+        return text.to_owned();
+    }
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    if url.query().is_some() {
+        url.set_query(Some("<redacted>"));
+    }
+    url.to_string()
 }
 
 fn percent_decode(text: &str) -> Option<String> {
@@ -77,11 +157,44 @@ fn percent_decode(text: &str) -> Option<String> {
 mod tests {
     use super::*;
 
+    const HEX: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
     #[test]
     fn parses_local_sources() {
         assert_eq!(Source::parse("file:///tmp/a.raw").ok(), Some(Source::File("/tmp/a.raw".into())));
         assert_eq!(Source::parse("/tmp/a.raw").ok(), Some(Source::File("/tmp/a.raw".into())));
         assert_eq!(Source::parse("file:///tmp/a%20b.raw").ok(), Some(Source::File("/tmp/a b.raw".into())));
+    }
+
+    #[test]
+    fn parses_http_with_a_pinned_digest() {
+        let Ok(Source::Http { url, pinned }) = Source::parse(&format!("https://example.com/k3s.raw#sha256={HEX}"))
+        else {
+            panic!("not parsed as HTTP");
+        };
+        assert_eq!(url.as_str(), "https://example.com/k3s.raw");
+        assert_eq!(pinned.map(|d| d.to_string()), Some(format!("sha256:{HEX}")));
+    }
+
+    #[test]
+    fn parses_oci_references() {
+        for text in ["oci://registry.example.com/k3s:v1.30", "docker://127.0.0.1:5000/x@sha256:00", "container://x"] {
+            assert!(matches!(Source::parse(text), Ok(Source::Oci { .. })), "{text}");
+        }
+    }
+
+    #[test]
+    fn never_shows_credentials() {
+        let source =
+            Source::parse("https://user:secret@example.com/k3s.raw?X-Amz-Signature=abc&token=t").expect("valid");
+        let shown = source.display();
+        assert_eq!(shown, "https://example.com/k3s.raw?%3Credacted%3E");
+        assert!(!shown.contains("secret") && !shown.contains("user") && !shown.contains("abc"));
+        let Err(Error::InvalidSource { source_text, .. }) = Source::parse("https://user:secret@/nohost") else {
+            panic!("a URL without a host must be refused");
+        };
+        assert!(!source_text.contains("secret"), "{source_text}");
+        assert!(!redact("oci://user:pw@registry/x").contains("pw"));
     }
 
     #[test]
@@ -95,7 +208,11 @@ mod tests {
             "file:///tmp/../etc/shadow",
             "/tmp/a\nb",
             "ftp://x/y",
-            "oci://registry/x",
+            "https://",
+            "https://example.com/x#md5=00",
+            "https://example.com/x#sha256=nothex",
+            "oci://",
+            "oci://a b",
         ] {
             assert!(matches!(Source::parse(bad), Err(Error::InvalidSource { .. })), "{bad:?} accepted");
         }
