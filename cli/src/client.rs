@@ -1,7 +1,7 @@
 //! Bus mode: every verb as a call to kairos-extensionsd.
 
 use std::collections::HashMap;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -195,8 +195,7 @@ async fn install(client: &Client, args: InstallArgs) -> Result<()> {
         None => client.call("Install", &(args.source.as_str(), &options)).await?,
     };
 
-    let mut view = JobView::default();
-    let tty = std::io::stderr().is_terminal();
+    let mut view = JobView::new(std::io::stderr().is_terminal());
     let mut cancel_sent = false;
     let result = loop {
         tokio::select! {
@@ -213,7 +212,7 @@ async fn install(client: &Client, args: InstallArgs) -> Result<()> {
                     }
                     Some("PropertiesChanged") if header.path().map(|p| p.as_str()) == Some(path.as_str()) => {
                         if let Ok((_, changed, _)) = message.body().deserialize::<(String, HashMap<String, OwnedVariant>, Vec<String>)>() {
-                            view.apply(changed, tty);
+                            view.apply(changed);
                         }
                     }
                     _ => {}
@@ -229,9 +228,7 @@ async fn install(client: &Client, args: InstallArgs) -> Result<()> {
             }
         }
     };
-    if tty {
-        eprintln!();
-    }
+    view.finish();
     match result.as_str() {
         "done" => {
             println!("Installed {}", if view.name.is_empty() { args.source.as_str() } else { view.name.as_str() });
@@ -248,18 +245,33 @@ async fn install(client: &Client, args: InstallArgs) -> Result<()> {
     }
 }
 
-/// What we know of a job from its PropertiesChanged signals.
-#[derive(Default)]
+/// What we know of a job from its PropertiesChanged signals, and how it is shown: a
+/// progress bar with bytes, rate and ETA on a terminal, one line per phase otherwise.
 struct JobView {
     phase: String,
     name: String,
     error: String,
     bytes_done: u64,
     bytes_total: u64,
+    bar: Option<indicatif::ProgressBar>,
 }
 
 impl JobView {
-    fn apply(&mut self, changed: HashMap<String, OwnedVariant>, tty: bool) {
+    fn new(tty: bool) -> Self {
+        let bar = tty.then(|| {
+            let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+            let style = indicatif::ProgressStyle::with_template(
+                "{msg:<12} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+            )
+            .map(|s| s.progress_chars("=> "))
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+            bar.set_style(style);
+            bar
+        });
+        Self { phase: String::new(), name: String::new(), error: String::new(), bytes_done: 0, bytes_total: 0, bar }
+    }
+
+    fn apply(&mut self, changed: HashMap<String, OwnedVariant>) {
         let mut phase_changed = false;
         for (key, value) in changed {
             match key.as_str() {
@@ -276,25 +288,24 @@ impl JobView {
                 _ => {}
             }
         }
-        if tty {
-            let total = if self.bytes_total > 0 { format!(" of {}", human(self.bytes_total)) } else { String::new() };
-            eprint!("\r\x1b[2K{:<12} {}{}", self.phase, human(self.bytes_done), total);
-            let _ = std::io::stderr().flush();
-        } else if phase_changed {
-            eprintln!("{}", self.phase);
+        match &self.bar {
+            Some(bar) => {
+                if self.bytes_total > 0 {
+                    bar.set_length(self.bytes_total);
+                }
+                bar.set_position(self.bytes_done);
+                bar.set_message(self.phase.clone());
+            }
+            None if phase_changed => eprintln!("{}", self.phase),
+            None => {}
         }
     }
-}
 
-fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
     }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }
 
 /// The local file an install source names, if it names one.

@@ -467,3 +467,23 @@ fn the_systemd_unit_backend_restarts_systemd_sysext_service() {
     );
     assert_eq!(stdout(&ns.run("hello-kx", &[])).trim(), "via the unit");
 }
+
+#[test]
+fn identical_installs_share_a_job_and_max_jobs_is_enforced() {
+    if !privileged("identical_installs_share_a_job_and_max_jobs_is_enforced") {
+        return;
+    }
+    let rig = Rig::start(&[], "idle_exit_sec = 0\nmax_jobs = 1\nmax_image_size = \"8G\"\n");
+    // Large sparse files keep jobs busy long enough to overlap.
+    let big = rig.scratch.path().join("big.raw");
+    fs::File::create(&big).and_then(|f| f.set_len(6 << 30)).expect("sparse file");
+    let source = format!("file://{}", big.display());
+    let first = rig.probe(0, &["install", &source]);
+    let second = rig.probe(0, &["install", &source]);
+    assert_eq!(first["ok"], true, "{first}");
+    assert_eq!(second["value"], first["value"], "the same install must share the running job");
+    let other = rig.probe(0, &["install-fd", big.to_str().expect("utf-8"), "read"]);
+    assert_eq!(error_name(&other), "org.kairos.Extensions1.Error.Busy", "max_jobs = 1: {other}");
+    let id = first["value"][0].to_string();
+    assert!(rig.kairos_ext(&["cancel", &id]).status.success());
+}

@@ -120,6 +120,16 @@ struct JobEntry {
     kind: &'static str,
     path: OwnedObjectPath,
     cells: JobCells,
+    /// What makes two requests the same job; `None` for work that is never shared.
+    key: Option<String>,
+}
+
+/// What [`JobTable::admit`] decided.
+enum Admission {
+    /// A new job.
+    New(u64, OwnedObjectPath),
+    /// The same work is already running as this job.
+    Running(u64, OwnedObjectPath),
 }
 
 /// The jobs that exist right now.
@@ -153,8 +163,11 @@ impl JobTable {
         self.len() == 0
     }
 
-    fn admit(&self, kind: &'static str, cells: JobCells) -> BusResult<(u64, OwnedObjectPath)> {
+    fn admit(&self, kind: &'static str, key: Option<String>, cells: JobCells) -> BusResult<Admission> {
         let mut jobs = self.jobs.lock().map_err(|_| BusError::failed("job table lock poisoned"))?;
+        if let Some((id, job)) = jobs.iter().find(|(_, job)| key.is_some() && job.key == key) {
+            return Ok(Admission::Running(*id, job.path.clone()));
+        }
         if jobs.len() >= self.max {
             return Err(BusError::kind(
                 ErrorKind::Busy,
@@ -163,8 +176,8 @@ impl JobTable {
         }
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
         let path = job_path(id);
-        jobs.insert(id, JobEntry { kind, path: path.clone(), cells });
-        Ok((id, path))
+        jobs.insert(id, JobEntry { kind, path: path.clone(), cells, key });
+        Ok(Admission::New(id, path))
     }
 
     fn forget(&self, id: u64) {
@@ -177,17 +190,26 @@ impl JobTable {
 /// The work of an install job, run on a blocking thread.
 pub type InstallWork = Box<dyn FnOnce(&dyn Progress) -> engine::Result<Installed> + Send>;
 
-/// Starts an install job and returns once it is exported and announced.
+/// Starts an install job and returns once it is exported and announced. When the same
+/// work (`key`) is already running, that job is returned instead: both callers follow
+/// one download.
 pub async fn start_install(
     shared: &Arc<Shared>,
     connection: &Connection,
     source: String,
+    key: Option<String>,
     owner_uid: u32,
     refreshes: bool,
     work: InstallWork,
 ) -> BusResult<(u64, OwnedObjectPath)> {
     let cells = JobCells::new();
-    let (id, path) = shared.jobs.admit("install", cells.clone())?;
+    let (id, path) = match shared.jobs.admit("install", key, cells.clone())? {
+        Admission::New(id, path) => (id, path),
+        Admission::Running(id, path) => {
+            tracing::info!(job = id, source, "the same install is already running; sharing its job");
+            return Ok((id, path));
+        }
+    };
     let object = JobObject { id, source: source.clone(), owner_uid, cells: cells.clone(), shared: shared.clone() };
     if let Err(e) = connection.object_server().at(&path, object).await {
         shared.jobs.forget(id);

@@ -108,10 +108,13 @@ impl Manager {
         authz::authorize(connection, &header, Action::Install, &[("source", &display), ("name", &name)]).await?;
         let engine = self.shared.engine.clone();
         let refreshes = request.now && !request.enable.is_empty();
+        // The same source with the same options is the same work, whoever asks.
+        let key = Some(format!("{display}\n{request:?}"));
         job::start_install(
             &self.shared,
             connection,
             display,
+            key,
             uid,
             refreshes,
             Box::new(move |progress| engine.install_source(&parsed, &request, progress)),
@@ -148,10 +151,12 @@ impl Manager {
         let engine = self.shared.engine.clone();
         let refreshes = request.now && !request.enable.is_empty();
         let source = display.clone();
+        // Two descriptors are two files, whatever their names: never shared.
         job::start_install(
             &self.shared,
             connection,
             display,
+            None,
             uid,
             refreshes,
             Box::new(move |progress| engine.install_from_reader(&source, file, total, &request, progress)),
