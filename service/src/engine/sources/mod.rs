@@ -7,6 +7,7 @@
 
 pub mod file;
 pub mod http;
+pub mod layer;
 
 use std::path::{Component, PathBuf};
 
