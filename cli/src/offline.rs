@@ -46,16 +46,17 @@ pub fn run(root: &Path, config_file: Option<&Path>, command: Command) -> Result<
                 replace: args.replace,
                 digest: args.digest.as_deref().map(str::parse::<Sha256Digest>).transpose()?,
             };
-            let installed = engine.install_source(&source, &request, &Silent)?;
-            println!(
-                "Installed {} ({}, {} bytes){}",
-                installed.name,
-                installed.digest,
-                installed.size,
-                if installed.replaced { ", replacing the previous image" } else { "" }
-            );
-            for state in &request.enable {
-                println!("Enabled {} for {state}{}", installed.name, if request.now { " (now)" } else { "" });
+            for installed in engine.install_source(&source, &request, &Silent)? {
+                println!(
+                    "Installed {} ({}, {} bytes){}",
+                    installed.name,
+                    installed.digest,
+                    installed.size,
+                    if installed.replaced { ", replacing the previous image" } else { "" }
+                );
+                for state in &request.enable {
+                    println!("Enabled {} for {state}{}", installed.name, if request.now { " (now)" } else { "" });
+                }
             }
         }
         Command::Enable(args) => {

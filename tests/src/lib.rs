@@ -18,6 +18,7 @@ pub mod contract;
 pub mod http;
 pub mod images;
 pub mod namespace;
+pub mod registry;
 pub mod system;
 
 use std::path::Path;

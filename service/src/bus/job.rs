@@ -188,7 +188,7 @@ impl JobTable {
 }
 
 /// The work of an install job, run on a blocking thread.
-pub type InstallWork = Box<dyn FnOnce(&dyn Progress) -> engine::Result<Installed> + Send>;
+pub type InstallWork = Box<dyn FnOnce(&dyn Progress) -> engine::Result<Vec<Installed>> + Send>;
 
 /// Starts an install job and returns once it is exported and announced. When the same
 /// work (`key`) is already running, that job is returned instead: both callers follow
@@ -236,7 +236,9 @@ pub async fn start_install(
         let announced = ticker.await.unwrap_or_else(|_| cells.status());
         let result = match &outcome {
             Ok(installed) => {
-                tracing::info!(job = id, extension = %installed.name, "install job done");
+                let names: Vec<String> = installed.iter().map(|i| i.name.to_string()).collect();
+                tracing::info!(job = id, extensions = %names.join(", "), "install job done");
+                cells.update(|s| s.name = names.join(", "));
                 cells.update(|s| s.state = "done");
                 "done"
             }

@@ -96,12 +96,6 @@ impl Manager {
                     "file:// sources are accepted from root only; other callers pass the file with InstallFromFd",
                 ));
             }
-            Source::Oci { .. } => {
-                return Err(BusError::kind(
-                    ErrorKind::InvalidSource,
-                    "installing from OCI registries is not supported by this build yet",
-                ));
-            }
             _ => {}
         }
         let name = request.name.as_ref().map(|n| n.to_string()).unwrap_or_default();
@@ -159,7 +153,9 @@ impl Manager {
             None,
             uid,
             refreshes,
-            Box::new(move |progress| engine.install_from_reader(&source, file, total, &request, progress)),
+            Box::new(move |progress| {
+                engine.install_from_reader(&source, file, total, &request, progress).map(|i| vec![i])
+            }),
         )
         .await
     }

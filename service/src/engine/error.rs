@@ -7,6 +7,7 @@ use super::image::ImageError;
 use super::layout::NotAbsolute;
 use super::release::{Incompatible, NoOsRelease};
 use super::sources::file::FileSourceError;
+use super::sources::layer::LayerError;
 use super::store::StoreError;
 use super::sysext::SysextError;
 
@@ -36,6 +37,9 @@ pub enum Error {
     /// The image is not a usable extension.
     #[error("invalid image")]
     InvalidImage(#[from] ImageError),
+    /// Pulling from a registry failed.
+    #[error(transparent)]
+    Oci(#[from] super::sources::oci::OciError),
     /// Downloading failed.
     #[error(transparent)]
     Http(#[from] super::sources::http::HttpError),
@@ -137,6 +141,20 @@ impl Error {
             Self::Http(super::sources::http::HttpError::Store(StoreError::TooLarge { .. })) => ErrorKind::TooLarge,
             Self::Http(super::sources::http::HttpError::Store(StoreError::Canceled)) => ErrorKind::Canceled,
             Self::Http(_) => ErrorKind::Failed,
+            Self::Oci(super::sources::oci::OciError::Reference(_)) => ErrorKind::InvalidSource,
+            Self::Oci(super::sources::oci::OciError::DigestMismatch { .. }) => ErrorKind::DigestMismatch,
+            Self::Oci(super::sources::oci::OciError::Layer(LayerError::Store(StoreError::TooLarge { .. }))) => {
+                ErrorKind::TooLarge
+            }
+            Self::Oci(super::sources::oci::OciError::Store(StoreError::TooLarge { .. })) => ErrorKind::TooLarge,
+            Self::Oci(
+                super::sources::oci::OciError::Store(StoreError::Canceled)
+                | super::sources::oci::OciError::Layer(LayerError::Store(StoreError::Canceled)),
+            ) => ErrorKind::Canceled,
+            Self::Oci(super::sources::oci::OciError::Layer(_) | super::sources::oci::OciError::Unusable(_)) => {
+                ErrorKind::InvalidImage
+            }
+            Self::Oci(_) => ErrorKind::Failed,
             Self::DigestMismatch { .. } => ErrorKind::DigestMismatch,
             Self::Store(StoreError::TooLarge { .. }) => ErrorKind::TooLarge,
             Self::Canceled | Self::Store(StoreError::Canceled) => ErrorKind::Canceled,

@@ -177,28 +177,81 @@ impl Engine {
         self.install_from_reader(&source, file, total, request, progress)
     }
 
-    /// Installs from any parsed source. Registry sources are not supported yet.
+    /// Installs from any parsed source. A registry image may carry several extension
+    /// images: all are installed, or only the one `request.name` picks.
     pub fn install_source(
         &self,
         source: &sources::Source,
         request: &InstallRequest,
         progress: &dyn Progress,
-    ) -> Result<Installed> {
+    ) -> Result<Vec<Installed>> {
         match source {
-            sources::Source::File(path) => self.install_file(path, request, progress),
+            sources::Source::File(path) => Ok(vec![self.install_file(path, request, progress)?]),
             sources::Source::Http { url, pinned } => {
                 self.check_now(request.now && !request.enable.is_empty())?;
                 let request = with_pinned_digest(request, pinned.as_ref(), source)?;
                 let mut staged = self.store.stage(self.config.max_image_size)?;
                 progress.phase(Phase::Downloading);
                 sources::http::download(url, &mut staged, progress)?;
-                self.install_staged(staged, &source.display(), None, &request, progress)
+                Ok(vec![self.install_staged(staged, &source.display(), None, &request, progress)?])
             }
-            sources::Source::Oci { .. } => Err(Error::InvalidSource {
-                source_text: source.display(),
-                reason: "installing from OCI registries is not supported by this build yet".into(),
-            }),
+            sources::Source::Oci { reference } => self.install_oci(source, reference, request, progress),
         }
+    }
+
+    fn install_oci(
+        &self,
+        source: &sources::Source,
+        reference: &str,
+        request: &InstallRequest,
+        progress: &dyn Progress,
+    ) -> Result<Vec<Installed>> {
+        self.check_now(request.now && !request.enable.is_empty())?;
+        let options = sources::oci::RegistryOptions {
+            insecure: self.config.insecure_registries.clone(),
+            auth_file: self.config.registry_auth.as_ref().map(|p| self.layout().host(p)),
+            max_image_size: self.config.max_image_size,
+        };
+        let pinned_in_reference = reference.split_once('@').map(|(_, digest)| digest.to_owned());
+        let pulled = sources::oci::pull(
+            reference,
+            &options,
+            pinned_in_reference.as_deref(),
+            || self.store.stage(self.config.max_image_size),
+            progress,
+        )?;
+        // The digest option pins the manifest (or index), or else the image file.
+        let mut request = request.clone();
+        if let Some(digest) = &request.digest {
+            let text = digest.to_string();
+            if text == pulled.manifest_digest || pulled.index_digest.as_deref() == Some(text.as_str()) {
+                request.digest = None;
+            }
+        }
+        let resolved = Some(pulled.index_digest.clone().unwrap_or_else(|| pulled.manifest_digest.clone()));
+        let display = source.display();
+        let mut installed = Vec::new();
+        for image in pulled.images {
+            if let Some(wanted) = &request.name {
+                let releases = image::read_image(image.staged.path())?;
+                if !releases.0.iter().any(|(name, _)| name == wanted) {
+                    tracing::info!(file = %image.file_name, wanted = %wanted, "skipping an image of the pull that is not the one asked for");
+                    continue;
+                }
+            }
+            let stem = image.file_name.trim_end_matches(".raw").to_owned();
+            let mut per_image = request.clone();
+            if per_image.name.is_none() {
+                per_image.name =
+                    image::read_image(image.staged.path())?.pick(None, Some(&stem)).ok().map(|(name, _)| name);
+            }
+            installed.push(self.install_staged(image.staged, &display, resolved.clone(), &per_image, progress)?);
+        }
+        if installed.is_empty() {
+            let wanted = request.name.map(|n| n.to_string()).unwrap_or_default();
+            return Err(Error::InvalidImage(image::ImageError::NameNotInImage { wanted, available: Vec::new() }));
+        }
+        Ok(installed)
     }
 
     /// Opens a staging file for a source that writes the bytes itself.

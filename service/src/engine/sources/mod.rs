@@ -8,6 +8,8 @@
 pub mod file;
 pub mod http;
 pub mod layer;
+pub mod oci;
+pub mod registry_auth;
 
 use std::path::{Component, PathBuf};
 

@@ -1,0 +1,175 @@
+//! A real OCI registry (Debian's `docker-registry`) on loopback, and images pushed to it
+//! with `skopeo` from OCI layouts this module writes by hand.
+
+use std::fs;
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+/// A running `docker-registry serve`.
+pub struct Registry {
+    child: Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Registry {
+    /// Starts a registry with filesystem storage on a free loopback port.
+    pub fn start() -> Self {
+        let dir = tempfile::Builder::new().prefix("kx-registry-").tempdir().expect("registry dir");
+        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port");
+        let config = dir.path().join("config.yml");
+        fs::write(
+            &config,
+            format!(
+                "version: 0.1\nstorage: {{filesystem: {{rootdirectory: {}}}}}\nhttp: {{addr: 127.0.0.1:{port}}}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .expect("registry config");
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry runs (Debian package docker-registry)");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(15), "docker-registry did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, dir, port }
+    }
+
+    /// `host:port` of the registry.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Pushes an OCI layout directory's `tag` as `name:tag` with skopeo.
+    pub fn push(&self, layout: &Path, tag: &str, name: &str, all: bool) {
+        let mut command = Command::new("skopeo");
+        command.args(["copy", "--quiet", "--dest-tls-verify=false"]);
+        if all {
+            command.arg("--all");
+        }
+        let out = command
+            .arg(format!("oci:{}:{tag}", layout.display()))
+            .arg(format!("docker://{}/{name}:{tag}", self.host()))
+            .output()
+            .expect("skopeo runs (Debian package skopeo)");
+        assert!(out.status.success(), "skopeo copy failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Where the registry keeps the blob `digest` (`sha256:<hex>`), to tamper with it.
+    pub fn blob_path(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.dir.path().join("data/docker/registry/v2/blobs/sha256").join(&hex[..2]).join(hex).join("data")
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `sha256:<hex>` of `bytes`.
+pub fn digest(bytes: &[u8]) -> String {
+    format!("sha256:{:x}", Sha256::digest(bytes))
+}
+
+/// A tar archive of `entries` (name, bytes), as an image layer. Names are written into
+/// the header byte by byte, so hostile ones (`../x`) survive: the point is to test the
+/// reader.
+pub fn tar(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, data) in entries {
+        let mut header = tar::Header::new_ustar();
+        let field = &mut header.as_old_mut().name;
+        assert!(name.len() < field.len(), "test names fit a ustar header");
+        field[..name.len()].copy_from_slice(name.as_bytes());
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_cksum();
+        builder.append(&header, *data).expect("append");
+    }
+    builder.into_inner().expect("finish tar")
+}
+
+/// gzip of `bytes`.
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(bytes).expect("gzip");
+    encoder.finish().expect("gzip finish")
+}
+
+/// An OCI layout being written.
+pub struct Layout {
+    dir: PathBuf,
+    manifests: Vec<String>,
+}
+
+impl Layout {
+    /// A new layout in `dir`.
+    pub fn new(dir: &Path) -> Self {
+        fs::create_dir_all(dir.join("blobs/sha256")).expect("layout dirs");
+        fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).expect("oci-layout");
+        Self { dir: dir.to_path_buf(), manifests: Vec::new() }
+    }
+
+    fn blob(&self, bytes: &[u8]) -> (String, usize) {
+        let digest = digest(bytes);
+        fs::write(self.dir.join("blobs/sha256").join(digest.trim_start_matches("sha256:")), bytes).expect("blob");
+        (digest, bytes.len())
+    }
+
+    /// Adds an image manifest for `arch` with one layer of `media_type`; returns the
+    /// manifest's digest and the layer's.
+    pub fn image(&mut self, arch: &str, layer: &[u8], media_type: &str, uncompressed: &[u8]) -> (String, String) {
+        let (layer_digest, layer_size) = self.blob(layer);
+        let config = format!(
+            r#"{{"architecture":"{arch}","os":"linux","rootfs":{{"type":"layers","diff_ids":["{}"]}},"config":{{}}}}"#,
+            digest(uncompressed)
+        );
+        let (config_digest, config_size) = self.blob(config.as_bytes());
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{config_size}}},"layers":[{{"mediaType":"{media_type}","digest":"{layer_digest}","size":{layer_size}}}]}}"#
+        );
+        let (manifest_digest, manifest_size) = self.blob(manifest.as_bytes());
+        self.manifests.push(format!(
+            r#"{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{manifest_digest}","size":{manifest_size},"platform":{{"architecture":"{arch}","os":"linux"}}}}"#
+        ));
+        (manifest_digest, layer_digest)
+    }
+
+    /// Writes `index.json` tagging the single image (or, with several, a nested image
+    /// index of all of them) as `tag`.
+    pub fn finish(&self, tag: &str) {
+        let entry = if self.manifests.len() == 1 {
+            self.manifests[0].replacen(
+                '{',
+                &format!(r#"{{"annotations":{{"org.opencontainers.image.ref.name":"{tag}"}},"#),
+                1,
+            )
+        } else {
+            let nested = format!(
+                r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{}]}}"#,
+                self.manifests.join(",")
+            );
+            let (digest, size) = self.blob(nested.as_bytes());
+            format!(
+                r#"{{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"{digest}","size":{size},"annotations":{{"org.opencontainers.image.ref.name":"{tag}"}}}}"#
+            )
+        };
+        fs::write(self.dir.join("index.json"), format!(r#"{{"schemaVersion":2,"manifests":[{entry}]}}"#))
+            .expect("index.json");
+    }
+}
