@@ -111,6 +111,11 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     encoder.finish().expect("gzip finish")
 }
 
+/// zstd of `bytes`.
+pub fn zstd(bytes: &[u8]) -> Vec<u8> {
+    ruzstd::encoding::compress_to_vec(bytes, ruzstd::encoding::CompressionLevel::Fastest)
+}
+
 /// An OCI layout being written.
 pub struct Layout {
     dir: PathBuf,

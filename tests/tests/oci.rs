@@ -7,7 +7,7 @@ use std::process::Output;
 
 use kairos_extensions_tests::images::ImageBuilder;
 use kairos_extensions_tests::namespace::Namespace;
-use kairos_extensions_tests::registry::{Layout, Registry, gzip, tar};
+use kairos_extensions_tests::registry::{Layout, Registry, gzip, tar, zstd};
 use kairos_extensions_tests::{bins, privileged, stderr, stdout};
 
 const GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
@@ -96,6 +96,29 @@ fn installs_a_kairos_shaped_image_and_merges_it() {
     assert_eq!(stdout(&setup.ns.run("hello-kx", &[])).trim(), "from the registry");
     let record = fs::read_to_string(setup.ns.store().join(".meta/hello.json")).expect("provenance");
     assert!(record.contains(&manifest), "the tag's resolved digest is recorded: {record}");
+}
+
+#[test]
+fn installs_zstd_and_uncompressed_layers() {
+    if !privileged("installs_zstd_and_uncompressed_layers") {
+        return;
+    }
+    let setup = Setup::new("");
+    let hello = setup.hello();
+    let plain = tar(&[("hello.raw", &hello)]);
+    for (tag, layer, media_type) in [
+        ("zstd", zstd(&plain), "application/vnd.oci.image.layer.v1.tar+zstd"),
+        ("plain", plain.clone(), "application/vnd.oci.image.layer.v1.tar"),
+    ] {
+        let dir = setup.scratch.path().join(format!("layout-{tag}"));
+        let mut layout = Layout::new(&dir);
+        layout.image(host_arch(), &layer, media_type, &plain);
+        layout.finish(tag);
+        setup.registry.push(&dir, tag, "hello", false);
+        let out = setup.kx(&["install", &setup.oci("hello", tag), "--replace"]);
+        assert!(out.status.success(), "{tag}: {}", stderr(&out));
+        assert!(stdout(&out).contains("Installed hello"), "{tag}: {}", stdout(&out));
+    }
 }
 
 #[test]

@@ -156,6 +156,12 @@ fn consume(
                 let decoder = flate2::read::GzDecoder::new(reader);
                 images.extend(layer::extract(decoder, layer_budget(max_image_size), &mut *stage, &counted)?);
             }
+            Shape::TarZstd => {
+                // A hostile frame may ask for any window; zstd's own decoder default caps it here.
+                let decoder = ruzstd::decoding::StreamingDecoder::new_with_max_window_size(reader, ZSTD_MAX_WINDOW)
+                    .map_err(|e| OciError::Unusable(format!("the zstd layer cannot be read: {e}")))?;
+                images.extend(layer::extract(decoder, layer_budget(max_image_size), &mut *stage, &counted)?);
+            }
         }
         if let Some(error) = counted.failure(rx) {
             return Err(error);
@@ -176,7 +182,11 @@ enum Shape {
     Artifact(String),
     Tar,
     TarGzip,
+    TarZstd,
 }
+
+/// The largest zstd window accepted (128 MiB, the zstd decoder's own default limit).
+const ZSTD_MAX_WINDOW: u64 = 1 << 27;
 
 fn shape(descriptor: &OciDescriptor) -> Result<Shape, OciError> {
     let title = descriptor.annotations.as_ref().and_then(|a: &BTreeMap<String, String>| a.get(TITLE)).cloned();
@@ -189,9 +199,7 @@ fn shape(descriptor: &OciDescriptor) -> Result<Shape, OciError> {
         "application/vnd.oci.image.layer.v1.tar+gzip" | "application/vnd.docker.image.rootfs.diff.tar.gzip" => {
             Ok(Shape::TarGzip)
         }
-        "application/vnd.oci.image.layer.v1.tar+zstd" => {
-            Err(OciError::Unusable("zstd-compressed layers are not supported by this build yet".into()))
-        }
+        "application/vnd.oci.image.layer.v1.tar+zstd" => Ok(Shape::TarZstd),
         other => Err(OciError::Unusable(format!("a layer of media type {other:?} is not an extension layer"))),
     }
 }
