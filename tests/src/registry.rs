@@ -80,6 +80,23 @@ impl Drop for Registry {
     }
 }
 
+/// Pushes `image` as a single-blob artifact `name:tag` with oci-client's push API, the
+/// way ORAS-style tools publish extensions: one layer of `media_type`, titled `title`.
+pub fn push_artifact(registry: &Registry, name: &str, tag: &str, image: Vec<u8>, media_type: &str, title: &str) {
+    use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
+    let reference: oci_client::Reference =
+        format!("{}/{name}:{tag}", registry.host()).parse().expect("a valid reference");
+    let annotations =
+        std::collections::BTreeMap::from([("org.opencontainers.image.title".to_owned(), title.to_owned())]);
+    let layer = ImageLayer::new(image, media_type.to_owned(), Some(annotations));
+    let config = Config::new(b"{}".to_vec(), "application/vnd.oci.empty.v1+json".to_owned(), None);
+    let client = oci_client::Client::new(ClientConfig { protocol: ClientProtocol::Http, ..ClientConfig::default() });
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime
+        .block_on(client.push(&reference, &[layer], config, &oci_client::secrets::RegistryAuth::Anonymous, None))
+        .expect("push the artifact");
+}
+
 /// `sha256:<hex>` of `bytes`.
 pub fn digest(bytes: &[u8]) -> String {
     format!("sha256:{:x}", Sha256::digest(bytes))

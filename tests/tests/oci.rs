@@ -7,7 +7,7 @@ use std::process::Output;
 
 use kairos_extensions_tests::images::ImageBuilder;
 use kairos_extensions_tests::namespace::Namespace;
-use kairos_extensions_tests::registry::{Layout, Registry, gzip, tar, zstd};
+use kairos_extensions_tests::registry::{Layout, Registry, gzip, push_artifact, tar, zstd};
 use kairos_extensions_tests::{bins, privileged, stderr, stdout};
 
 const GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
@@ -119,6 +119,28 @@ fn installs_zstd_and_uncompressed_layers() {
         assert!(out.status.success(), "{tag}: {}", stderr(&out));
         assert!(stdout(&out).contains("Installed hello"), "{tag}: {}", stdout(&out));
     }
+}
+
+#[test]
+fn installs_artifacts_pushed_by_oci_client() {
+    if !privileged("installs_artifacts_pushed_by_oci_client") {
+        return;
+    }
+    let setup = Setup::new("");
+    let hello = setup.hello();
+    push_artifact(&setup.registry, "art", "kairos", hello.clone(), "application/vnd.kairos.sysext.raw", "hello.raw");
+    let out = setup.kx(&["install", &setup.oci("art", "kairos"), "--enable", "common", "--now"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&setup.ns.run("hello-kx", &[])).trim(), "from the registry");
+
+    push_artifact(&setup.registry, "art", "octet", hello.clone(), "application/octet-stream", "hello.raw");
+    let out = setup.kx(&["install", &setup.oci("art", "octet"), "--replace"]);
+    assert!(out.status.success(), "octet-stream with a .raw title: {}", stderr(&out));
+
+    push_artifact(&setup.registry, "art", "hostile", hello, "application/vnd.kairos.sysext.raw", "../../etc/evil.raw");
+    let out = setup.kx(&["install", &setup.oci("art", "hostile"), "--replace"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not a plain *.raw file name"), "{}", stderr(&out));
 }
 
 #[test]
