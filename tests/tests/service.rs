@@ -487,3 +487,48 @@ fn identical_installs_share_a_job_and_max_jobs_is_enforced() {
     let id = first["value"][0].to_string();
     assert!(rig.kairos_ext(&["cancel", &id]).status.success());
 }
+
+#[test]
+fn a_registry_pull_can_be_canceled_mid_download() {
+    if !privileged("a_registry_pull_can_be_canceled_mid_download") {
+        return;
+    }
+    use kairos_extensions_tests::registry::{Layout, Registry, tar};
+    let registry = Registry::start();
+    let rig = Rig::start(&[], &format!("idle_exit_sec = 0\ninsecure_registries = [\"{}\"]\n", registry.host()));
+    // 96 MiB of noise in an uncompressed layer: long enough to be caught mid-way.
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let noise: Vec<u8> = (0..96usize << 20)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let layer = tar(&[("big.raw", &noise)]);
+    let dir = rig.scratch.path().join("layout");
+    let mut layout = Layout::new(&dir);
+    let arch = if std::env::consts::ARCH == "aarch64" { "arm64" } else { "amd64" };
+    layout.image(arch, &layer, "application/vnd.oci.image.layer.v1.tar", &layer);
+    layout.finish("big");
+    registry.push(&dir, "big", "big", false);
+
+    let monitor = Monitor::start(&rig);
+    let started = rig.probe(0, &["install", &format!("oci://{}/big:big", registry.host())]);
+    let id = started["value"][0].as_u64().expect("job id");
+    assert!(
+        eventually(Duration::from_secs(20), || monitor
+            .signals()
+            .iter()
+            .any(|s| s["signal"] == "PropertiesChanged" && s["args"][1]["Phase"] == "downloading")),
+        "the job never started downloading"
+    );
+    let asked = Instant::now();
+    assert!(rig.kairos_ext(&["cancel", &id.to_string()]).status.success());
+    assert!(monitor.wait_for("JobRemoved", &[Value::from(id)]), "{:?}", monitor.signals());
+    let ended = monitor.signals().into_iter().find(|s| s["signal"] == "JobRemoved").expect("JobRemoved");
+    assert_eq!(ended["args"][2], "canceled");
+    eprintln!("canceled {:?} after the request", asked.elapsed());
+    assert!(fs::read_dir(rig.ns.store().join(".tmp")).map(|d| d.count() == 0).unwrap_or(false), "staging is cleaned");
+}

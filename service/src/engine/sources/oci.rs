@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,6 +30,8 @@ pub const ARTIFACT_MEDIA_TYPE: &str = "application/vnd.kairos.sysext.raw";
 const TITLE: &str = "org.opencontainers.image.title";
 /// Chunks in flight between the network thread and the reader.
 const CHANNEL_DEPTH: usize = 16;
+/// How often a waiting reader checks for cancellation.
+const CANCEL_CHECK: Duration = Duration::from_millis(250);
 
 /// Why a pull failed. Messages never carry credentials.
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +114,11 @@ pub fn pull(
     };
     progress.phase(Phase::Resolving);
     let outcome = consume(&rx, pinned, options.max_image_size, &mut stage, progress);
+    // Whatever broke after a cancel (a read, the archive), the cause was the cancel.
+    let outcome = match outcome {
+        Err(_) if progress.canceled() => Err(OciError::Store(StoreError::Canceled)),
+        other => other,
+    };
     // Dropping the receiver makes a still-running fetcher stop at its next send.
     drop(rx);
     let _ = fetcher.join();
@@ -263,14 +270,23 @@ struct ChannelReader<'a> {
 impl Read for ChannelReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.pending.is_empty() && !self.ended {
-            match self.rx.recv() {
+            // Wait in short slices so a cancel is noticed even while the registry is silent.
+            let message = match self.rx.recv_timeout(CANCEL_CHECK) {
+                Err(RecvTimeoutError::Timeout) if self.counted.canceled() => {
+                    return Err(std::io::Error::other("canceled"));
+                }
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => Err(()),
+                Ok(message) => Ok(message),
+            };
+            match message {
                 Ok(Message::Chunk(chunk)) => {
                     self.counted.add(chunk.len() as u64);
                     self.pending = chunk;
                 }
                 Ok(Message::LayerEnd) => self.ended = true,
                 Ok(Message::Failed(e)) => return Err(std::io::Error::other(e.to_string())),
-                Ok(Message::Resolved { .. }) | Err(_) => {
+                Ok(Message::Resolved { .. }) | Err(()) => {
                     return Err(std::io::Error::other("the registry connection ended in the middle of a layer"));
                 }
             }
