@@ -11,6 +11,9 @@ pub mod layer;
 pub mod oci;
 pub mod registry_auth;
 
+#[cfg(test)]
+mod properties;
+
 use std::path::{Component, PathBuf};
 
 use reqwest::Url;
@@ -117,16 +120,7 @@ fn parse_http(text: &str) -> Result<Source, String> {
 
 /// Removes userinfo and redacts the query of URL-like text; other text is kept.
 pub fn redact(text: &str) -> String {
-    let Ok(mut url) = Url::parse(text) else {
-        // Not a URL (a path, or garbage): drop anything that looks like userinfo anyway.
-        return match (text.split_once("://"), text.find('@')) {
-            (Some((scheme, rest)), Some(_)) if rest.split('/').next().is_some_and(|host| host.contains('@')) => {
-                let after = rest.split_once('@').map(|(_, a)| a).unwrap_or(rest);
-                format!("{scheme}://{after}")
-            }
-            _ => text.to_owned(),
-        };
-    };
+    let Ok(mut url) = Url::parse(text) else { return redact_unparsed(text) };
     if url.cannot_be_a_base() {
         return text.to_owned();
     }
@@ -135,7 +129,36 @@ pub fn redact(text: &str) -> String {
     if url.query().is_some() {
         url.set_query(Some("<redacted>"));
     }
+    // A fragment is shown only when it is a digest pin; anything else may be a query
+    // the parser took for one (`host\#x?sig=...`).
+    if url.fragment().is_some_and(|f| !is_pin(f)) {
+        url.set_fragment(Some("<redacted>"));
+    }
     url.to_string()
+}
+
+/// Redaction for text no URL parser accepts: drop whatever looks like userinfo, and
+/// everything from the first `?` or `#` on.
+fn redact_unparsed(text: &str) -> String {
+    let (head, cut) = match text.find(['?', '#']) {
+        Some(at) => (&text[..at], true),
+        None => (text, false),
+    };
+    let head = match head.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+                None => head.to_owned(),
+            }
+        }
+        None => head.to_owned(),
+    };
+    if cut { format!("{head}?<redacted>") } else { head }
+}
+
+fn is_pin(fragment: &str) -> bool {
+    fragment.strip_prefix("sha256=").is_some_and(|hex| Sha256Digest::from_hex(hex).is_ok())
 }
 
 fn percent_decode(text: &str) -> Option<String> {

@@ -1,0 +1,82 @@
+//! Property tests: the source parser and the layer-entry filter hold their promises for
+//! any input, not just the cases someone thought of.
+
+use proptest::prelude::*;
+
+use super::layer::{self, entry_name};
+use super::{Source, redact};
+use crate::engine::progress::Silent;
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, .. ProptestConfig::default() })]
+
+    /// Parsing never panics, and whatever it accepts it can show.
+    #[test]
+    fn parsing_any_text_is_total(text in "\\\\PC{0,200}") {
+        if let Ok(source) = Source::parse(&text) {
+            let _ = source.display();
+        }
+    }
+
+    /// Credentials and query strings never reach what is stored or shown, even when the
+    /// host is garbage that makes the URL parser read the query as a fragment.
+    #[test]
+    fn odd_hosts_leak_nothing(junk in "[a-z\\\\#%@:]{1,12}", secret in "[A-Za-z0-9]{8,20}", token in "[A-Za-z0-9]{8,20}") {
+        let text = format!("https://u:{secret}@{junk}/x?sig={token}");
+        let shown = match Source::parse(&text) {
+            Ok(source) => source.display(),
+            Err(crate::engine::Error::InvalidSource { source_text, .. }) => source_text,
+            Err(other) => panic!("unexpected error {other}"),
+        };
+        prop_assert!(!shown.contains(&token), "{shown}");
+    }
+
+    /// Credentials and query strings never reach what is stored or shown.
+    #[test]
+    fn credentials_never_show(
+        user in "[a-z]{1,12}",
+        secret in "[A-Za-z0-9]{8,20}",
+        host in "[a-z]{1,10}\\.example",
+        path in "[a-z0-9/]{0,20}",
+        token in "[A-Za-z0-9]{8,20}",
+    ) {
+        let text = format!("https://{user}:{secret}@{host}/{path}?sig={token}");
+        let shown = match Source::parse(&text) {
+            Ok(source) => source.display(),
+            Err(crate::engine::Error::InvalidSource { source_text, .. }) => source_text,
+            Err(other) => panic!("unexpected error {other}"),
+        };
+        prop_assert!(!shown.contains(&secret), "{shown}");
+        prop_assert!(!shown.contains(&token), "{shown}");
+        prop_assert!(!redact(&text).contains(&secret));
+    }
+
+    /// An accepted entry name is one plain `*.raw` component, never a way out.
+    #[test]
+    fn accepted_entry_names_are_plain(raw in proptest::collection::vec(any::<u8>(), 0..64)) {
+        if let Ok(Some(name)) = entry_name(&raw, false) {
+            prop_assert!(!name.contains('/'));
+            prop_assert!(name.ends_with(".raw") && name.len() > 4);
+            prop_assert!(!name.starts_with('.') && !name.starts_with('-'));
+            prop_assert!(!name.chars().any(char::is_control));
+        }
+    }
+
+    /// Any bytes as a layer: refused or accepted, never a panic, and never a staged
+    /// file left behind on refusal.
+    #[test]
+    fn any_bytes_as_a_layer_are_handled(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
+        let root = tempfile::tempdir().map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let layout = crate::engine::layout::Layout::new(
+            root.path(),
+            std::path::Path::new("/var/lib/kairos/extensions"),
+            std::path::Path::new("/run/extensions"),
+        ).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let store = crate::engine::store::Store::open(layout).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let result = layer::extract(bytes.as_slice(), 1 << 20, || store.stage(1 << 20), &Silent);
+        if result.is_err() {
+            let left = std::fs::read_dir(store.layout().tmp_dir()).map(|d| d.count()).unwrap_or(0);
+            prop_assert_eq!(left, 0);
+        }
+    }
+}
