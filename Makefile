@@ -8,7 +8,7 @@ DESTDIR ?=
 PACKAGES := dbus polkitd systemd systemd-container squashfs-tools erofs-utils \
             docker-registry skopeo openssl util-linux curl libssl-dev pkg-config
 
-.PHONY: all build release deps test lint unit demo sandbox sandbox-stop install clean
+.PHONY: all build release deps test lint unit demo sandbox sandbox-stop bench install clean
 
 all: build
 
@@ -44,6 +44,10 @@ sandbox: deps build
 
 sandbox-stop:
 	scripts/sandbox.sh stop
+
+## bench: install a 512 MiB extension from a local registry next to skopeo; prints the figures
+bench: deps release
+	scripts/bench.sh
 
 release:
 	$(CARGO) build --workspace --bins --locked --release

@@ -7,7 +7,8 @@
 #   scripts/sandbox.sh env     print the environment for kairos-ext and busctl
 #   scripts/sandbox.sh stop    stop everything and remove the sandbox
 #
-# The sandbox lives in $KAIROS_SANDBOX (default /tmp/kairos-ext-sandbox). Needs root.
+# The sandbox lives in $KAIROS_SANDBOX (default /tmp/kairos-ext-sandbox). Extra lines for
+# the service's configuration can be given in $KAIROS_SANDBOX_CONFIG. Needs root.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -42,7 +43,7 @@ start() {
   cp /usr/share/polkit-1/actions/*.policy "$box/actions/" 2>/dev/null || true
   cp "$here/polkit/org.kairos.Extensions1.policy" "$box/actions/"
   chmod -R a+rX "$box/actions" "$box/rules"
-  printf 'idle_exit_sec = 0\n' > "$box/etc/extensions.toml"
+  printf 'idle_exit_sec = 0\n%s\n' "${KAIROS_SANDBOX_CONFIG:-}" > "$box/etc/extensions.toml"
 
   : > "$box/pids"
   dbus-daemon --config-file="$box/bus.conf" --nofork --print-address >"$box/bus.address" 2>"$box/dbus.log" &

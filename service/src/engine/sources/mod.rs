@@ -69,6 +69,12 @@ impl Source {
         match scheme {
             "http" | "https" => parse_http(text).map_err(|reason| invalid(&reason)),
             "oci" | "docker" | "container" => {
+                // In a reference '@' only introduces a digest, after the repository; one in
+                // the registry part is userinfo, which would then be stored and shown.
+                let registry_part = rest.split('/').next().unwrap_or(rest);
+                if registry_part.contains('@') && rest.contains('/') {
+                    return Err(invalid("credentials do not belong in the reference; use registry_auth"));
+                }
                 let valid = !rest.is_empty() && !rest.contains("://") && rest.bytes().all(|b| b.is_ascii_graphic());
                 if valid {
                     Ok(Self::Oci { reference: rest.to_owned() })
@@ -221,6 +227,13 @@ mod tests {
         };
         assert!(!source_text.contains("secret"), "{source_text}");
         assert!(!redact("oci://user:pw@registry/x").contains("pw"));
+        let Err(Error::InvalidSource { source_text, reason }) =
+            Source::parse("oci://user:pw@registry.example.com/k3s:v1")
+        else {
+            panic!("credentials in a reference must be refused");
+        };
+        assert!(!source_text.contains("pw") && reason.contains("registry_auth"), "{source_text} {reason}");
+        assert!(Source::parse("oci://registry.example.com/k3s@sha256:00").is_ok(), "a digest '@' is fine");
     }
 
     #[test]

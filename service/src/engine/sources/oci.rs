@@ -29,7 +29,7 @@ use super::layer::{self, Extracted, LayerError};
 pub const ARTIFACT_MEDIA_TYPE: &str = "application/vnd.kairos.sysext.raw";
 const TITLE: &str = "org.opencontainers.image.title";
 /// Chunks in flight between the network thread and the reader.
-const CHANNEL_DEPTH: usize = 16;
+const CHANNEL_DEPTH: usize = 4;
 /// How often a waiting reader checks for cancellation.
 const CANCEL_CHECK: Duration = Duration::from_millis(250);
 
