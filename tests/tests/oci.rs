@@ -247,3 +247,20 @@ fn a_gzip_bomb_stops_at_the_size_limit() {
     assert!(stderr(&out).contains("limit") || stderr(&out).contains("more than"), "{}", stderr(&out));
     assert!(setup.store_is_empty());
 }
+
+#[test]
+fn a_registry_not_listed_as_insecure_is_only_spoken_to_over_tls() {
+    if !privileged("a_registry_not_listed_as_insecure_is_only_spoken_to_over_tls") {
+        return;
+    }
+    let setup = Setup::new("");
+    let hello = setup.hello();
+    setup.push("hello", "v1", &[("hello.raw", &hello)]);
+    // Same registry, but a configuration that does not list it: HTTPS only, which this
+    // plain-HTTP registry cannot answer.
+    fs::write(&setup.config, "").expect("config without insecure_registries");
+    let out = setup.kx(&["install", &setup.oci("hello", "v1")]);
+    assert!(!out.status.success(), "a plain-HTTP registry must not be used unless listed");
+    assert!(stderr(&out).contains("https://"), "it must have been asked over TLS: {}", stderr(&out));
+    assert!(setup.store_is_empty());
+}

@@ -21,6 +21,7 @@ use oci_client::manifest::ImageIndexEntry;
 use oci_client::manifest::OciDescriptor;
 use oci_client::{Client, Reference};
 
+use super::super::full_message;
 use super::super::progress::{Phase, Progress};
 use super::super::store::{Staged, StoreError};
 use super::layer::{self, Extracted, LayerError};
@@ -347,7 +348,7 @@ async fn fetch_async(
         client.pull_image_manifest_and_list_digest(reference, &auth).await.map_err(|e| {
             let available = seen.lock().map(|s| s.join(", ")).unwrap_or_default();
             if available.is_empty() {
-                OciError::Registry(e.to_string())
+                OciError::Registry(full_message(&e))
             } else {
                 OciError::Platform { wanted: format!("linux/{}", std::env::consts::ARCH), available }
             }
@@ -361,9 +362,9 @@ async fn fetch_async(
         let mut descriptor = layer.clone();
         descriptor.urls = None;
         let mut stream =
-            client.pull_blob_stream(reference, &descriptor).await.map_err(|e| OciError::Registry(e.to_string()))?;
+            client.pull_blob_stream(reference, &descriptor).await.map_err(|e| OciError::Registry(full_message(&e)))?;
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| OciError::Registry(e.to_string()))?;
+            let chunk = chunk.map_err(|e| OciError::Registry(full_message(&e)))?;
             if tx.send(Message::Chunk(chunk)).is_err() {
                 return Ok(());
             }
