@@ -499,6 +499,16 @@ impl FileKey {
     }
 }
 
+/// A store in a fresh temporary root, for tests across the engine.
+#[cfg(test)]
+pub fn temp_store() -> (tempfile::TempDir, Store) {
+    let root = tempfile::tempdir().expect("temporary root");
+    let layout = Layout::new(root.path(), Path::new("/var/lib/kairos/extensions"), Path::new("/run/extensions"))
+        .expect("a valid layout");
+    let store = Store::open(layout).expect("a store in the temporary root");
+    (root, store)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

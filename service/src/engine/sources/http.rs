@@ -144,31 +144,17 @@ async fn with_cancel<T>(
 /// A reqwest error in words with its causes (the useful part: "connection refused",
 /// "incomplete message"), without the URL, which may carry credentials.
 fn describe(error: reqwest::Error) -> String {
-    let error = error.without_url();
-    let mut text = error.to_string();
-    let mut cause = std::error::Error::source(&error);
-    while let Some(inner) = cause {
-        let part = inner.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        cause = inner.source();
-    }
-    text
+    super::super::full_message(&error.without_url())
 }
 
 #[cfg(test)]
 mod tests {
     use std::io::{BufRead, BufReader, Write};
     use std::net::TcpListener;
-    use std::path::Path;
     use std::sync::atomic::{AtomicBool, Ordering};
 
     use super::*;
-    use crate::engine::layout::Layout;
     use crate::engine::progress::Silent;
-    use crate::engine::store::Store;
 
     /// Serves one connection with `respond`, which gets the request path and the socket.
     fn serve(respond: impl FnOnce(&str, &mut std::net::TcpStream) + Send + 'static) -> Url {
@@ -191,13 +177,7 @@ mod tests {
         Url::parse(&format!("http://127.0.0.1:{port}/image.raw")).expect("valid URL")
     }
 
-    fn store() -> (tempfile::TempDir, Store) {
-        let root = tempfile::tempdir().expect("root");
-        let layout = Layout::new(root.path(), Path::new("/var/lib/kairos/extensions"), Path::new("/run/extensions"))
-            .expect("layout");
-        let store = Store::open(layout).expect("store");
-        (root, store)
-    }
+    use crate::engine::store::temp_store as store;
 
     fn body_response(stream: &mut std::net::TcpStream, announced: usize, body: &[u8]) {
         let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {announced}\r\nConnection: close\r\n\r\n");

@@ -178,19 +178,11 @@ impl<R: Read> Read for LimitedReader<R> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use super::*;
-    use crate::engine::layout::Layout;
     use crate::engine::progress::Silent;
     use crate::engine::store::Store;
 
-    fn store() -> (tempfile::TempDir, Store) {
-        let root = tempfile::tempdir().expect("root");
-        let layout = Layout::new(root.path(), Path::new("/var/lib/kairos/extensions"), Path::new("/run/extensions"))
-            .expect("layout");
-        (root, Store::open(layout).expect("store"))
-    }
+    use crate::engine::store::temp_store as store;
 
     /// A tar entry header written byte by byte, so hostile names and types survive.
     fn header(name: &[u8], kind: EntryType, size: u64) -> tar::Header {

@@ -7,6 +7,15 @@ use super::layer::{self, entry_name};
 use super::{Source, redact};
 use crate::engine::progress::Silent;
 
+/// What the user is shown for `text`: the source's display, or the refusal's text.
+fn shown(text: &str) -> String {
+    match Source::parse(text) {
+        Ok(source) => source.display(),
+        Err(crate::engine::Error::InvalidSource { source_text, .. }) => source_text,
+        Err(other) => panic!("unexpected error {other}"),
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, .. ProptestConfig::default() })]
 
@@ -22,12 +31,7 @@ proptest! {
     /// host is garbage that makes the URL parser read the query as a fragment.
     #[test]
     fn odd_hosts_leak_nothing(junk in "[a-z\\\\#%@:]{1,12}", secret in "[A-Za-z0-9]{8,20}", token in "[A-Za-z0-9]{8,20}") {
-        let text = format!("https://u:{secret}@{junk}/x?sig={token}");
-        let shown = match Source::parse(&text) {
-            Ok(source) => source.display(),
-            Err(crate::engine::Error::InvalidSource { source_text, .. }) => source_text,
-            Err(other) => panic!("unexpected error {other}"),
-        };
+        let shown = shown(&format!("https://u:{secret}@{junk}/x?sig={token}"));
         prop_assert!(!shown.contains(&token), "{shown}");
     }
 
@@ -41,11 +45,7 @@ proptest! {
         token in "[A-Za-z0-9]{8,20}",
     ) {
         let text = format!("https://{user}:{secret}@{host}/{path}?sig={token}");
-        let shown = match Source::parse(&text) {
-            Ok(source) => source.display(),
-            Err(crate::engine::Error::InvalidSource { source_text, .. }) => source_text,
-            Err(other) => panic!("unexpected error {other}"),
-        };
+        let shown = shown(&text);
         prop_assert!(!shown.contains(&secret), "{shown}");
         prop_assert!(!shown.contains(&token), "{shown}");
         prop_assert!(!redact(&text).contains(&secret));
@@ -66,13 +66,7 @@ proptest! {
     /// file left behind on refusal.
     #[test]
     fn any_bytes_as_a_layer_are_handled(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
-        let root = tempfile::tempdir().map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let layout = crate::engine::layout::Layout::new(
-            root.path(),
-            std::path::Path::new("/var/lib/kairos/extensions"),
-            std::path::Path::new("/run/extensions"),
-        ).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let store = crate::engine::store::Store::open(layout).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let (_root, store) = crate::engine::store::temp_store();
         let result = layer::extract(bytes.as_slice(), 1 << 20, || store.stage(1 << 20), &Silent);
         if result.is_err() {
             let left = std::fs::read_dir(store.layout().tmp_dir()).map(|d| d.count()).unwrap_or(0);
