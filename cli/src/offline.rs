@@ -30,7 +30,7 @@ pub fn run(root: &Path, config_file: Option<&Path>, command: Command) -> Result<
             }
         }
         Command::Inspect { name, json } => {
-            let ext = engine.get(&name)?;
+            let ext = engine.describe(&name)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&ext)?);
             } else {

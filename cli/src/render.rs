@@ -61,6 +61,9 @@ pub fn details(e: &Extension) -> String {
         or_dash(&e.source),
         e.installed_time,
     );
+    if let Some(protection) = &e.protection {
+        out.push_str(&format!("Protection: {protection}\n"));
+    }
     out.push_str("Release:\n");
     for (key, value) in &e.release {
         out.push_str(&format!("  {key}={value}\n"));

@@ -301,3 +301,34 @@ fn installs_over_http_without_keeping_credentials() {
     let record = fs::read_to_string(ns.store().join(".meta/hello.json")).expect("provenance");
     assert!(!record.contains("secret") && !record.contains("hunter2"), "credentials leaked into {record}");
 }
+
+#[test]
+fn the_image_policy_gates_install_and_inspect_shows_the_verdict() {
+    if !privileged("the_image_policy_gates_install_and_inspect_shows_the_verdict") {
+        return;
+    }
+    let ns = Namespace::new();
+    let dir = scratch();
+    let image = hello(dir.path());
+    let strict = dir.path().join("strict.toml");
+    fs::write(&strict, "image_policy = \"strict\"\n").expect("config");
+    let out = ns
+        .command(bins::kairos_ext())
+        .args(["--root", "/", "--config"])
+        .arg(&strict)
+        .args(["install", &image])
+        .output()
+        .expect("kairos-ext");
+    assert!(!out.status.success(), "strict must refuse an unsigned image");
+    assert!(
+        stderr(&out).contains("refused by the image policy") && stderr(&out).contains("unprotected"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!ns.store().join("hello.raw").exists());
+
+    assert!(live(&ns, &["install", &image]).status.success());
+    let described: Value = serde_json::from_slice(&live(&ns, &["inspect", "hello", "--json"]).stdout).expect("JSON");
+    assert_eq!(described["protection"], "unprotected");
+    assert!(stdout(&live(&ns, &["inspect", "hello"])).contains("Protection: unprotected"));
+}

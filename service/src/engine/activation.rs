@@ -12,8 +12,7 @@ use std::path::PathBuf;
 use kairos_extensions_dbus::BootState;
 use serde::Serialize;
 
-use super::policy::ImagePolicy;
-use super::{Engine, Error, Result, boot, durable};
+use super::{Engine, Error, Result, boot, durable, trust};
 
 /// Where the report of the last activation is written, relative to the root.
 pub const REPORT: &str = "run/kairos-extensions/boot.json";
@@ -86,7 +85,8 @@ impl Engine {
                 tracing::warn!(extension = %ext.name, states = ?states, "enabled for this boot in more than one state; activating it once");
             }
             let verdict = if ext.compatible {
-                policy_verdict(&self.config.image_policy)
+                let image = self.store.path_of(&ext.file);
+                trust::admit(&self.config.image_policy, &image, &self.certificate_dirs()).map(drop)
             } else {
                 Err(ext.incompatible_reason.clone())
             };
@@ -123,15 +123,5 @@ impl Engine {
         .map_err(|source| {
             Error::Store(super::store::StoreError::Io { context: format!("writing {}", path.display()), source })
         })
-    }
-}
-
-/// Whether the image policy admits an image. Only `permissive` can be decided without
-/// verifying verity signatures; any stricter policy refuses until verification exists,
-/// because a security policy must fail closed.
-fn policy_verdict(policy: &ImagePolicy) -> std::result::Result<(), String> {
-    match policy {
-        ImagePolicy::Permissive => Ok(()),
-        other => Err(format!("image policy {other} needs signature verification, which this build does not do yet")),
     }
 }

@@ -47,6 +47,10 @@ pub struct Extension {
     pub kind: EntryKind,
     /// The full extension-release.
     pub release: ReleaseFields,
+    /// How the image is protected (`unprotected`, `verity`, `signed by ...`), when it
+    /// was verified; listing does not verify, describing does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protection: Option<String>,
 }
 
 /// What was learned by opening a file, cached by its identity.
@@ -196,6 +200,7 @@ fn assemble(
         name,
         digest,
         release,
+        protection: None,
     }
 }
 

@@ -43,6 +43,9 @@ pub enum Error {
     /// Downloading failed.
     #[error(transparent)]
     Http(#[from] super::sources::http::HttpError),
+    /// The image policy refuses the image.
+    #[error("refused by the image policy: {0}")]
+    PolicyRefused(String),
     /// A local file or descriptor that is not a readable regular file.
     #[error(transparent)]
     FileSource(#[from] FileSourceError),
@@ -138,6 +141,7 @@ impl Error {
             Self::InvalidImage(_) => ErrorKind::InvalidImage,
             Self::Incompatible { .. } | Self::Unusable { .. } => ErrorKind::Incompatible,
             Self::FileSource(_) => ErrorKind::InvalidSource,
+            Self::PolicyRefused(_) => ErrorKind::InvalidImage,
             Self::Http(super::sources::http::HttpError::Store(StoreError::TooLarge { .. })) => ErrorKind::TooLarge,
             Self::Http(super::sources::http::HttpError::Store(StoreError::Canceled)) => ErrorKind::Canceled,
             Self::Http(_) => ErrorKind::Failed,

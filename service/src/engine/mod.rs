@@ -23,6 +23,7 @@ pub mod release;
 pub mod sources;
 pub mod store;
 pub mod sysext;
+pub mod trust;
 
 use std::collections::BTreeSet;
 use std::io::Read;
@@ -142,6 +143,26 @@ impl Engine {
     pub fn list(&self) -> Result<Vec<Extension>> {
         let host = Host::load(self.layout().root()).map_err(|e| e.to_string());
         catalog::list(&self.store, &host, &self.probes)
+    }
+
+    /// The directories whose certificates are trusted to sign verity root hashes.
+    pub fn certificate_dirs(&self) -> Vec<std::path::PathBuf> {
+        trust::certificate_dirs(self.layout(), &self.config.trusted_certificates)
+    }
+
+    /// One extension with everything known, including how its image is protected
+    /// (verified now, which reads the whole image).
+    pub fn describe(&self, name: &ExtensionName) -> Result<Extension> {
+        let mut ext = self.get(name)?;
+        if ext.kind == store::EntryKind::Image {
+            let verdict = trust::TrustStore::load(&self.certificate_dirs())
+                .and_then(|store| trust::inspect(&self.store.path_of(&ext.file), &store));
+            ext.protection = Some(match verdict {
+                Ok(protection) => protection.describe(),
+                Err(e) => format!("refused: {}", full_message(&e)),
+            });
+        }
+        Ok(ext)
     }
 
     /// One extension by exact name.
@@ -283,6 +304,8 @@ impl Engine {
         progress.named(name.as_str());
         release::check_compatible(&release, &host)
             .map_err(|reason| Error::Incompatible { name: name.to_string(), reason })?;
+        trust::admit(&self.config.image_policy, staged.path(), &self.certificate_dirs())
+            .map_err(Error::PolicyRefused)?;
         if progress.canceled() {
             return Err(Error::Canceled);
         }
