@@ -158,6 +158,7 @@ fn root_installs_from_an_fd_and_the_job_can_be_canceled() {
     let described = rig.kairos_ext(&["inspect", "hello", "--json"]);
     let described: Value = serde_json::from_slice(&described.stdout).expect("inspect --json is JSON");
     assert_eq!(described["source"], format!("fd:{}", image.display()));
+    assert_eq!(described["protection"], "unprotected", "Describe verifies the image");
 
     // A large sparse file keeps the job busy long enough to cancel it.
     let big = rig.scratch.path().join("big.raw");

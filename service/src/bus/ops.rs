@@ -99,7 +99,7 @@ pub async fn describe(shared: &Arc<Shared>, connection: &Connection, name: &str)
     let _busy = shared.activity.busy();
     let name = super::args::name(name)?;
     sync::reconcile(shared, connection).await?;
-    let ext =
-        shared.snapshot(name.as_str()).ok_or_else(|| BusError::from(engine::Error::NotFound(name.to_string())))?;
+    let wanted = name.clone();
+    let ext = blocking(shared, move |engine| engine.describe(&wanted)).await?;
     serde_json::to_string(&ext).map_err(|e| BusError::failed(format!("cannot describe {name}: {e}")))
 }
