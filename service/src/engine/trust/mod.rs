@@ -174,5 +174,49 @@ pub fn admit(policy: &ImagePolicy, image: &Path, dirs: &[PathBuf]) -> Result<Opt
         Protection::Signed { .. } => Level::Signed,
     };
     policy.admits("root", level)?;
+    if let Some(argv) = systemd_validation(policy, image, super::sysext::host_systemd_version()) {
+        let args: Vec<&std::ffi::OsStr> = argv.iter().map(|a| a.as_os_str()).collect();
+        let out = super::command::run(super::image::DISSECT, &args, std::time::Duration::from_secs(600))
+            .map_err(|e| format!("image policy {policy}: {}", super::full_message(&e)))?;
+        if !out.status.success() {
+            let said = out.stderr.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("no reason given");
+            return Err(format!("image policy {policy}: systemd-dissect --validate refused the image: {said}"));
+        }
+    }
     Ok(Some(protection))
+}
+
+/// The first systemd whose systemd-dissect validates against an image policy.
+const VALIDATE_SINCE: u32 = 254;
+
+/// The `systemd-dissect --validate` call that gives systemd's own verdict as a second
+/// opinion, where the host's systemd can (v254 and later); `None` elsewhere.
+fn systemd_validation(policy: &ImagePolicy, image: &Path, version: Option<u32>) -> Option<Vec<std::ffi::OsString>> {
+    let text = policy.systemd_string()?;
+    if version? < VALIDATE_SINCE {
+        return None;
+    }
+    Some(vec!["--validate".into(), format!("--image-policy={text}").into(), image.as_os_str().to_owned()])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn systemd_validates_only_where_it_can() {
+        let image = Path::new("/var/lib/kairos/extensions/.tmp/stage-x");
+        assert_eq!(systemd_validation(&ImagePolicy::Strict, image, Some(252)), None);
+        assert_eq!(systemd_validation(&ImagePolicy::Strict, image, None), None);
+        assert_eq!(systemd_validation(&ImagePolicy::Permissive, image, Some(256)), None);
+        let argv = systemd_validation(&ImagePolicy::Strict, image, Some(254)).unwrap_or_default();
+        assert_eq!(
+            argv,
+            [
+                std::ffi::OsString::from("--validate"),
+                "--image-policy=root=verity+signed+absent:usr=verity+signed+absent".into(),
+                image.as_os_str().to_owned(),
+            ]
+        );
+    }
 }
