@@ -20,17 +20,29 @@ pub struct Registry {
 impl Registry {
     /// Starts a registry with filesystem storage on a free loopback port.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// Starts a registry that admits only `user` with `password` (htpasswd, bcrypt).
+    pub fn start_with_credentials(user: &str, password: &str) -> Self {
+        Self::start_with(Some((user, password)))
+    }
+
+    fn start_with(credentials: Option<(&str, &str)>) -> Self {
         let dir = tempfile::Builder::new().prefix("kx-registry-").tempdir().expect("registry dir");
         let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port");
         let config = dir.path().join("config.yml");
-        fs::write(
-            &config,
-            format!(
-                "version: 0.1\nstorage: {{filesystem: {{rootdirectory: {}}}}}\nhttp: {{addr: 127.0.0.1:{port}}}\n",
-                dir.path().join("data").display()
-            ),
-        )
-        .expect("registry config");
+        let mut text = format!(
+            "version: 0.1\nstorage: {{filesystem: {{rootdirectory: {}}}}}\nhttp: {{addr: 127.0.0.1:{port}}}\n",
+            dir.path().join("data").display()
+        );
+        if let Some((user, password)) = credentials {
+            let hash = bcrypt::hash(password, 6).expect("bcrypt");
+            let htpasswd = dir.path().join("htpasswd");
+            fs::write(&htpasswd, format!("{user}:{hash}\n")).expect("htpasswd");
+            text.push_str(&format!("auth: {{htpasswd: {{realm: test, path: {}}}}}\n", htpasswd.display()));
+        }
+        fs::write(&config, text).expect("registry config");
         let child = Command::new("docker-registry")
             .arg("serve")
             .arg(&config)
@@ -53,8 +65,16 @@ impl Registry {
 
     /// Pushes an OCI layout directory's `tag` as `name:tag` with skopeo.
     pub fn push(&self, layout: &Path, tag: &str, name: &str, all: bool) {
+        self.push_as(layout, tag, name, all, None);
+    }
+
+    /// Pushes like [`Registry::push`], logging in as `user:password` when given.
+    pub fn push_as(&self, layout: &Path, tag: &str, name: &str, all: bool, credentials: Option<&str>) {
         let mut command = Command::new("skopeo");
         command.args(["copy", "--quiet", "--dest-tls-verify=false"]);
+        if let Some(credentials) = credentials {
+            command.arg(format!("--dest-creds={credentials}"));
+        }
         if all {
             command.arg("--all");
         }

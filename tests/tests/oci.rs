@@ -264,3 +264,52 @@ fn a_registry_not_listed_as_insecure_is_only_spoken_to_over_tls() {
     assert!(stderr(&out).contains("https://"), "it must have been asked over TLS: {}", stderr(&out));
     assert!(setup.store_is_empty());
 }
+
+#[test]
+fn credentials_come_from_registry_auth_and_only_for_their_registry() {
+    if !privileged("credentials_come_from_registry_auth_and_only_for_their_registry") {
+        return;
+    }
+    let ns = Namespace::new();
+    let registry = Registry::start_with_credentials("kx", "s3cret-pw");
+    let scratch = tempfile::Builder::new().prefix("kx-auth-").tempdir().expect("scratch");
+    let image = ImageBuilder::new("hello").build(scratch.path(), "hello.img");
+    let plain = tar(&[("hello.raw", &fs::read(image).expect("image"))]);
+    let layout_dir = scratch.path().join("layout");
+    let mut layout = Layout::new(&layout_dir);
+    layout.image(host_arch(), &gzip(&plain), GZIP, &plain);
+    layout.finish("v1");
+    registry.push_as(&layout_dir, "v1", "hello", false, Some("kx:s3cret-pw"));
+
+    // registry_auth is a system path: inside the namespace it is read from its /run.
+    let write_auth = |host: &str| {
+        let auth = format!(r#"{{"auths": {{"{host}": {{"auth": "a3g6czNjcmV0LXB3"}}}}}}"#);
+        fs::write(ns.host_path("/run/auth.json"), auth).expect("auth.json");
+    };
+    let config = scratch.path().join("extensions.toml");
+    fs::write(
+        &config,
+        format!("insecure_registries = [\"{}\"]\nregistry_auth = \"/run/auth.json\"\n", registry.host()),
+    )
+    .expect("config");
+    let install = || {
+        ns.command(bins::kairos_ext())
+            .args(["--root", "/", "--config"])
+            .arg(&config)
+            .args(["install", &format!("oci://{}/hello:v1", registry.host()), "--replace"])
+            .output()
+            .expect("kairos-ext")
+    };
+
+    let out = install();
+    assert!(!out.status.success(), "no auth.json: anonymous must be refused");
+    assert!(stderr(&out).contains("Not authorized"), "{}", stderr(&out));
+
+    write_auth("registry.example.com");
+    let out = install();
+    assert!(!out.status.success(), "credentials of another registry must not be sent");
+
+    write_auth(&registry.host());
+    let out = install();
+    assert!(out.status.success(), "the registry's own credentials work: {}", stderr(&out));
+}

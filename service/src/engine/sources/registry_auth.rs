@@ -10,9 +10,15 @@ use oci_client::secrets::RegistryAuth;
 /// Credentials for `registry` in `auth_file`, or anonymous.
 pub fn lookup(auth_file: Option<&Path>, registry: &str) -> RegistryAuth {
     let Some(path) = auth_file else { return RegistryAuth::Anonymous };
-    let parsed = std::fs::read(path).ok().and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());
-    let Some(parsed) = parsed else {
-        tracing::warn!(file = %path.display(), "registry_auth is not readable JSON; pulling anonymously");
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "cannot read registry_auth; pulling anonymously");
+            return RegistryAuth::Anonymous;
+        }
+    };
+    let Ok(parsed) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        tracing::warn!(file = %path.display(), "registry_auth is not JSON; pulling anonymously");
         return RegistryAuth::Anonymous;
     };
     let entry = &parsed["auths"][registry];
