@@ -5,6 +5,19 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+/// How the server answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    /// Honestly.
+    Honest,
+    /// Announces more bytes than it sends, then closes.
+    ShortBody,
+    /// Sends half the body, then falls silent.
+    Stall,
+    /// Redirects to a `file://` URL.
+    RedirectToFile,
+}
+
 /// Serves `body` for every GET until dropped.
 pub struct FileServer {
     port: u16,
@@ -14,6 +27,11 @@ pub struct FileServer {
 impl FileServer {
     /// Starts serving `body` on 127.0.0.1.
     pub fn start(body: Vec<u8>) -> Self {
+        Self::start_with(body, Behaviour::Honest)
+    }
+
+    /// Starts serving `body` on 127.0.0.1, answering as `behaviour` says.
+    pub fn start_with(body: Vec<u8>, behaviour: Behaviour) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         let port = listener.local_addr().expect("local address").port();
         let stop = Arc::new(AtomicBool::new(false));
@@ -26,7 +44,7 @@ impl FileServer {
                 }
                 let Ok(stream) = stream else { continue };
                 let body = body.clone();
-                std::thread::spawn(move || respond(stream, &body));
+                std::thread::spawn(move || respond(stream, &body, behaviour));
             }
         });
         Self { port, stop }
@@ -38,7 +56,7 @@ impl FileServer {
     }
 }
 
-fn respond(mut stream: TcpStream, body: &[u8]) {
+fn respond(mut stream: TcpStream, body: &[u8], behaviour: Behaviour) {
     let Ok(clone) = stream.try_clone() else { return };
     let mut reader = BufReader::new(clone);
     loop {
@@ -47,8 +65,29 @@ fn respond(mut stream: TcpStream, body: &[u8]) {
             break;
         }
     }
-    let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
-    let _ = stream.write_all(body);
+    let half = &body[..body.len() / 2];
+    match behaviour {
+        Behaviour::Honest => {
+            let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+            let _ = stream.write_all(body);
+        }
+        Behaviour::ShortBody => {
+            let _ =
+                write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len() * 2);
+            let _ = stream.write_all(body);
+        }
+        Behaviour::Stall => {
+            let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+            let _ = stream.write_all(half);
+            std::thread::sleep(std::time::Duration::from_secs(120));
+        }
+        Behaviour::RedirectToFile => {
+            let _ = write!(
+                stream,
+                "HTTP/1.1 302 Found\r\nLocation: file:///etc/shadow\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    }
 }
 
 impl Drop for FileServer {

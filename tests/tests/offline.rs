@@ -332,3 +332,41 @@ fn the_image_policy_gates_install_and_inspect_shows_the_verdict() {
     assert_eq!(described["protection"], "unprotected");
     assert!(stdout(&live(&ns, &["inspect", "hello"])).contains("Protection: unprotected"));
 }
+
+#[test]
+fn lying_web_servers_change_nothing() {
+    if !privileged("lying_web_servers_change_nothing") {
+        return;
+    }
+    use kairos_extensions_tests::http::{Behaviour, FileServer};
+    let ns = Namespace::new();
+    let dir = scratch();
+    let image = fs::read(hello(dir.path())).expect("image bytes");
+    let sentinel = dir.path().join("sentinel");
+    fs::write(&sentinel, "untouched").expect("sentinel");
+    assert!(live(&ns, &["list"]).status.success());
+    let before = tree(&ns.store());
+    for (behaviour, expected) in
+        [(Behaviour::ShortBody, "download failed"), (Behaviour::RedirectToFile, "refusing a redirect to a file: URL")]
+    {
+        let server = FileServer::start_with(image.clone(), behaviour);
+        let out = live(&ns, &["install", &server.url("hello.raw")]);
+        assert!(!out.status.success(), "{behaviour:?} was accepted");
+        assert!(stderr(&out).contains(expected), "{behaviour:?}: {}", stderr(&out));
+        assert_eq!(tree(&ns.store()), before, "{behaviour:?} changed the store");
+    }
+    // A stall is given up after a minute; through the service a client cancels sooner.
+    // Here the command is stopped, as Ctrl-C would, and leaves nothing behind either.
+    let server = FileServer::start_with(image, Behaviour::Stall);
+    let mut child = ns
+        .command(bins::kairos_ext())
+        .args(["--root", "/", "install", &server.url("hello.raw")])
+        .spawn()
+        .expect("kairos-ext");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(live(&ns, &["list"]).status.success(), "the next start cleans staging");
+    assert_eq!(tree(&ns.store()), before, "an interrupted download leaves nothing");
+    assert_eq!(fs::read_to_string(&sentinel).expect("sentinel"), "untouched");
+}
