@@ -19,12 +19,14 @@ use futures_util::StreamExt;
 use oci_client::client::{ClientConfig, ClientProtocol, current_platform_resolver};
 use oci_client::manifest::ImageIndexEntry;
 use oci_client::manifest::OciDescriptor;
+use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 
 use super::super::full_message;
 use super::super::progress::{Phase, Progress};
 use super::super::store::{Staged, StoreError};
 use super::layer::{self, Extracted, LayerError};
+use super::registry_auth::{self, AuthFileError};
 
 /// The media type of a bare extension image pushed as an artifact.
 pub const ARTIFACT_MEDIA_TYPE: &str = "application/vnd.kairos.sysext.raw";
@@ -68,6 +70,9 @@ pub enum OciError {
     /// Staging failed (size limit, disk, cancellation).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The configured credentials file cannot be used.
+    #[error(transparent)]
+    Auth(#[from] AuthFileError),
 }
 
 /// How to reach registries.
@@ -108,10 +113,12 @@ pub fn pull(
 ) -> Result<Pulled, OciError> {
     let reference: Reference =
         reference.parse().map_err(|e: oci_client::ParseError| OciError::Reference(e.to_string()))?;
+    let auth =
+        registry_auth::lookup(options.auth_file.as_deref(), reference.resolve_registry(), reference.repository())?;
     let (tx, rx) = sync_channel(CHANNEL_DEPTH);
     let fetcher = {
         let (reference, options) = (reference.clone(), options.clone());
-        std::thread::spawn(move || fetch(reference, options, tx))
+        std::thread::spawn(move || fetch(reference, options, auth, tx))
     };
     progress.phase(Phase::Resolving);
     let outcome = consume(&rx, pinned, options.max_image_size, &mut stage, progress);
@@ -300,7 +307,7 @@ impl Read for ChannelReader<'_> {
 }
 
 /// The network side: resolves, then streams every layer. Stops when the reader goes.
-fn fetch(reference: Reference, options: RegistryOptions, tx: SyncSender<Message>) {
+fn fetch(reference: Reference, options: RegistryOptions, auth: RegistryAuth, tx: SyncSender<Message>) {
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -309,7 +316,7 @@ fn fetch(reference: Reference, options: RegistryOptions, tx: SyncSender<Message>
         }
     };
     runtime.block_on(async move {
-        if let Err(e) = fetch_async(&reference, &options, &tx).await {
+        if let Err(e) = fetch_async(&reference, &options, &auth, &tx).await {
             let _ = tx.send(Message::Failed(e));
         }
     });
@@ -318,6 +325,7 @@ fn fetch(reference: Reference, options: RegistryOptions, tx: SyncSender<Message>
 async fn fetch_async(
     reference: &Reference,
     options: &RegistryOptions,
+    auth: &RegistryAuth,
     tx: &SyncSender<Message>,
 ) -> Result<(), OciError> {
     let seen: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -343,9 +351,8 @@ async fn fetch_async(
         ..ClientConfig::default()
     };
     let client = Client::new(config);
-    let auth = super::registry_auth::lookup(options.auth_file.as_deref(), reference.resolve_registry());
     let (manifest, manifest_digest, index_digest) =
-        client.pull_image_manifest_and_list_digest(reference, &auth).await.map_err(|e| {
+        client.pull_image_manifest_and_list_digest(reference, auth).await.map_err(|e| {
             let available = seen.lock().map(|s| s.join(", ")).unwrap_or_default();
             if available.is_empty() {
                 OciError::Registry(full_message(&e))
