@@ -267,6 +267,7 @@ fn bad_input_gets_precise_errors_and_changes_nothing() {
         (vec!["describe", "absent"], format!("{prefix}NotFound")),
         (vec!["install", "ftp://example/x.raw"], format!("{prefix}InvalidSource")),
         (vec!["install", "file://relative.raw"], format!("{prefix}InvalidSource")),
+        (vec!["install", "oci://registry.example.com/Not-Lower-Case"], format!("{prefix}InvalidSource")),
         (vec!["install", "file:///tmp/../etc/shadow"], format!("{prefix}InvalidSource")),
         (vec!["install-fd", &dir, "read"], format!("{prefix}InvalidSource")),
         (vec!["install-fd", "/dev/null", "read"], format!("{prefix}InvalidSource")),

@@ -145,7 +145,6 @@ impl Error {
             Self::Http(super::sources::http::HttpError::Store(StoreError::TooLarge { .. })) => ErrorKind::TooLarge,
             Self::Http(super::sources::http::HttpError::Store(StoreError::Canceled)) => ErrorKind::Canceled,
             Self::Http(_) => ErrorKind::Failed,
-            Self::Oci(super::sources::oci::OciError::Reference(_)) => ErrorKind::InvalidSource,
             Self::Oci(super::sources::oci::OciError::DigestMismatch { .. }) => ErrorKind::DigestMismatch,
             Self::Oci(super::sources::oci::OciError::Layer(LayerError::Store(StoreError::TooLarge { .. }))) => {
                 ErrorKind::TooLarge

@@ -223,7 +223,7 @@ impl Engine {
     fn install_oci(
         &self,
         source: &sources::Source,
-        reference: &str,
+        reference: &sources::reference::ImageReference,
         request: &InstallRequest,
         progress: &dyn Progress,
     ) -> Result<Vec<Installed>> {
@@ -233,14 +233,8 @@ impl Engine {
             auth_file: self.config.registry_auth.as_ref().map(|p| self.layout().host(p)),
             max_image_size: self.config.max_image_size,
         };
-        let pinned_in_reference = reference.split_once('@').map(|(_, digest)| digest.to_owned());
-        let pulled = sources::oci::pull(
-            reference,
-            &options,
-            pinned_in_reference.as_deref(),
-            || self.store.stage(self.config.max_image_size),
-            progress,
-        )?;
+        let pulled =
+            sources::oci::pull(reference, &options, || self.store.stage(self.config.max_image_size), progress)?;
         // The digest option pins the manifest (or index), or else the image file.
         let mut request = request.clone();
         if let Some(digest) = &request.digest {

@@ -9,6 +9,7 @@ pub mod file;
 pub mod http;
 pub mod layer;
 pub mod oci;
+pub mod reference;
 pub mod registry_auth;
 
 #[cfg(test)]
@@ -18,6 +19,7 @@ use std::path::{Component, PathBuf};
 
 use reqwest::Url;
 
+use self::reference::ImageReference;
 use super::Error;
 use super::digest::Sha256Digest;
 
@@ -35,8 +37,8 @@ pub enum Source {
     },
     /// An OCI image reference (`oci://`, `docker://`, `container://`).
     Oci {
-        /// The reference without the scheme.
-        reference: String,
+        /// The reference, normalised (registry, `library/`, `:latest` filled in).
+        reference: ImageReference,
     },
 }
 
@@ -75,12 +77,9 @@ impl Source {
                 if registry_part.contains('@') && rest.contains('/') {
                     return Err(invalid("credentials do not belong in the reference; use registry_auth"));
                 }
-                let valid = !rest.is_empty() && !rest.contains("://") && rest.bytes().all(|b| b.is_ascii_graphic());
-                if valid {
-                    Ok(Self::Oci { reference: rest.to_owned() })
-                } else {
-                    Err(invalid("not an image reference (registry/repository[:tag][@sha256:digest])"))
-                }
+                ImageReference::parse(rest).map(|reference| Self::Oci { reference }).map_err(|e| {
+                    invalid(&format!("not an image reference (registry/repository[:tag][@sha256:digest]): {e}"))
+                })
             }
             _ => Err(invalid("unknown scheme; use oci://, docker://, https://, http:// or file://")),
         }
@@ -210,9 +209,15 @@ mod tests {
 
     #[test]
     fn parses_oci_references() {
-        for text in ["oci://registry.example.com/k3s:v1.30", "docker://127.0.0.1:5000/x@sha256:00", "container://x"] {
+        for text in [
+            "oci://registry.example.com/k3s:v1.30",
+            &format!("docker://127.0.0.1:5000/x@sha256:{HEX}"),
+            "container://x",
+        ] {
             assert!(matches!(Source::parse(text), Ok(Source::Oci { .. })), "{text}");
         }
+        let shown = Source::parse("container://x").map(|s| s.display()).ok();
+        assert_eq!(shown.as_deref(), Some("oci://docker.io/library/x:latest"), "shown as what is pulled");
     }
 
     #[test]
@@ -233,7 +238,7 @@ mod tests {
             panic!("credentials in a reference must be refused");
         };
         assert!(!source_text.contains("pw") && reason.contains("registry_auth"), "{source_text} {reason}");
-        assert!(Source::parse("oci://registry.example.com/k3s@sha256:00").is_ok(), "a digest '@' is fine");
+        assert!(Source::parse(&format!("oci://registry.example.com/k3s@sha256:{HEX}")).is_ok(), "a digest '@' is fine");
     }
 
     #[test]
@@ -252,6 +257,9 @@ mod tests {
             "https://example.com/x#sha256=nothex",
             "oci://",
             "oci://a b",
+            "oci://registry.example.com/K3S",
+            "oci://registry.example.com/k3s@sha256:00",
+            "oci://https://registry.example.com/k3s",
         ] {
             assert!(matches!(Source::parse(bad), Err(Error::InvalidSource { .. })), "{bad:?} accepted");
         }

@@ -26,6 +26,7 @@ use super::super::full_message;
 use super::super::progress::{Phase, Progress};
 use super::super::store::{Staged, StoreError};
 use super::layer::{self, Extracted, LayerError};
+use super::reference::ImageReference;
 use super::registry_auth::{self, AuthFileError};
 
 /// The media type of a bare extension image pushed as an artifact.
@@ -39,9 +40,6 @@ const CANCEL_CHECK: Duration = Duration::from_millis(250);
 /// Why a pull failed. Messages never carry credentials.
 #[derive(Debug, thiserror::Error)]
 pub enum OciError {
-    /// The reference does not parse.
-    #[error("not an image reference: {0}")]
-    Reference(String),
     /// The registry could not be asked (network, TLS, authentication, missing image).
     #[error("registry: {0}")]
     Registry(String),
@@ -103,25 +101,24 @@ enum Message {
     Failed(OciError),
 }
 
-/// Pulls `reference` (without the `oci://` scheme) and stages its extension images.
+/// Pulls `reference` and stages its extension images; a digest in the reference pins
+/// the manifest or the index.
 pub fn pull(
-    reference: &str,
+    reference: &ImageReference,
     options: &RegistryOptions,
-    pinned: Option<&str>,
     mut stage: impl FnMut() -> Result<Staged, StoreError>,
     progress: &dyn Progress,
 ) -> Result<Pulled, OciError> {
-    let reference: Reference =
-        reference.parse().map_err(|e: oci_client::ParseError| OciError::Reference(e.to_string()))?;
-    let auth =
-        registry_auth::lookup(options.auth_file.as_deref(), reference.resolve_registry(), reference.repository())?;
+    let auth = registry_auth::lookup(options.auth_file.as_deref(), reference.registry(), reference.repository())?;
+    let pinned = reference.digest().map(ToString::to_string);
+    let reference = reference.to_oci();
     let (tx, rx) = sync_channel(CHANNEL_DEPTH);
     let fetcher = {
         let (reference, options) = (reference.clone(), options.clone());
         std::thread::spawn(move || fetch(reference, options, auth, tx))
     };
     progress.phase(Phase::Resolving);
-    let outcome = consume(&rx, pinned, options.max_image_size, &mut stage, progress);
+    let outcome = consume(&rx, pinned.as_deref(), options.max_image_size, &mut stage, progress);
     // Whatever broke after a cancel (a read, the archive), the cause was the cancel.
     let outcome = match outcome {
         Err(_) if progress.canceled() => Err(OciError::Store(StoreError::Canceled)),

@@ -4,6 +4,7 @@
 use proptest::prelude::*;
 
 use super::layer::{self, entry_name};
+use super::reference::ImageReference;
 use super::{Source, redact};
 use crate::engine::progress::Silent;
 
@@ -49,6 +50,27 @@ proptest! {
         prop_assert!(!shown.contains(&secret), "{shown}");
         prop_assert!(!shown.contains(&token), "{shown}");
         prop_assert!(!redact(&text).contains(&secret));
+    }
+
+    /// Any text: refused or accepted, never a panic; what is accepted is shown in a form
+    /// that parses back to the same reference, so provenance names what was pulled.
+    #[test]
+    fn references_round_trip(text in "[a-zA-Z0-9./:@_-]{0,80}") {
+        if let Ok(reference) = ImageReference::parse(&text) {
+            let shown = reference.to_string();
+            prop_assert_eq!(ImageReference::parse(&shown).ok(), Some(reference), "{} shown as {}", text, shown);
+        }
+    }
+
+    /// References written by the grammar's rules are all accepted.
+    #[test]
+    fn grammatical_references_are_accepted(
+        registry in "[a-z0-9]{1,8}(\\.[a-z0-9]{1,8}){1,3}(:[1-9][0-9]{0,3})?",
+        path in "[a-z0-9]{1,6}((\\.|_|__|-{1,3})[a-z0-9]{1,6}){0,2}(/[a-z0-9]{1,6}){0,3}",
+        tag in "[A-Za-z0-9_][A-Za-z0-9_.-]{0,30}",
+    ) {
+        let text = format!("{registry}/{path}:{tag}");
+        prop_assert!(ImageReference::parse(&text).is_ok(), "{}", text);
     }
 
     /// An accepted entry name is one plain `*.raw` component, never a way out.
