@@ -75,6 +75,7 @@ sync; t0=$(now)
 "$kx" --no-ask-password install "oci://127.0.0.1:$port/bench:v1" </dev/null >/dev/null
 t1=$(now); ours_s=$(seconds "$t0" "$t1")
 peak_kib=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+rss_after=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
 
 cat <<REPORT
 
@@ -82,7 +83,7 @@ Install of a ${image_mib} MiB extension (gzip layer) from a local registry
   skopeo copy docker:// dir:   ${skopeo_s} s
   kairos-ext install oci://    ${ours_s} s  ($(rate "$image_mib" "$ours_s") MiB/s)
   ratio ours/skopeo            $(awk -v a="$ours_s" -v b="$skopeo_s" 'BEGIN { printf "%.2f", a / b }')
-  service RSS                  $((rss_before / 1024)) MiB idle, $((peak_kib / 1024)) MiB peak (VmHWM)
+  service RSS                  $((rss_before / 1024)) MiB idle, $((peak_kib / 1024)) MiB peak (VmHWM), $((rss_after / 1024)) MiB after
   this machine: sha256sum      ${sha_rate} MiB/s
   this machine: dd + fsync     ${disk_rate} MiB/s
 REPORT
