@@ -16,6 +16,9 @@ pub enum Behaviour {
     Stall,
     /// Redirects to a `file://` URL.
     RedirectToFile,
+    /// Sends the whole body honestly, but slowly (64 KiB every 100 ms), so that a
+    /// test can act while the transfer runs.
+    Trickle,
 }
 
 /// Serves `body` for every GET until dropped.
@@ -80,6 +83,15 @@ fn respond(mut stream: TcpStream, body: &[u8], behaviour: Behaviour) {
             let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
             let _ = stream.write_all(half);
             std::thread::sleep(std::time::Duration::from_secs(120));
+        }
+        Behaviour::Trickle => {
+            let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+            for piece in body.chunks(64 << 10) {
+                if stream.write_all(piece).is_err() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
         }
         Behaviour::RedirectToFile => {
             let _ = write!(

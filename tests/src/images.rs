@@ -9,7 +9,7 @@ use std::process::Command;
 pub struct ImageBuilder {
     name: String,
     release: String,
-    files: Vec<(String, String, u32)>,
+    files: Vec<(String, Vec<u8>, u32)>,
 }
 
 impl ImageBuilder {
@@ -26,7 +26,23 @@ impl ImageBuilder {
 
     /// Adds `/usr/bin/<command>`, a script that prints `output`.
     pub fn command(mut self, command: &str, output: &str) -> Self {
-        self.files.push((format!("usr/bin/{command}"), format!("#!/bin/sh\necho '{output}'\n"), 0o755));
+        self.files.push((format!("usr/bin/{command}"), format!("#!/bin/sh\necho '{output}'\n").into_bytes(), 0o755));
+        self
+    }
+
+    /// Adds `/usr/share/<name>/noise`: `len` bytes that do not compress, so that the
+    /// image is about that large and takes time to move.
+    pub fn noise(mut self, len: usize) -> Self {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let bytes = (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        self.files.push((format!("usr/share/{}/noise", self.name), bytes, 0o644));
         self
     }
 

@@ -534,3 +534,74 @@ fn a_registry_pull_can_be_canceled_mid_download() {
     eprintln!("canceled {:?} after the request", asked.elapsed());
     assert!(fs::read_dir(rig.ns.store().join(".tmp")).map(|d| d.count() == 0).unwrap_or(false), "staging is cleaned");
 }
+
+/// A registry-sized image served slowly over HTTP: the install takes seconds.
+fn slow_install(rig: &Rig) -> kairos_extensions_tests::http::FileServer {
+    use kairos_extensions_tests::http::{Behaviour, FileServer};
+    let image = ImageBuilder::new("slow").noise(2 << 20).build(rig.scratch.path(), "slow.raw");
+    FileServer::start_with(fs::read(image).expect("image bytes"), Behaviour::Trickle)
+}
+
+#[test]
+fn a_job_outlives_the_client_that_started_it() {
+    if !privileged("a_job_outlives_the_client_that_started_it") {
+        return;
+    }
+    let rig = Rig::start(&[], QUICK);
+    let server = slow_install(&rig);
+    let monitor = Monitor::start(&rig);
+    // bus-probe returns once Install has replied: by then its connection is gone.
+    let started = rig.probe(0, &["install", &server.url("slow.raw")]);
+    let id = started["value"][0].as_u64().expect("job id");
+    let jobs = rig.kairos_ext(&["jobs"]);
+    assert!(
+        stdout(&jobs).lines().any(|l| l.trim_start().starts_with(&format!("{id} ")) && l.contains("running")),
+        "the job must still run after its client left: {}",
+        stdout(&jobs)
+    );
+    assert!(
+        eventually(Duration::from_secs(30), || monitor.saw("JobRemoved", &[Value::from(id)])),
+        "the job never ended: {:?}",
+        monitor.signals()
+    );
+    let ended = monitor.signals().into_iter().find(|s| s["signal"] == "JobRemoved").expect("JobRemoved");
+    assert_eq!(ended["args"][2], "done", "{ended}");
+    assert!(rig.ns.store().join("slow.raw").is_file(), "the image is installed");
+}
+
+#[test]
+fn ctrl_c_in_kairos_ext_cancels_its_job() {
+    if !privileged("ctrl_c_in_kairos_ext_cancels_its_job") {
+        return;
+    }
+    let rig = Rig::start(&[], QUICK);
+    let server = slow_install(&rig);
+    let monitor = Monitor::start(&rig);
+    let before = rig.store_snapshot();
+    let child = rig
+        .bus
+        .command(kairos_extensions_tests::bins::kairos_ext())
+        .args(["install", &server.url("slow.raw")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kairos-ext runs");
+    assert!(
+        eventually(Duration::from_secs(20), || monitor
+            .signals()
+            .iter()
+            .any(|s| s["signal"] == "PropertiesChanged" && s["args"][1]["Phase"] == "downloading")),
+        "the job never started downloading: {:?}",
+        monitor.signals()
+    );
+    let interrupted = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill runs");
+    assert!(interrupted.success());
+    let out = child.wait_with_output().expect("kairos-ext ends");
+    assert!(!out.status.success(), "a canceled install is a failure: {}", stdout(&out));
+    assert!(stderr(&out).contains("canceled"), "{}", stderr(&out));
+    assert!(monitor.wait_for("JobRemoved", &[]), "{:?}", monitor.signals());
+    let ended = monitor.signals().into_iter().find(|s| s["signal"] == "JobRemoved").expect("JobRemoved");
+    assert_eq!(ended["args"][2], "canceled", "{ended}");
+    assert_eq!(rig.store_snapshot(), before, "a canceled install changes nothing");
+}
