@@ -605,3 +605,37 @@ fn ctrl_c_in_kairos_ext_cancels_its_job() {
     assert_eq!(ended["args"][2], "canceled", "{ended}");
     assert_eq!(rig.store_snapshot(), before, "a canceled install changes nothing");
 }
+
+#[test]
+fn job_progress_is_announced_at_most_four_times_a_second() {
+    if !privileged("job_progress_is_announced_at_most_four_times_a_second") {
+        return;
+    }
+    let rig = Rig::start(&[], QUICK);
+    let server = slow_install(&rig);
+    let monitor = Monitor::start(&rig);
+    let started_at = Instant::now();
+    let started = rig.probe(0, &["install", &server.url("slow.raw")]);
+    let id = started["value"][0].as_u64().expect("job id");
+    let path = started["value"][1].as_str().expect("job path").to_owned();
+    assert!(
+        eventually(Duration::from_secs(30), || monitor.saw("JobRemoved", &[Value::from(id)])),
+        "the job never ended"
+    );
+    // The wall time from before the call to after the end is longer than the job ran,
+    // so the allowance errs on the side of the service.
+    let seconds = started_at.elapsed().as_secs_f64();
+    let announced = monitor
+        .signals()
+        .iter()
+        .filter(|s| s["signal"] == "PropertiesChanged" && s["path"] == path.as_str())
+        .filter(|s| !s["args"][1]["BytesDone"].is_null())
+        .count();
+    // The service may announce once when the ticker starts, once per 250 ms after, and
+    // once when the job ends. 2 MiB arrive in 32 pieces of 64 KiB or more reads:
+    // unthrottled, that is one announcement each, above the allowance.
+    let allowed = (seconds * 4.0).ceil() as usize + 2;
+    assert!(announced >= 2, "progress must be announced while downloading: {announced}");
+    assert!(announced <= allowed, "{announced} progress announcements in {seconds:.1} s (allowed {allowed})");
+    eprintln!("{announced} progress announcements in {seconds:.1} s");
+}
