@@ -261,7 +261,7 @@ impl JobView {
         let bar = tty.then(|| {
             let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
             let style = indicatif::ProgressStyle::with_template(
-                "{msg:<12} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+                "{msg:<12} [{wide_bar}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
             )
             .map(|s| s.progress_chars("=> "))
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());

@@ -639,3 +639,36 @@ fn job_progress_is_announced_at_most_four_times_a_second() {
     assert!(announced <= allowed, "{announced} progress announcements in {seconds:.1} s (allowed {allowed})");
     eprintln!("{announced} progress announcements in {seconds:.1} s");
 }
+
+#[test]
+fn install_draws_a_progress_bar_on_a_terminal_and_phase_lines_otherwise() {
+    if !privileged("install_draws_a_progress_bar_on_a_terminal_and_phase_lines_otherwise") {
+        return;
+    }
+    let rig = Rig::start(&[], QUICK);
+    let server = slow_install(&rig);
+    // script(1) gives kairos-ext a real pseudo-terminal and copies what it draws.
+    let kx = kairos_extensions_tests::bins::kairos_ext();
+    let line = format!("{} install {} --replace", kx.display(), server.url("slow.raw"));
+    let out = rig
+        .bus
+        .command("script")
+        .args(["--quiet", "--return", "--command", &line, "/dev/null"])
+        .env("COLUMNS", "120")
+        .stdin(Stdio::null())
+        .output()
+        .expect("script runs (Debian package bsdutils)");
+    let drawn = stdout(&out);
+    assert!(out.status.success(), "install on a terminal failed: {drawn}");
+    for part in ["downloading", "ETA", "/s", "MiB"] {
+        assert!(drawn.contains(part), "the bar shows no {part:?}: {drawn:?}");
+    }
+    assert!(drawn.contains("\r\u{1b}[2K"), "a bar redraws in place: {drawn:?}");
+    assert!(!drawn.contains("\u{1b}[1A"), "the bar fits the terminal's width, so it never wraps: {drawn:?}");
+
+    let out = rig.kairos_ext(&["install", &server.url("slow.raw"), "--replace"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = stderr(&out);
+    assert!(lines.lines().any(|l| l == "downloading"), "one plain line per phase: {lines:?}");
+    assert!(!lines.contains('\r') && !lines.contains('\u{1b}'), "no drawing without a terminal: {lines:?}");
+}
