@@ -51,9 +51,21 @@ pub enum Command {
     },
     /// Install an extension image.
     ///
-    /// SOURCE is a path to a .raw image or file:///abs/path. The image is checked before
-    /// it becomes visible: it must carry usr/lib/extension-release.d/extension-release.NAME
-    /// and be compatible with the target system. It is stored as NAME.raw.
+    /// SOURCE is one of:
+    ///
+    /// - a local image: ./k3s.raw, /abs/k3s.raw or file:///abs/k3s.raw. Through the
+    ///   service it is handed over as an open file, so it only has to be readable by you.
+    ///
+    /// - an OCI image: oci://REGISTRY/REPOSITORY[:TAG][@sha256:HEX] (docker:// and
+    ///   container:// too). Its layers hold NAME.raw files at their root, or it is a
+    ///   single-blob artifact. An image with several extensions installs them all unless
+    ///   --name picks one. Credentials come from registry_auth in the configuration.
+    ///
+    /// - a download: https://HOST/PATH[#sha256=HEX] (http:// too).
+    ///
+    /// Nothing becomes visible until the image is checked: it must carry
+    /// usr/lib/extension-release.d/extension-release.NAME and be compatible with the target
+    /// system. It is stored as NAME.raw. Through the service, Ctrl-C cancels the install.
     Install(InstallArgs),
     /// Enable an extension for a boot state (idempotent).
     Enable(StateArgs),
@@ -97,7 +109,7 @@ impl Command {
 /// Arguments of `install`.
 #[derive(Debug, Args)]
 pub struct InstallArgs {
-    /// Path to the image, or file:///abs/path.
+    /// A local path or file:// URL, oci://REFERENCE, or https://URL.
     pub source: String,
     /// Enable for this boot state once installed (repeatable).
     #[arg(long = "enable", value_name = "STATE")]
@@ -105,13 +117,15 @@ pub struct InstallArgs {
     /// Apply --enable to the running system too (only with the live root).
     #[arg(long)]
     pub now: bool,
-    /// Install the image's extension-release.NAME when it carries several.
+    /// Install only the extension NAME: the image's extension-release.NAME when it
+    /// carries several, or that one of an OCI image's extensions.
     #[arg(long, value_name = "NAME")]
     pub name: Option<ExtensionName>,
     /// Replace an installed extension of the same name.
     #[arg(long)]
     pub replace: bool,
-    /// Refuse the image unless its sha256 is this (sha256:<64 hex>).
+    /// Refuse the image unless its sha256 is this (sha256:<64 hex>); for oci:// it may
+    /// instead pin the manifest or the index.
     #[arg(long, value_name = "DIGEST")]
     pub digest: Option<String>,
 }
