@@ -28,7 +28,23 @@ impl Registry {
         Self::start_with(Some((user, password)))
     }
 
+    /// Starts a registry that wants bearer tokens from `token_server`, as Docker Hub
+    /// and most hosted registries do.
+    pub fn start_with_token_auth(token_server: &crate::token_server::TokenServer, cert_pem: &Path) -> Self {
+        use crate::token_server::{ISSUER, SERVICE};
+        let auth = format!(
+            "auth: {{token: {{realm: \"{}\", service: {SERVICE}, issuer: {ISSUER}, rootcertbundle: {}}}}}\n",
+            token_server.realm(),
+            cert_pem.display()
+        );
+        Self::start_with_auth(None, &auth)
+    }
+
     fn start_with(credentials: Option<(&str, &str)>) -> Self {
+        Self::start_with_auth(credentials, "")
+    }
+
+    fn start_with_auth(credentials: Option<(&str, &str)>, auth: &str) -> Self {
         let dir = tempfile::Builder::new().prefix("kx-registry-").tempdir().expect("registry dir");
         let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port");
         let config = dir.path().join("config.yml");
@@ -42,6 +58,7 @@ impl Registry {
             fs::write(&htpasswd, format!("{user}:{hash}\n")).expect("htpasswd");
             text.push_str(&format!("auth: {{htpasswd: {{realm: test, path: {}}}}}\n", htpasswd.display()));
         }
+        text.push_str(auth);
         fs::write(&config, text).expect("registry config");
         let child = Command::new("docker-registry")
             .arg("serve")
