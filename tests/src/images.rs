@@ -33,16 +33,7 @@ impl ImageBuilder {
     /// Adds `/usr/share/<name>/noise`: `len` bytes that do not compress, so that the
     /// image is about that large and takes time to move.
     pub fn noise(mut self, len: usize) -> Self {
-        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-        let bytes = (0..len)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            })
-            .collect();
-        self.files.push((format!("usr/share/{}/noise", self.name), bytes, 0o644));
+        self.files.push((format!("usr/share/{}/noise", self.name), noise(len), 0o644));
         self
     }
 
@@ -78,4 +69,17 @@ pub fn junk(dir: &Path, file_name: &str, len: usize) -> PathBuf {
     let bytes: Vec<u8> = (0..len).map(|i| (i * 7 + 13) as u8).collect();
     fs::write(&path, bytes).expect("junk file");
     path
+}
+
+/// `len` bytes of xorshift noise: no compressor shrinks them, and every run gets the same.
+pub fn noise(len: usize) -> Vec<u8> {
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
 }

@@ -499,15 +499,7 @@ fn a_registry_pull_can_be_canceled_mid_download() {
     let registry = Registry::start();
     let rig = Rig::start(&[], &format!("idle_exit_sec = 0\ninsecure_registries = [\"{}\"]\n", registry.host()));
     // 96 MiB of noise in an uncompressed layer: long enough to be caught mid-way.
-    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-    let noise: Vec<u8> = (0..96usize << 20)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
+    let noise = kairos_extensions_tests::images::noise(96 << 20);
     let layer = tar(&[("big.raw", &noise)]);
     let dir = rig.scratch.path().join("layout");
     let mut layout = Layout::new(&dir);
