@@ -19,7 +19,7 @@ use std::path::{Component, PathBuf};
 
 use reqwest::Url;
 
-use self::reference::ImageReference;
+use self::reference::{ImageReference, ReferenceError};
 use super::Error;
 use super::digest::Sha256Digest;
 
@@ -71,14 +71,9 @@ impl Source {
         match scheme {
             "http" | "https" => parse_http(text).map_err(|reason| invalid(&reason)),
             "oci" | "docker" | "container" => {
-                // In a reference '@' only introduces a digest, after the repository; one in
-                // the registry part is userinfo, which would then be stored and shown.
-                let registry_part = rest.split('/').next().unwrap_or(rest);
-                if registry_part.contains('@') && rest.contains('/') {
-                    return Err(invalid("credentials do not belong in the reference; use registry_auth"));
-                }
-                ImageReference::parse(rest).map(|reference| Self::Oci { reference }).map_err(|e| {
-                    invalid(&format!("not an image reference (registry/repository[:tag][@sha256:digest]): {e}"))
+                ImageReference::parse(rest).map(|reference| Self::Oci { reference }).map_err(|e| match e {
+                    ReferenceError::Credentials => invalid(&e.to_string()),
+                    e => invalid(&format!("not an image reference (registry/repository[:tag][@sha256:digest]): {e}")),
                 })
             }
             _ => Err(invalid("unknown scheme; use oci://, docker://, https://, http:// or file://")),

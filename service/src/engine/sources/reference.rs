@@ -25,6 +25,9 @@ pub enum ReferenceError {
     /// Nothing to parse.
     #[error("the reference is empty")]
     Empty,
+    /// `user:password@` in front of the registry: it would be stored and shown.
+    #[error("credentials do not belong in the reference; use registry_auth")]
+    Credentials,
     /// The registry part is not `host[:port]`.
     #[error("registry {0:?} is not host[:port] (letters, digits, '-' and '.', and a port number)")]
     Registry(String),
@@ -57,6 +60,11 @@ impl ImageReference {
     pub fn parse(text: &str) -> Result<Self, ReferenceError> {
         if text.is_empty() {
             return Err(ReferenceError::Empty);
+        }
+        // '@' only introduces a digest, after the repository; one before the first '/'
+        // is userinfo.
+        if text.split_once('/').is_some_and(|(first, _)| first.contains('@')) {
+            return Err(ReferenceError::Credentials);
         }
         let (name_and_tag, digest) = match text.split_once('@') {
             Some((name, digest)) => (name, Some(parse_digest(digest)?)),
@@ -251,6 +259,7 @@ mod tests {
     fn names_the_part_that_is_wrong() {
         let error = |t: &str| ImageReference::parse(t).err();
         assert_eq!(error(""), Some(ReferenceError::Empty));
+        assert_eq!(error("user:pw@r.io/a"), Some(ReferenceError::Credentials));
         assert_eq!(error("UPPER"), Some(ReferenceError::Component("UPPER".into())));
         assert_eq!(error("r.io/a..b"), Some(ReferenceError::Component("a..b".into())));
         assert_eq!(error("r.io/a._b"), Some(ReferenceError::Component("a._b".into())));
