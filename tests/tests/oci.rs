@@ -5,9 +5,11 @@ use std::fs;
 
 use std::process::Output;
 
+use base64::Engine as _;
 use kairos_extensions_tests::images::ImageBuilder;
 use kairos_extensions_tests::namespace::Namespace;
 use kairos_extensions_tests::registry::{Layout, Registry, gzip, push_artifact, tar, zstd};
+use kairos_extensions_tests::token_server::TokenServer;
 use kairos_extensions_tests::{bins, privileged, stderr, stdout};
 
 const GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
@@ -34,8 +36,11 @@ struct Setup {
 
 impl Setup {
     fn new(extra_config: &str) -> Self {
+        Self::with_registry(Registry::start(), extra_config)
+    }
+
+    fn with_registry(registry: Registry, extra_config: &str) -> Self {
         let ns = Namespace::new();
-        let registry = Registry::start();
         let scratch = tempfile::Builder::new().prefix("kx-oci-").tempdir().expect("scratch");
         let config = scratch.path().join("extensions.toml");
         fs::write(&config, format!("insecure_registries = [\"{}\"]\n{extra_config}", registry.host())).expect("config");
@@ -54,13 +59,26 @@ impl Setup {
 
     /// Pushes one image whose single gzip layer holds `entries`; returns the manifest digest.
     fn push(&self, name: &str, tag: &str, entries: &[(&str, &[u8])]) -> (String, String) {
+        self.push_as(name, tag, entries, None)
+    }
+
+    /// Pushes like [`Setup::push`], logging in as `user:password` when given.
+    fn push_as(&self, name: &str, tag: &str, entries: &[(&str, &[u8])], login: Option<&str>) -> (String, String) {
         let dir = self.scratch.path().join(format!("layout-{name}-{tag}"));
         let mut layout = Layout::new(&dir);
         let plain = tar(entries);
         let digests = layout.image(host_arch(), &gzip(&plain), GZIP, &plain);
         layout.finish(tag);
-        self.registry.push(&dir, tag, name, false);
+        self.registry.push_as(&dir, tag, name, false, login);
         digests
+    }
+
+    /// Writes `/run/auth.json` in the namespace (registry_auth is a system path, so it
+    /// is read from the namespace's /run) with `user:password` for `host`.
+    fn write_auth(&self, host: &str, user_password: &str) {
+        let auth = base64::engine::general_purpose::STANDARD.encode(user_password);
+        fs::write(self.ns.host_path("/run/auth.json"), format!(r#"{{"auths": {{"{host}": {{"auth": "{auth}"}}}}}}"#))
+            .expect("auth.json");
     }
 
     fn hello(&self) -> Vec<u8> {
@@ -265,51 +283,79 @@ fn a_registry_not_listed_as_insecure_is_only_spoken_to_over_tls() {
     assert!(setup.store_is_empty());
 }
 
+/// The registry_auth line every credentials test configures.
+const REGISTRY_AUTH: &str = "registry_auth = \"/run/auth.json\"\n";
+
 #[test]
 fn credentials_come_from_registry_auth_and_only_for_their_registry() {
     if !privileged("credentials_come_from_registry_auth_and_only_for_their_registry") {
         return;
     }
-    let ns = Namespace::new();
-    let registry = Registry::start_with_credentials("kx", "s3cret-pw");
-    let scratch = tempfile::Builder::new().prefix("kx-auth-").tempdir().expect("scratch");
-    let image = ImageBuilder::new("hello").build(scratch.path(), "hello.img");
-    let plain = tar(&[("hello.raw", &fs::read(image).expect("image"))]);
-    let layout_dir = scratch.path().join("layout");
-    let mut layout = Layout::new(&layout_dir);
-    layout.image(host_arch(), &gzip(&plain), GZIP, &plain);
-    layout.finish("v1");
-    registry.push_as(&layout_dir, "v1", "hello", false, Some("kx:s3cret-pw"));
-
-    // registry_auth is a system path: inside the namespace it is read from its /run.
-    let write_auth = |host: &str| {
-        let auth = format!(r#"{{"auths": {{"{host}": {{"auth": "a3g6czNjcmV0LXB3"}}}}}}"#);
-        fs::write(ns.host_path("/run/auth.json"), auth).expect("auth.json");
-    };
-    let config = scratch.path().join("extensions.toml");
-    fs::write(
-        &config,
-        format!("insecure_registries = [\"{}\"]\nregistry_auth = \"/run/auth.json\"\n", registry.host()),
-    )
-    .expect("config");
-    let install = || {
-        ns.command(bins::kairos_ext())
-            .args(["--root", "/", "--config"])
-            .arg(&config)
-            .args(["install", &format!("oci://{}/hello:v1", registry.host()), "--replace"])
-            .output()
-            .expect("kairos-ext")
-    };
+    let setup = Setup::with_registry(Registry::start_with_credentials("kx", "s3cret-pw"), REGISTRY_AUTH);
+    setup.push_as("hello", "v1", &[("hello.raw", &setup.hello())], Some("kx:s3cret-pw"));
+    let install = || setup.kx(&["install", &setup.oci("hello", "v1"), "--replace"]);
 
     let out = install();
     assert!(!out.status.success(), "no auth.json: anonymous must be refused");
     assert!(stderr(&out).contains("Not authorized"), "{}", stderr(&out));
 
-    write_auth("registry.example.com");
+    setup.write_auth("registry.example.com", "kx:s3cret-pw");
     let out = install();
     assert!(!out.status.success(), "credentials of another registry must not be sent");
 
-    write_auth(&registry.host());
+    setup.write_auth(&setup.registry.host(), "kx:s3cret-pw");
     let out = install();
     assert!(out.status.success(), "the registry's own credentials work: {}", stderr(&out));
+}
+
+#[test]
+fn bearer_tokens_are_fetched_with_the_registrys_own_credentials() {
+    if !privileged("bearer_tokens_are_fetched_with_the_registrys_own_credentials") {
+        return;
+    }
+    // A registry that wants bearer tokens, from a token server written in the test code.
+    let signer = tempfile::Builder::new().prefix("kx-token-").tempdir().expect("signer dir");
+    let cert = signer.path().join("signer.pem");
+    let tokens = TokenServer::start("kx", "t0ken-pw", &cert);
+    let setup = Setup::with_registry(Registry::start_with_token_auth(&tokens, &cert), REGISTRY_AUTH);
+    // skopeo does the same token flow for its push.
+    setup.push_as("hello", "v1", &[("hello.raw", &setup.hello())], Some("kx:t0ken-pw"));
+    let pushed = tokens.seen().issued.len();
+    assert!(pushed > 0, "skopeo's push must have gone through the token server");
+    let install = || setup.kx(&["install", &setup.oci("hello", "v1"), "--replace"]);
+    let stored = || setup.ns.store().join("hello.raw").exists();
+    let password = base64::engine::general_purpose::STANDARD.encode("kx:t0ken-pw");
+
+    let out = install();
+    assert!(!out.status.success(), "without auth.json the registry must refuse");
+    assert!(!stored());
+    assert_eq!(tokens.seen().issued.len(), pushed, "no token for an anonymous pull");
+
+    let before = tokens.seen().authorizations.len();
+    setup.write_auth("registry.example.com", "kx:t0ken-pw");
+    let out = install();
+    assert!(!out.status.success(), "another registry's credentials must not be used");
+    assert!(!stored());
+    assert!(
+        !tokens.seen().authorizations[before..].iter().any(|a| a.starts_with("Basic ")),
+        "no credentials may reach the token server for another host's entry"
+    );
+
+    setup.write_auth(&setup.registry.host(), "kx:wrong");
+    let out = install();
+    assert!(!out.status.success(), "a wrong password must fail");
+    assert!(stderr(&out).to_lowercase().contains("auth"), "the failure names authentication: {}", stderr(&out));
+    assert!(!stored());
+
+    setup.write_auth(&setup.registry.host(), "kx:t0ken-pw");
+    let out = install();
+    assert!(out.status.success(), "the registry's own credentials work: {}", stderr(&out));
+    assert!(stored(), "the image is installed");
+    assert!(tokens.seen().authorizations.iter().any(|a| a.contains(&password)));
+    let seen = tokens.seen();
+    assert!(
+        seen.issued[pushed..].iter().any(|(user, scope)| user == "kx" && scope == "repository:hello:pull"),
+        "a pull token for the repository was issued: {:?}",
+        seen.issued
+    );
 }
