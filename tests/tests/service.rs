@@ -627,6 +627,17 @@ fn job_progress_is_announced_at_most_four_times_a_second() {
     // once when the job ends. 2 MiB arrive in 32 pieces of 64 KiB or more reads:
     // unthrottled, that is one announcement each, above the allowance.
     let allowed = (seconds * 4.0).ceil() as usize + 2;
+    // Rate limiting coalesces changes but must not lose them: the state and phase the
+    // worker set before the ticker's first tick are announced too.
+    for (property, value) in [("State", "running"), ("Phase", "downloading")] {
+        assert!(
+            monitor.signals().iter().any(|s| s["signal"] == "PropertiesChanged"
+                && s["path"] == path.as_str()
+                && s["args"][1][property] == value),
+            "{property} {value} was never announced: {:?}",
+            monitor.signals()
+        );
+    }
     assert!(announced >= 2, "progress must be announced while downloading: {announced}");
     assert!(announced <= allowed, "{announced} progress announcements in {seconds:.1} s (allowed {allowed})");
     eprintln!("{announced} progress announcements in {seconds:.1} s");

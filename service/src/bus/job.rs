@@ -219,13 +219,20 @@ pub async fn start_install(
     Manager::job_new(&emitter, id, path.as_ref()).await?;
     tracing::info!(job = id, source, "install job started");
 
+    // What InterfacesAdded told clients; every later change is announced against it.
+    let exported = cells.status();
     let (shared, connection, job_path) = (shared.clone(), connection.clone(), path.clone());
     tokio::spawn(async move {
         let _busy = shared.activity.busy();
         cells.update(|s| s.state = "running");
         let (stop_ticker, ticker_stopped) = tokio::sync::oneshot::channel();
-        let ticker =
-            tokio::spawn(announce_progress(connection.clone(), job_path.clone(), cells.clone(), ticker_stopped));
+        let ticker = tokio::spawn(announce_progress(
+            connection.clone(),
+            job_path.clone(),
+            cells.clone(),
+            exported,
+            ticker_stopped,
+        ));
         let worker_cells = cells.clone();
         let outcome = tokio::task::spawn_blocking(move || work(&worker_cells)).await.unwrap_or_else(|e| {
             Err(engine::Error::Sysext(crate::engine::sysext::SysextError::Unavailable(format!(
@@ -281,14 +288,18 @@ pub async fn start_install(
 
 /// Announces progress at most every [`PROGRESS_INTERVAL`] until told to stop; returns
 /// the status it announced last, so the final announcement carries everything since.
+///
+/// `announced` is what clients were last told (the exported status). It must not be
+/// read when this task starts: the worker runs concurrently and may already have moved
+/// on, and those changes would then never be announced.
 async fn announce_progress(
     connection: Connection,
     path: OwnedObjectPath,
     cells: JobCells,
+    mut announced: JobStatus,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) -> JobStatus {
     let mut interval = tokio::time::interval(PROGRESS_INTERVAL);
-    let mut announced = cells.status();
     loop {
         tokio::select! {
             _ = interval.tick() => {}
