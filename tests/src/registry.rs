@@ -139,21 +139,63 @@ pub fn digest(bytes: &[u8]) -> String {
     format!("sha256:{:x}", Sha256::digest(bytes))
 }
 
-/// A tar archive of `entries` (name, bytes), as an image layer. Names are written into
-/// the header byte by byte, so hostile ones (`../x`) survive: the point is to test the
-/// reader.
+/// A tar archive of regular files `entries` (name, bytes), as an image layer.
 pub fn tar(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let entries: Vec<_> = entries.iter().map(|(name, data)| TarEntry::file(name.as_bytes(), data)).collect();
+    tar_of(&entries)
+}
+
+/// One entry of a hand-made layer. Every field is written into the header byte by
+/// byte, so hostile names, kinds and sizes survive: the point is to test the reader.
+#[derive(Clone, Copy)]
+pub struct TarEntry<'a> {
+    /// The name, as raw bytes (control characters, `..` and absolute paths included).
+    pub name: &'a [u8],
+    /// The entry type.
+    pub kind: tar::EntryType,
+    /// The contents.
+    pub data: &'a [u8],
+    /// The link target, for symbolic and hard links.
+    pub link: &'a [u8],
+    /// A PAX `size` record put in front of the entry, to disagree with its header.
+    pub pax_size: Option<u64>,
+}
+
+impl<'a> TarEntry<'a> {
+    /// A regular file.
+    pub fn file(name: &'a [u8], data: &'a [u8]) -> Self {
+        Self { name, kind: tar::EntryType::Regular, data, link: b"", pax_size: None }
+    }
+
+    /// An entry of `kind` with no contents (directories, devices, FIFOs).
+    pub fn special(name: &'a [u8], kind: tar::EntryType) -> Self {
+        Self { name, kind, data: b"", link: b"", pax_size: None }
+    }
+
+    /// A symbolic or hard link (`kind`) to `target`.
+    pub fn link(name: &'a [u8], kind: tar::EntryType, target: &'a [u8]) -> Self {
+        Self { name, kind, data: b"", link: target, pax_size: None }
+    }
+}
+
+/// A tar archive of `entries`.
+pub fn tar_of(entries: &[TarEntry]) -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());
-    for (name, data) in entries {
+    for entry in entries {
+        if let Some(size) = entry.pax_size {
+            builder.append_pax_extensions([("size", size.to_string().as_bytes())]).expect("pax record");
+        }
         let mut header = tar::Header::new_ustar();
-        let field = &mut header.as_old_mut().name;
-        assert!(name.len() < field.len(), "test names fit a ustar header");
-        field[..name.len()].copy_from_slice(name.as_bytes());
-        header.set_size(data.len() as u64);
+        let old = header.as_old_mut();
+        assert!(entry.name.len() < old.name.len(), "test names fit a ustar header");
+        assert!(entry.link.len() < old.linkname.len(), "test link targets fit a ustar header");
+        old.name[..entry.name.len()].copy_from_slice(entry.name);
+        old.linkname[..entry.link.len()].copy_from_slice(entry.link);
+        header.set_size(entry.data.len() as u64);
         header.set_mode(0o644);
-        header.set_entry_type(tar::EntryType::Regular);
+        header.set_entry_type(entry.kind);
         header.set_cksum();
-        builder.append(&header, *data).expect("append");
+        builder.append(&header, entry.data).expect("append");
     }
     builder.into_inner().expect("finish tar")
 }

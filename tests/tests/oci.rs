@@ -1,14 +1,15 @@
 //! Installing from a real OCI registry (Debian's docker-registry on loopback), with
 //! images pushed by skopeo from layouts the harness writes.
 
+use std::collections::BTreeMap;
 use std::fs;
-
+use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use base64::Engine as _;
 use kairos_extensions_tests::images::ImageBuilder;
 use kairos_extensions_tests::namespace::Namespace;
-use kairos_extensions_tests::registry::{Layout, Registry, gzip, push_artifact, tar, zstd};
+use kairos_extensions_tests::registry::{Layout, Registry, TarEntry, digest, gzip, push_artifact, tar, tar_of, zstd};
 use kairos_extensions_tests::token_server::TokenServer;
 use kairos_extensions_tests::{bins, privileged, stderr, stdout};
 
@@ -64,10 +65,14 @@ impl Setup {
 
     /// Pushes like [`Setup::push`], logging in as `user:password` when given.
     fn push_as(&self, name: &str, tag: &str, entries: &[(&str, &[u8])], login: Option<&str>) -> (String, String) {
+        self.push_layer(name, tag, &tar(entries), login)
+    }
+
+    /// Pushes one image whose single layer is `plain`, gzipped.
+    fn push_layer(&self, name: &str, tag: &str, plain: &[u8], login: Option<&str>) -> (String, String) {
         let dir = self.scratch.path().join(format!("layout-{name}-{tag}"));
         let mut layout = Layout::new(&dir);
-        let plain = tar(entries);
-        let digests = layout.image(host_arch(), &gzip(&plain), GZIP, &plain);
+        let digests = layout.image(host_arch(), &gzip(plain), GZIP, plain);
         layout.finish(tag);
         self.registry.push_as(&dir, tag, name, false, login);
         digests
@@ -98,6 +103,30 @@ impl Setup {
             .unwrap_or(0);
         let staging = fs::read_dir(store.join(".tmp")).map(|d| d.count()).unwrap_or(0);
         images == 0 && staging == 0
+    }
+
+    /// Every path under the store with what it holds (a hash, or a link's target), so
+    /// "unchanged" can be asserted exactly.
+    fn store_snapshot(&self) -> BTreeMap<PathBuf, String> {
+        fn walk(dir: &Path, root: &Path, into: &mut BTreeMap<PathBuf, String>) {
+            for entry in fs::read_dir(dir).expect("readable store").flatten() {
+                let path = entry.path();
+                let kind = entry.file_type().expect("file type");
+                let what = if kind.is_symlink() {
+                    format!("-> {}", fs::read_link(&path).expect("link").display())
+                } else if kind.is_dir() {
+                    walk(&path, root, into);
+                    "dir".to_owned()
+                } else {
+                    digest(&fs::read(&path).expect("readable file"))
+                };
+                into.insert(path.strip_prefix(root).expect("under the store").to_path_buf(), what);
+            }
+        }
+        let mut snapshot = BTreeMap::new();
+        let store = self.ns.store();
+        walk(&store, &store, &mut snapshot);
+        snapshot
     }
 }
 
@@ -186,22 +215,55 @@ fn hostile_layer_entries_are_refused_by_name() {
     if !privileged("hostile_layer_entries_are_refused_by_name") {
         return;
     }
+    use tar::EntryType::{Block, Char, Directory, Fifo, Link, Symlink};
     let setup = Setup::new("");
     let hello = setup.hello();
-    let sentinel = setup.scratch.path().join("sentinel");
+    setup.push("hello", "good", &[("hello.raw", &hello)]);
+    let out = setup.kx(&["install", &setup.oci("hello", "good"), "--enable", "common"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // The sentinel is named like an image, so only the filter stands between an entry
+    // aimed at it and the file. Its path is the same inside the namespace.
+    let sentinel = setup.scratch.path().join("sentinel.raw");
     fs::write(&sentinel, "untouched").expect("sentinel");
-    for (tag, entries, reason) in [
-        ("parent", vec![("../escape.raw", hello.as_slice())], "parent directory"),
-        ("nested", vec![("usr/bin/x.raw", hello.as_slice())], "at the layer's root"),
-        ("other", vec![("hello.raw", hello.as_slice()), ("notes.txt", b"x".as_slice())], "*.raw"),
-    ] {
-        setup.push("hostile", tag, &entries);
-        let out = setup.kx(&["install", &setup.oci("hostile", tag)]);
+    let absolute = sentinel.to_str().expect("UTF-8 scratch path");
+    let climbing = format!("{}{}", "../".repeat(12), absolute.trim_start_matches('/'));
+    let overwrite = b"overwritten through the entry";
+    let pax = |entry: TarEntry<'static>, size| TarEntry { pax_size: Some(size), ..entry };
+    let cases: Vec<(&str, Vec<TarEntry>, &str)> = vec![
+        ("parent", vec![TarEntry::file(climbing.as_bytes(), overwrite)], "parent directory"),
+        ("absolute", vec![TarEntry::file(absolute.as_bytes(), overwrite)], "absolute paths"),
+        ("nested", vec![TarEntry::file(b"usr/bin/evil.raw", overwrite)], "at the layer's root"),
+        ("directory", vec![TarEntry::special(b"etc/", Directory)], "not directories"),
+        ("other", vec![TarEntry::file(b"evil.raw", &hello), TarEntry::file(b"notes.txt", b"x")], "*.raw"),
+        (
+            "symlink",
+            vec![TarEntry::link(b"evil.raw", Symlink, absolute.as_bytes()), TarEntry::file(b"evil.raw", overwrite)],
+            "symbolic links",
+        ),
+        (
+            "hardlink",
+            vec![TarEntry::link(b"evil.raw", Link, absolute.as_bytes()), TarEntry::file(b"evil.raw", overwrite)],
+            "hard links",
+        ),
+        ("chardev", vec![TarEntry::special(b"evil.raw", Char)], "device nodes"),
+        ("blockdev", vec![TarEntry::special(b"evil.raw", Block)], "device nodes"),
+        ("fifo", vec![TarEntry::special(b"evil.raw", Fifo)], "FIFOs"),
+        ("twice", vec![TarEntry::file(b"evil.raw", &hello), TarEntry::file(b"./evil.raw", overwrite)], "twice"),
+        ("pax", vec![pax(TarEntry::file(b"evil.raw", overwrite), 4)], "disagree on the size"),
+        ("control", vec![TarEntry::file(b"evil\x1b[2J.raw", overwrite)], "control characters"),
+    ];
+    let before = setup.store_snapshot();
+    for (tag, entries, reason) in cases {
+        setup.push_layer("hostile", tag, &tar_of(&entries), None);
+        let out = setup.kx(&["install", &setup.oci("hostile", tag), "--enable", "common"]);
         assert!(!out.status.success(), "{tag} was accepted");
-        assert!(stderr(&out).contains(reason), "{tag}: {}", stderr(&out));
-        assert!(setup.store_is_empty(), "{tag} left something in the store");
+        let message = stderr(&out);
+        assert!(message.contains(reason) && message.contains("layer entry"), "{tag}: {message}");
+        assert!(!message.contains('\x1b'), "{tag}: a control character reached the terminal: {message:?}");
+        assert_eq!(setup.store_snapshot(), before, "{tag} changed the store");
+        assert_eq!(fs::read_to_string(&sentinel).expect("sentinel"), "untouched", "{tag} reached the sentinel");
     }
-    assert_eq!(fs::read_to_string(&sentinel).expect("sentinel"), "untouched");
 }
 
 #[test]
