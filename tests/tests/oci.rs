@@ -281,6 +281,11 @@ fn a_blob_tampered_with_in_the_registry_is_refused() {
     fs::write(&path, bytes).expect("tamper");
     let out = setup.kx(&["install", &setup.oci("hello", "v1")]);
     assert!(!out.status.success(), "a tampered blob must not install");
+    assert!(
+        stderr(&out).contains(&format!("layer {layer}: the registry served bytes whose digest is")),
+        "{}",
+        stderr(&out)
+    );
     assert!(setup.store_is_empty());
 }
 

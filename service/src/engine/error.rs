@@ -7,7 +7,9 @@ use super::image::ImageError;
 use super::layout::NotAbsolute;
 use super::release::{Incompatible, NoOsRelease};
 use super::sources::file::FileSourceError;
+use super::sources::http::HttpError;
 use super::sources::layer::LayerError;
+use super::sources::oci::OciError;
 use super::store::StoreError;
 use super::sysext::SysextError;
 
@@ -39,10 +41,10 @@ pub enum Error {
     InvalidImage(#[from] ImageError),
     /// Pulling from a registry failed.
     #[error(transparent)]
-    Oci(#[from] super::sources::oci::OciError),
+    Oci(#[from] OciError),
     /// Downloading failed.
     #[error(transparent)]
-    Http(#[from] super::sources::http::HttpError),
+    Http(#[from] HttpError),
     /// The image policy refuses the image.
     #[error("refused by the image policy: {0}")]
     PolicyRefused(String),
@@ -142,21 +144,18 @@ impl Error {
             Self::Incompatible { .. } | Self::Unusable { .. } => ErrorKind::Incompatible,
             Self::FileSource(_) => ErrorKind::InvalidSource,
             Self::PolicyRefused(_) => ErrorKind::InvalidImage,
-            Self::Http(super::sources::http::HttpError::Store(StoreError::TooLarge { .. })) => ErrorKind::TooLarge,
-            Self::Http(super::sources::http::HttpError::Store(StoreError::Canceled)) => ErrorKind::Canceled,
+            Self::Http(HttpError::Store(StoreError::TooLarge { .. })) => ErrorKind::TooLarge,
+            Self::Http(HttpError::Store(StoreError::Canceled)) => ErrorKind::Canceled,
             Self::Http(_) => ErrorKind::Failed,
-            Self::Oci(super::sources::oci::OciError::DigestMismatch { .. }) => ErrorKind::DigestMismatch,
-            Self::Oci(super::sources::oci::OciError::Layer(LayerError::Store(StoreError::TooLarge { .. }))) => {
-                ErrorKind::TooLarge
-            }
-            Self::Oci(super::sources::oci::OciError::Store(StoreError::TooLarge { .. })) => ErrorKind::TooLarge,
+            Self::Oci(OciError::DigestMismatch { .. } | OciError::BlobMismatch { .. }) => ErrorKind::DigestMismatch,
             Self::Oci(
-                super::sources::oci::OciError::Store(StoreError::Canceled)
-                | super::sources::oci::OciError::Layer(LayerError::Store(StoreError::Canceled)),
+                OciError::Store(StoreError::TooLarge { .. })
+                | OciError::Layer(LayerError::Store(StoreError::TooLarge { .. })),
+            ) => ErrorKind::TooLarge,
+            Self::Oci(
+                OciError::Store(StoreError::Canceled) | OciError::Layer(LayerError::Store(StoreError::Canceled)),
             ) => ErrorKind::Canceled,
-            Self::Oci(super::sources::oci::OciError::Layer(_) | super::sources::oci::OciError::Unusable(_)) => {
-                ErrorKind::InvalidImage
-            }
+            Self::Oci(OciError::Layer(_) | OciError::Unusable(_)) => ErrorKind::InvalidImage,
             Self::Oci(_) => ErrorKind::Failed,
             Self::DigestMismatch { .. } => ErrorKind::DigestMismatch,
             Self::Store(StoreError::TooLarge { .. }) => ErrorKind::TooLarge,
@@ -211,5 +210,15 @@ mod tests {
         assert_eq!(Error::Canceled.kind(), ErrorKind::Canceled);
         assert_eq!(Error::from(StoreError::TooLarge { limit: 1 }).kind(), ErrorKind::TooLarge);
         assert_eq!(Error::from(StoreError::Canceled).kind(), ErrorKind::Canceled);
+    }
+
+    #[test]
+    fn a_refused_layer_is_an_invalid_image_unless_it_hit_the_limit_or_was_canceled() {
+        let entry = LayerError::Entry { entry: "evil.raw".into(), reason: "symbolic links are not allowed" };
+        assert_eq!(Error::Oci(OciError::Layer(entry)).kind(), ErrorKind::InvalidImage);
+        assert_eq!(Error::Oci(OciError::Layer(LayerError::Archive("short".into()))).kind(), ErrorKind::InvalidImage);
+        let limit = LayerError::Store(StoreError::TooLarge { limit: 1 });
+        assert_eq!(Error::Oci(OciError::Layer(limit)).kind(), ErrorKind::TooLarge);
+        assert_eq!(Error::Oci(OciError::Layer(LayerError::Store(StoreError::Canceled))).kind(), ErrorKind::Canceled);
     }
 }

@@ -6,7 +6,9 @@
 //! thread reads them through decompression and the layer filter straight into staging.
 //! Memory stays bounded by the channel, whatever the image size, and dropping the
 //! receiving end (cancel, error) stops the transfer. Layer digests are verified by the
-//! client as the bytes stream; the manifest digest is checked against any pin.
+//! client as the bytes stream, and a layer counts only once its stream has ended with
+//! that check passed and exactly the size its descriptor gives; the manifest digest is
+//! checked against any pin.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -17,6 +19,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use oci_client::client::{ClientConfig, ClientProtocol, current_platform_resolver};
+use oci_client::errors::DigestError;
 use oci_client::manifest::ImageIndexEntry;
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
@@ -58,6 +61,14 @@ pub enum OciError {
         expected: String,
         /// What the registry served.
         actual: String,
+    },
+    /// A blob's bytes do not match the descriptor that named them, in digest or size.
+    #[error("layer {digest}: {problem}")]
+    BlobMismatch {
+        /// The digest the manifest gives.
+        digest: String,
+        /// What does not match.
+        problem: String,
     },
     /// A layer or artifact that is not an extension.
     #[error("{0}")]
@@ -156,33 +167,43 @@ fn consume(
     let counted = Counted { progress, total, done: Mutex::new(0) };
     let mut images = Vec::new();
     for descriptor in &layers {
-        let reader = ChannelReader { rx, pending: bytes::Bytes::new(), ended: false, counted: &counted };
-        match shape(descriptor)? {
-            Shape::Artifact(file_name) => {
-                let mut staged = stage()?;
-                staged.copy_from(reader, Some(u64::try_from(descriptor.size).unwrap_or(0)), &counted)?;
-                images.push(Extracted { file_name, staged });
-            }
-            Shape::Tar => images.extend(layer::extract(reader, layer_budget(max_image_size), &mut *stage, &counted)?),
-            Shape::TarGzip => {
-                let decoder = flate2::read::GzDecoder::new(reader);
-                images.extend(layer::extract(decoder, layer_budget(max_image_size), &mut *stage, &counted)?);
-            }
-            Shape::TarZstd => {
-                // A hostile frame may ask for any window; zstd's own decoder default caps it here.
-                let decoder = ruzstd::decoding::StreamingDecoder::new_with_max_window_size(reader, ZSTD_MAX_WINDOW)
-                    .map_err(|e| OciError::Unusable(format!("the zstd layer cannot be read: {e}")))?;
-                images.extend(layer::extract(decoder, layer_budget(max_image_size), &mut *stage, &counted)?);
-            }
-        }
-        if let Some(error) = counted.failure(rx) {
-            return Err(error);
-        }
+        let shape = shape(descriptor)?;
+        let mut reader = ChannelReader::new(rx, &counted, descriptor);
+        let unpacked = unpack(shape, &mut reader, descriptor, max_image_size, stage, &counted);
+        images.extend(reader.settle(unpacked)?);
     }
     if images.is_empty() {
         return Err(OciError::Unusable("the image carries no .raw extension image".into()));
     }
     Ok(Pulled { images, manifest_digest, index_digest })
+}
+
+/// Streams one layer through its decoder and the entry filter into staging.
+fn unpack(
+    shape: Shape,
+    reader: &mut ChannelReader<'_>,
+    descriptor: &OciDescriptor,
+    max_image_size: u64,
+    stage: &mut impl FnMut() -> Result<Staged, StoreError>,
+    counted: &Counted<'_>,
+) -> Result<Vec<Extracted>, OciError> {
+    let budget = layer_budget(max_image_size);
+    let images = match shape {
+        Shape::Artifact(file_name) => {
+            let mut staged = stage()?;
+            staged.copy_from(reader, Some(u64::try_from(descriptor.size).unwrap_or(0)), counted)?;
+            vec![Extracted { file_name, staged }]
+        }
+        Shape::Tar => layer::extract(reader, budget, stage, counted)?,
+        Shape::TarGzip => layer::extract(flate2::read::GzDecoder::new(reader), budget, stage, counted)?,
+        Shape::TarZstd => {
+            // A hostile frame may ask for any window; zstd's own decoder default caps it here.
+            let decoder = ruzstd::decoding::StreamingDecoder::new_with_max_window_size(reader, ZSTD_MAX_WINDOW)
+                .map_err(|e| LayerError::Archive(format!("zstd: {e}")))?;
+            layer::extract(decoder, budget, stage, counted)?
+        }
+    };
+    Ok(images)
 }
 
 /// The unpacked bytes a layer may yield: one image at the limit plus tar's own headers.
@@ -227,7 +248,7 @@ fn artifact_name(title: Option<String>) -> Result<String, OciError> {
     }
 }
 
-/// Reports bytes across all layers, and remembers a failure the fetcher sent.
+/// Reports bytes across all layers.
 struct Counted<'a> {
     progress: &'a dyn Progress,
     total: u64,
@@ -239,13 +260,6 @@ impl Counted<'_> {
         if let Ok(mut done) = self.done.lock() {
             *done += n;
             self.progress.bytes(*done, Some(self.total).filter(|t| *t > 0));
-        }
-    }
-
-    fn failure(&self, rx: &Receiver<Message>) -> Option<OciError> {
-        match rx.try_recv() {
-            Ok(Message::Failed(e)) => Some(e),
-            _ => None,
         }
     }
 }
@@ -265,34 +279,109 @@ impl Progress for Counted<'_> {
 }
 
 /// One layer's bytes, read from the channel.
+///
+/// The fetcher verifies a layer's digest only when its stream ends, so a layer counts
+/// only once this reader has seen that end. Every error it returns is also kept, typed,
+/// in `failure`: the unpacker above sees only an I/O error, and the cause must not be
+/// lost in it.
 struct ChannelReader<'a> {
     rx: &'a Receiver<Message>,
+    counted: &'a Counted<'a>,
     pending: bytes::Bytes,
     ended: bool,
-    counted: &'a Counted<'a>,
+    /// The digest the manifest gives, for messages.
+    digest: &'a str,
+    /// The size the manifest gives; a registry sending more is cut off there.
+    expected: u64,
+    received: u64,
+    failure: Option<OciError>,
+}
+
+impl<'a> ChannelReader<'a> {
+    fn new(rx: &'a Receiver<Message>, counted: &'a Counted<'a>, descriptor: &'a OciDescriptor) -> Self {
+        Self {
+            rx,
+            counted,
+            pending: bytes::Bytes::new(),
+            ended: false,
+            digest: &descriptor.digest,
+            // A negative size admits no bytes at all.
+            expected: u64::try_from(descriptor.size).unwrap_or(0),
+            received: 0,
+            failure: None,
+        }
+    }
+
+    /// The layer's verdict, given what unpacking it gave.
+    ///
+    /// What the unpacker left unread (tar padding after the end-of-archive blocks, a
+    /// compressed stream's trailer) is read and dropped, both to reach the digest check
+    /// and so that it is not taken for the next layer. An archive the unpacker could not
+    /// read may be damaged in transit, so it is read to the end too, to report a digest
+    /// mismatch as what it is. A failure of the transfer explains anything the unpacker
+    /// saw, so it wins.
+    fn settle(mut self, unpacked: Result<Vec<Extracted>, OciError>) -> Result<Vec<Extracted>, OciError> {
+        let unreadable = matches!(unpacked, Err(OciError::Layer(LayerError::Archive(_))));
+        if unpacked.is_ok() || unreadable {
+            // Any error is recorded in `failure`.
+            let _ = std::io::copy(&mut self, &mut std::io::sink());
+        }
+        match self.failure.take() {
+            Some(failure) => Err(failure),
+            None => unpacked,
+        }
+    }
+
+    /// Records why reading stopped, and hands the unpacker an I/O error saying so.
+    fn fail(&mut self, failure: OciError) -> std::io::Error {
+        let error = std::io::Error::other(failure.to_string());
+        self.failure = Some(failure);
+        error
+    }
+
+    fn mismatch(&self, problem: String) -> OciError {
+        OciError::BlobMismatch { digest: self.digest.to_owned(), problem }
+    }
 }
 
 impl Read for ChannelReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if let Some(failure) = &self.failure {
+            return Err(std::io::Error::other(failure.to_string()));
+        }
         while self.pending.is_empty() && !self.ended {
             // Wait in short slices so a cancel is noticed even while the registry is silent.
             let message = match self.rx.recv_timeout(CANCEL_CHECK) {
                 Err(RecvTimeoutError::Timeout) if self.counted.canceled() => {
-                    return Err(std::io::Error::other("canceled"));
+                    return Err(self.fail(OciError::Store(StoreError::Canceled)));
                 }
                 Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => Err(()),
-                Ok(message) => Ok(message),
+                Err(RecvTimeoutError::Disconnected) => None,
+                Ok(message) => Some(message),
             };
             match message {
-                Ok(Message::Chunk(chunk)) => {
+                Some(Message::Chunk(chunk)) => {
+                    self.received = self.received.saturating_add(chunk.len() as u64);
+                    if self.received > self.expected {
+                        let problem =
+                            format!("the registry sent more than the {} bytes the manifest gives", self.expected);
+                        return Err(self.fail(self.mismatch(problem)));
+                    }
                     self.counted.add(chunk.len() as u64);
                     self.pending = chunk;
                 }
-                Ok(Message::LayerEnd) => self.ended = true,
-                Ok(Message::Failed(e)) => return Err(std::io::Error::other(e.to_string())),
-                Ok(Message::Resolved { .. }) | Err(()) => {
-                    return Err(std::io::Error::other("the registry connection ended in the middle of a layer"));
+                Some(Message::LayerEnd) if self.received < self.expected => {
+                    let problem = format!(
+                        "the registry sent {} of the {} bytes the manifest gives",
+                        self.received, self.expected
+                    );
+                    return Err(self.fail(self.mismatch(problem)));
+                }
+                Some(Message::LayerEnd) => self.ended = true,
+                Some(Message::Failed(e)) => return Err(self.fail(e)),
+                Some(Message::Resolved { .. }) | None => {
+                    let failure = OciError::Registry("the registry connection ended in the middle of a layer".into());
+                    return Err(self.fail(failure));
                 }
             }
         }
@@ -368,7 +457,7 @@ async fn fetch_async(
         let mut stream =
             client.pull_blob_stream(reference, &descriptor).await.map_err(|e| OciError::Registry(full_message(&e)))?;
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| OciError::Registry(full_message(&e)))?;
+            let chunk = chunk.map_err(|e| stream_error(&descriptor.digest, &e))?;
             if tx.send(Message::Chunk(chunk)).is_err() {
                 return Ok(());
             }
@@ -378,4 +467,158 @@ async fn fetch_async(
         }
     }
     Ok(())
+}
+
+/// A blob stream's error, typed: the client's digest verdict is a mismatch, not a
+/// transfer failure.
+fn stream_error(digest: &str, error: &std::io::Error) -> OciError {
+    match error.get_ref().and_then(|e| e.downcast_ref::<DigestError>()) {
+        Some(DigestError::VerificationError { actual, .. }) => OciError::BlobMismatch {
+            digest: digest.to_owned(),
+            problem: format!("the registry served bytes whose digest is {actual}"),
+        },
+        _ => OciError::Registry(full_message(error)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::progress::Silent;
+    use crate::engine::store::temp_store;
+
+    /// A one-file tar layer followed by `padding` zero bytes, as writers pad to their
+    /// record size after the end-of-archive blocks.
+    fn tar_layer(name: &str, data: &[u8], padding: usize) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_ustar();
+        header.set_path(name).expect("name");
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append(&header, data).expect("append");
+        let mut bytes = builder.into_inner().expect("finish");
+        bytes.resize(bytes.len() + padding, 0);
+        bytes
+    }
+
+    fn descriptor(size: usize) -> OciDescriptor {
+        OciDescriptor {
+            media_type: "application/vnd.oci.image.layer.v1.tar".to_owned(),
+            digest: "sha256:layer".to_owned(),
+            size: i64::try_from(size).expect("small"),
+            ..OciDescriptor::default()
+        }
+    }
+
+    /// What the network thread sends for `layers`, in 512-byte chunks; each layer's
+    /// descriptor claims `claimed(len)` bytes.
+    fn stream(layers: &[Vec<u8>], claimed: impl Fn(usize) -> usize) -> Vec<Message> {
+        let mut messages = vec![Message::Resolved {
+            manifest_digest: "sha256:manifest".into(),
+            index_digest: None,
+            layers: layers.iter().map(|l| descriptor(claimed(l.len()))).collect(),
+        }];
+        for layer in layers {
+            messages.extend(layer.chunks(512).map(|c| Message::Chunk(bytes::Bytes::copy_from_slice(c))));
+            messages.push(Message::LayerEnd);
+        }
+        messages
+    }
+
+    /// Sends `messages` from another thread, the way the fetcher does (a `Failed`
+    /// comes late, as a stream's digest verdict does), and consumes them.
+    fn consume_stream(messages: Vec<Message>) -> (tempfile::TempDir, Result<Pulled, OciError>) {
+        let (root, store) = temp_store();
+        let (tx, rx) = sync_channel(CHANNEL_DEPTH);
+        let feeder = std::thread::spawn(move || {
+            for message in messages {
+                if matches!(message, Message::Failed(_)) {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                if tx.send(message).is_err() {
+                    return;
+                }
+            }
+        });
+        let outcome = consume(&rx, None, 1 << 20, &mut || store.stage(1 << 20), &Silent);
+        drop(rx);
+        let _ = feeder.join();
+        let staged = std::fs::read_dir(store.layout().tmp_dir()).map(|d| d.count()).unwrap_or(0);
+        assert!(outcome.is_ok() || staged == 0, "a failed pull left {staged} staging files");
+        (root, outcome)
+    }
+
+    fn mismatch(outcome: Result<Pulled, OciError>) -> String {
+        match outcome {
+            Err(OciError::BlobMismatch { problem, .. }) => problem,
+            Err(other) => panic!("expected a blob mismatch, got {other}"),
+            Ok(_) => panic!("a layer that does not match its descriptor was accepted"),
+        }
+    }
+
+    #[test]
+    fn padding_after_a_tar_is_not_read_as_the_next_layer() {
+        let layers = [tar_layer("a.raw", b"first", 10 * 1024), tar_layer("b.raw", b"second", 0)];
+        let (_root, outcome) = consume_stream(stream(&layers, |len| len));
+        let pulled = outcome.expect("both layers are read");
+        let names: Vec<_> = pulled.images.iter().map(|i| i.file_name.as_str()).collect();
+        assert_eq!(names, ["a.raw", "b.raw"]);
+    }
+
+    #[test]
+    fn a_layer_counts_only_once_the_fetcher_has_verified_all_of_it() {
+        let layers = [tar_layer("a.raw", b"image", 10 * 1024)];
+        let mut messages = stream(&layers, |len| len);
+        // The digest verdict replaces the end of the layer.
+        messages.pop();
+        messages.push(Message::Failed(OciError::BlobMismatch {
+            digest: "sha256:layer".into(),
+            problem: "the registry served different bytes".into(),
+        }));
+        let (_root, outcome) = consume_stream(messages);
+        assert_eq!(mismatch(outcome), "the registry served different bytes");
+    }
+
+    #[test]
+    fn a_layer_longer_than_its_descriptor_is_refused() {
+        let layers = [tar_layer("a.raw", b"image", 10 * 1024)];
+        let (_root, outcome) = consume_stream(stream(&layers, |len| len - 512));
+        assert!(mismatch(outcome).contains("more than"));
+    }
+
+    #[test]
+    fn a_layer_damaged_in_transit_is_reported_as_a_digest_mismatch() {
+        let mut layer = tar_layer("a.raw", b"image", 0);
+        layer[0] ^= 0xff; // the header checksum no longer holds: the tar reader gives up
+        let mut messages = stream(&[layer], |len| len);
+        messages.pop();
+        messages.push(Message::Failed(OciError::BlobMismatch {
+            digest: "sha256:layer".into(),
+            problem: "the registry served different bytes".into(),
+        }));
+        let (_root, outcome) = consume_stream(messages);
+        assert_eq!(mismatch(outcome), "the registry served different bytes");
+    }
+
+    #[test]
+    fn a_layer_shorter_than_its_descriptor_is_refused() {
+        let layers = [tar_layer("a.raw", b"image", 0)];
+        let (_root, outcome) = consume_stream(stream(&layers, |len| len + 1));
+        assert!(mismatch(outcome).contains("of the"));
+    }
+
+    #[test]
+    fn the_clients_digest_verdict_becomes_a_mismatch() {
+        let verdict = DigestError::VerificationError { expected: "sha256:aa".into(), actual: "sha256:bb".into() };
+        match stream_error("sha256:aa", &std::io::Error::other(verdict)) {
+            OciError::BlobMismatch { digest, problem } => {
+                assert_eq!(digest, "sha256:aa");
+                assert!(problem.contains("sha256:bb"), "{problem}");
+            }
+            other => panic!("expected a blob mismatch, got {other}"),
+        }
+        let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert!(matches!(stream_error("sha256:aa", &reset), OciError::Registry(_)));
+    }
 }
