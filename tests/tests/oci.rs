@@ -317,6 +317,7 @@ fn a_multi_arch_index_gives_this_machine_its_image() {
     assert!(!out.status.success());
     let message = stderr(&out);
     assert!(message.contains(other_arch()) && message.contains("s390x"), "the error lists what exists: {message}");
+    assert!(message.contains(&format!("no manifest for linux/{}", host_arch())), "in the index's terms: {message}");
 }
 
 #[test]

@@ -141,7 +141,9 @@ impl Error {
             Self::InvalidSource { .. } => ErrorKind::InvalidSource,
             Self::InvalidImage(ImageError::Command(_) | ImageError::Io(_)) => ErrorKind::Failed,
             Self::InvalidImage(_) => ErrorKind::InvalidImage,
-            Self::Incompatible { .. } | Self::Unusable { .. } => ErrorKind::Incompatible,
+            Self::Incompatible { .. } | Self::Unusable { .. } | Self::Oci(OciError::Platform { .. }) => {
+                ErrorKind::Incompatible
+            }
             Self::FileSource(_) => ErrorKind::InvalidSource,
             Self::PolicyRefused(_) => ErrorKind::InvalidImage,
             Self::Http(HttpError::Store(StoreError::TooLarge { .. })) => ErrorKind::TooLarge,
@@ -220,5 +222,11 @@ mod tests {
         let limit = LayerError::Store(StoreError::TooLarge { limit: 1 });
         assert_eq!(Error::Oci(OciError::Layer(limit)).kind(), ErrorKind::TooLarge);
         assert_eq!(Error::Oci(OciError::Layer(LayerError::Store(StoreError::Canceled))).kind(), ErrorKind::Canceled);
+    }
+
+    #[test]
+    fn an_index_without_this_platform_is_incompatible() {
+        let missing = OciError::Platform { wanted: "linux/amd64".into(), available: "linux/arm64".into() };
+        assert_eq!(Error::Oci(missing).kind(), ErrorKind::Incompatible);
     }
 }

@@ -24,6 +24,8 @@ use oci_client::manifest::ImageIndexEntry;
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
+// The client's resolver matches these; the error must name the platform in the same terms.
+use oci_spec::image::{Arch, Os};
 
 use super::super::full_message;
 use super::super::progress::{Phase, Progress};
@@ -443,7 +445,7 @@ async fn fetch_async(
             if available.is_empty() {
                 OciError::Registry(full_message(&e))
             } else {
-                OciError::Platform { wanted: format!("linux/{}", std::env::consts::ARCH), available }
+                OciError::Platform { wanted: format!("{}/{}", Os::default(), Arch::default()), available }
             }
         })?;
     let layers = manifest.layers.clone();
