@@ -212,6 +212,27 @@ pub fn zstd(bytes: &[u8]) -> Vec<u8> {
     ruzstd::encoding::compress_to_vec(bytes, ruzstd::encoding::CompressionLevel::Fastest)
 }
 
+/// This machine's architecture as OCI spells it.
+pub fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+/// The media type of a gzip-compressed tar layer.
+pub const GZIP_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+
+/// Writes a layout in `dir` holding one image for this machine with the single tar
+/// layer `plain`, gzipped, tagged `tag`; returns the manifest's digest and the layer's.
+pub fn gzip_layer_layout(dir: &Path, tag: &str, plain: &[u8]) -> (String, String) {
+    let mut layout = Layout::new(dir);
+    let digests = layout.image(host_arch(), &gzip(plain), GZIP_LAYER, plain);
+    layout.finish(tag);
+    digests
+}
+
 /// An OCI layout being written.
 pub struct Layout {
     dir: PathBuf,

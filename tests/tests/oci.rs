@@ -9,20 +9,14 @@ use std::process::Output;
 use base64::Engine as _;
 use kairos_extensions_tests::images::ImageBuilder;
 use kairos_extensions_tests::namespace::Namespace;
-use kairos_extensions_tests::registry::{Layout, Registry, TarEntry, digest, gzip, push_artifact, tar, tar_of, zstd};
+use kairos_extensions_tests::registry::{
+    GZIP_LAYER, Layout, Registry, TarEntry, digest, gzip, gzip_layer_layout, host_arch, push_artifact, tar, tar_of,
+    zstd,
+};
 use kairos_extensions_tests::token_server::TokenServer;
 use kairos_extensions_tests::{bins, privileged, stderr, stdout};
 
-const GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-
-/// This machine's architecture as OCI spells it.
-fn host_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    }
-}
+const GZIP: &str = GZIP_LAYER;
 
 fn other_arch() -> &'static str {
     if host_arch() == "amd64" { "arm64" } else { "amd64" }
@@ -71,9 +65,7 @@ impl Setup {
     /// Pushes one image whose single layer is `plain`, gzipped.
     fn push_layer(&self, name: &str, tag: &str, plain: &[u8], login: Option<&str>) -> (String, String) {
         let dir = self.scratch.path().join(format!("layout-{name}-{tag}"));
-        let mut layout = Layout::new(&dir);
-        let digests = layout.image(host_arch(), &gzip(plain), GZIP, plain);
-        layout.finish(tag);
+        let digests = gzip_layer_layout(&dir, tag, plain);
         self.registry.push_as(&dir, tag, name, false, login);
         digests
     }
@@ -263,6 +255,77 @@ fn hostile_layer_entries_are_refused_by_name() {
         assert!(!message.contains('\x1b'), "{tag}: a control character reached the terminal: {message:?}");
         assert_eq!(setup.store_snapshot(), before, "{tag} changed the store");
         assert_eq!(fs::read_to_string(&sentinel).expect("sentinel"), "untouched", "{tag} reached the sentinel");
+    }
+}
+
+#[test]
+fn an_image_with_several_extensions_installs_all_of_them_or_the_one_named() {
+    if !privileged("an_image_with_several_extensions_installs_all_of_them_or_the_one_named") {
+        return;
+    }
+    let setup = Setup::new("");
+    let image = |name: &str| {
+        let path = ImageBuilder::new(name).build(setup.scratch.path(), &format!("{name}.img"));
+        fs::read(path).expect("image bytes")
+    };
+    let (k3s, tools) = (image("k3s"), image("tools"));
+    setup.push("bundle", "v1", &[("k3s.raw", &k3s), ("tools.raw", &tools)]);
+    let installed = || {
+        let mut names: Vec<_> = fs::read_dir(setup.ns.store())
+            .expect("store")
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".raw")).map(str::to_owned))
+            .collect();
+        names.sort();
+        names
+    };
+
+    let out = setup.kx(&["install", &setup.oci("bundle", "v1"), "--name", "tools"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(installed(), ["tools"], "--name installs only the one it names");
+
+    let out = setup.kx(&["install", &setup.oci("bundle", "v1"), "--name", "nope"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("k3s") && stderr(&out).contains("tools"), "say what exists: {}", stderr(&out));
+
+    let out = setup.kx(&["install", &setup.oci("bundle", "v1"), "--replace", "--enable", "common", "--now"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("Installed k3s") && stdout(&out).contains("Installed tools"), "{}", stdout(&out));
+    assert_eq!(installed(), ["k3s", "tools"]);
+    assert_eq!(setup.ns.merged(), ["k3s", "tools"], "--now activates every image of the pull");
+}
+
+#[test]
+fn an_image_with_several_extensions_installs_none_when_one_is_bad() {
+    if !privileged("an_image_with_several_extensions_installs_none_when_one_is_bad") {
+        return;
+    }
+    let setup = Setup::new("");
+    let hello = setup.hello();
+    let other = fs::read(ImageBuilder::new("other").build(setup.scratch.path(), "other.img")).expect("image bytes");
+    let incompatible =
+        ImageBuilder::new("old").release("ID=nothing-like-this-host\n").build(setup.scratch.path(), "old.img");
+    let incompatible = fs::read(incompatible).expect("image bytes");
+    setup.push("taken", "v1", &[("other.raw", &other)]);
+    let out = setup.kx(&["install", &setup.oci("taken", "v1")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let before = setup.store_snapshot();
+
+    for (tag, entries, reason) in [
+        (
+            "junk",
+            vec![("hello.raw", hello.as_slice()), ("zjunk.raw", b"no filesystem at all".as_slice())],
+            "invalid image",
+        ),
+        ("incompatible", vec![("hello.raw", hello.as_slice()), ("old.raw", incompatible.as_slice())], "not compatible"),
+        ("taken", vec![("hello.raw", hello.as_slice()), ("other.raw", other.as_slice())], "already installed"),
+        ("twice", vec![("hello.raw", hello.as_slice()), ("hello2.raw", hello.as_slice())], "twice"),
+    ] {
+        setup.push("mixed", tag, &entries);
+        let out = setup.kx(&["install", &setup.oci("mixed", tag)]);
+        assert!(!out.status.success(), "{tag}: one bad image must fail the whole install");
+        assert!(stderr(&out).contains(reason), "{tag}: {}", stderr(&out));
+        assert_eq!(setup.store_snapshot(), before, "{tag}: the good image was installed anyway");
     }
 }
 

@@ -490,21 +490,26 @@ fn identical_installs_share_a_job_and_max_jobs_is_enforced() {
     assert!(rig.kairos_ext(&["cancel", &id]).status.success());
 }
 
+/// A service whose configuration lets it pull from a fresh plain-HTTP registry.
+fn rig_with_registry() -> (kairos_extensions_tests::registry::Registry, Rig) {
+    let registry = kairos_extensions_tests::registry::Registry::start();
+    let rig = Rig::start(&[], &format!("{QUICK}insecure_registries = [\"{}\"]\n", registry.host()));
+    (registry, rig)
+}
+
 #[test]
 fn a_registry_pull_can_be_canceled_mid_download() {
     if !privileged("a_registry_pull_can_be_canceled_mid_download") {
         return;
     }
-    use kairos_extensions_tests::registry::{Layout, Registry, tar};
-    let registry = Registry::start();
-    let rig = Rig::start(&[], &format!("idle_exit_sec = 0\ninsecure_registries = [\"{}\"]\n", registry.host()));
+    use kairos_extensions_tests::registry::{Layout, host_arch, tar};
+    let (registry, rig) = rig_with_registry();
     // 96 MiB of noise in an uncompressed layer: long enough to be caught mid-way.
     let noise = kairos_extensions_tests::images::noise(96 << 20);
     let layer = tar(&[("big.raw", &noise)]);
     let dir = rig.scratch.path().join("layout");
     let mut layout = Layout::new(&dir);
-    let arch = if std::env::consts::ARCH == "aarch64" { "arm64" } else { "amd64" };
-    layout.image(arch, &layer, "application/vnd.oci.image.layer.v1.tar", &layer);
+    layout.image(host_arch(), &layer, "application/vnd.oci.image.layer.v1.tar", &layer);
     layout.finish("big");
     registry.push(&dir, "big", "big", false);
 
@@ -525,6 +530,30 @@ fn a_registry_pull_can_be_canceled_mid_download() {
     assert_eq!(ended["args"][2], "canceled");
     eprintln!("canceled {:?} after the request", asked.elapsed());
     assert!(fs::read_dir(rig.ns.store().join(".tmp")).map(|d| d.count() == 0).unwrap_or(false), "staging is cleaned");
+}
+
+#[test]
+fn a_pull_of_several_images_is_one_job_that_names_them_all() {
+    if !privileged("a_pull_of_several_images_is_one_job_that_names_them_all") {
+        return;
+    }
+    use kairos_extensions_tests::registry::{gzip_layer_layout, tar};
+    let (registry, rig) = rig_with_registry();
+    let image = |name: &str| fs::read(ImageBuilder::new(name).build(rig.scratch.path(), &format!("{name}.img")));
+    let (k3s, tools) = (image("k3s").expect("k3s image"), image("tools").expect("tools image"));
+    let dir = rig.scratch.path().join("layout");
+    gzip_layer_layout(&dir, "v1", &tar(&[("k3s.raw", &k3s), ("tools.raw", &tools)]));
+    registry.push(&dir, "v1", "bundle", false);
+
+    let monitor = Monitor::start(&rig);
+    let out = rig.kairos_ext(&["install", &format!("oci://{}/bundle:v1", registry.host())]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("Installed k3s, tools"), "{}", stdout(&out));
+    for name in ["k3s", "tools"] {
+        let path = Value::from(format!("/org/kairos/Extensions1/extension/{name}"));
+        assert!(monitor.wait_for("ExtensionInstalled", &[Value::from(name), path]), "{:?}", monitor.signals());
+    }
+    assert_eq!(monitor.signals().iter().filter(|s| s["signal"] == "JobNew").count(), 1, "one pull, one job");
 }
 
 /// A registry-sized image served slowly over HTTP: the install takes seconds.

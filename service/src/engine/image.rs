@@ -45,6 +45,14 @@ pub enum ImageError {
         /// The names the image does carry.
         available: Vec<String>,
     },
+    /// Two images of one install are the same extension.
+    #[error("the image carries extension {name:?} twice, in {} and {}", .files[0], .files[1])]
+    Twice {
+        /// The extension's name.
+        name: String,
+        /// The two files that carry it.
+        files: [String; 2],
+    },
     /// A helper failed to run.
     #[error(transparent)]
     Command(#[from] CommandError),

@@ -15,6 +15,7 @@ pub mod durable;
 mod error;
 pub mod generator;
 pub mod image;
+mod install;
 pub mod layout;
 pub mod meta;
 pub mod policy;
@@ -26,56 +27,20 @@ pub mod sysext;
 pub mod trust;
 
 use std::collections::BTreeSet;
-use std::io::Read;
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use kairos_extensions_dbus::{BootState, ExtensionName};
 
 pub use catalog::Extension;
 pub use config::Config;
 pub use error::{Error, Result, full_message};
+pub use install::{InstallRequest, Installed};
 
 use catalog::ProbeCache;
-use digest::Sha256Digest;
 use layout::Layout;
-use meta::Provenance;
-use progress::{Phase, Progress};
 use release::Host;
-use store::{FileKey, Staged, Store};
+use store::Store;
 use sysext::{RefreshRun, Refresher};
-
-/// What an install should do besides storing the image.
-#[derive(Debug, Clone, Default)]
-pub struct InstallRequest {
-    /// Which of the image's extension releases to install (by name).
-    pub name: Option<ExtensionName>,
-    /// Boot states to enable once stored.
-    pub enable: Vec<BootState>,
-    /// Apply the enablement to the running system too.
-    pub now: bool,
-    /// Replace an installed extension of the same name.
-    pub replace: bool,
-    /// The digest the image must have.
-    pub digest: Option<Sha256Digest>,
-}
-
-/// The outcome of an install.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Installed {
-    /// The extension's name.
-    pub name: ExtensionName,
-    /// The file in the store.
-    pub file: String,
-    /// Digest of the stored image.
-    pub digest: String,
-    /// Size of the stored image.
-    pub size: u64,
-    /// Whether an installed extension was replaced.
-    pub replaced: bool,
-    /// Boot states newly enabled.
-    pub enabled: Vec<BootState>,
-}
 
 /// The outcome of a refresh.
 #[derive(Debug, Clone, Default)]
@@ -174,205 +139,6 @@ impl Engine {
         Ok(self.list()?.into_iter().find(|e| e.name == name.as_str()))
     }
 
-    /// Installs an image read from `reader` (a local file or an fd).
-    pub fn install_from_reader(
-        &self,
-        source: &str,
-        reader: impl Read,
-        total: Option<u64>,
-        request: &InstallRequest,
-        progress: &dyn Progress,
-    ) -> Result<Installed> {
-        self.check_now(request.now && !request.enable.is_empty())?;
-        let mut staged = self.store.stage(self.config.max_image_size)?;
-        progress.phase(Phase::Downloading);
-        staged.copy_from(reader, total, progress)?;
-        self.install_staged(staged, source, None, request, progress)
-    }
-
-    /// Installs a local image file named by `path`.
-    pub fn install_file(&self, path: &Path, request: &InstallRequest, progress: &dyn Progress) -> Result<Installed> {
-        let file = sources::file::open_path(path)?;
-        let total = file.metadata().ok().map(|m| m.len());
-        let source = sources::Source::File(path.to_path_buf()).display();
-        self.install_from_reader(&source, file, total, request, progress)
-    }
-
-    /// Installs from any parsed source. A registry image may carry several extension
-    /// images: all are installed, or only the one `request.name` picks.
-    pub fn install_source(
-        &self,
-        source: &sources::Source,
-        request: &InstallRequest,
-        progress: &dyn Progress,
-    ) -> Result<Vec<Installed>> {
-        match source {
-            sources::Source::File(path) => Ok(vec![self.install_file(path, request, progress)?]),
-            sources::Source::Http { url, pinned } => {
-                self.check_now(request.now && !request.enable.is_empty())?;
-                let request = with_pinned_digest(request, pinned.as_ref(), source)?;
-                let mut staged = self.store.stage(self.config.max_image_size)?;
-                progress.phase(Phase::Downloading);
-                sources::http::download(url, &mut staged, progress)?;
-                Ok(vec![self.install_staged(staged, &source.display(), None, &request, progress)?])
-            }
-            sources::Source::Oci { reference } => self.install_oci(source, reference, request, progress),
-        }
-    }
-
-    fn install_oci(
-        &self,
-        source: &sources::Source,
-        reference: &sources::reference::ImageReference,
-        request: &InstallRequest,
-        progress: &dyn Progress,
-    ) -> Result<Vec<Installed>> {
-        self.check_now(request.now && !request.enable.is_empty())?;
-        let options = sources::oci::RegistryOptions {
-            insecure: self.config.insecure_registries.clone(),
-            auth_file: self.config.registry_auth.as_ref().map(|p| self.layout().host(p)),
-            max_image_size: self.config.max_image_size,
-        };
-        let pulled =
-            sources::oci::pull(reference, &options, || self.store.stage(self.config.max_image_size), progress)?;
-        // The digest option pins the manifest (or index), or else the image file.
-        let mut request = request.clone();
-        if let Some(digest) = &request.digest {
-            let text = digest.to_string();
-            if text == pulled.manifest_digest || pulled.index_digest.as_deref() == Some(text.as_str()) {
-                request.digest = None;
-            }
-        }
-        let resolved = Some(pulled.index_digest.clone().unwrap_or_else(|| pulled.manifest_digest.clone()));
-        let display = source.display();
-        let mut installed = Vec::new();
-        for image in pulled.images {
-            if let Some(wanted) = &request.name {
-                let releases = image::read_image(image.staged.path())?;
-                if !releases.0.iter().any(|(name, _)| name == wanted) {
-                    tracing::info!(file = %image.file_name, wanted = %wanted, "skipping an image of the pull that is not the one asked for");
-                    continue;
-                }
-            }
-            let stem = image.file_name.trim_end_matches(".raw").to_owned();
-            let mut per_image = request.clone();
-            if per_image.name.is_none() {
-                per_image.name =
-                    image::read_image(image.staged.path())?.pick(None, Some(&stem)).ok().map(|(name, _)| name);
-            }
-            installed.push(self.install_staged(image.staged, &display, resolved.clone(), &per_image, progress)?);
-        }
-        if installed.is_empty() {
-            let wanted = request.name.map(|n| n.to_string()).unwrap_or_default();
-            return Err(Error::InvalidImage(image::ImageError::NameNotInImage { wanted, available: Vec::new() }));
-        }
-        Ok(installed)
-    }
-
-    /// Opens a staging file for a source that writes the bytes itself.
-    pub fn stage(&self) -> Result<Staged> {
-        Ok(self.store.stage(self.config.max_image_size)?)
-    }
-
-    /// Validates a fully staged image and, if it passes, makes it an installed
-    /// extension. Nothing is visible in the store until every check passed; on any error
-    /// the staged file is deleted and the store is as it was.
-    pub fn install_staged(
-        &self,
-        staged: Staged,
-        source: &str,
-        resolved_digest: Option<String>,
-        request: &InstallRequest,
-        progress: &dyn Progress,
-    ) -> Result<Installed> {
-        self.check_now(request.now && !request.enable.is_empty())?;
-        progress.phase(Phase::Verifying);
-        let digest = staged.digest();
-        if let Some(expected) = &request.digest
-            && *expected != digest
-        {
-            return Err(Error::DigestMismatch { expected: expected.to_string(), actual: digest.to_string() });
-        }
-        let (name, release) = image::read_image(staged.path())?.pick(request.name.as_ref(), None)?;
-        let host = Host::load(self.layout().root())?;
-        progress.named(name.as_str());
-        release::check_compatible(&release, &host)
-            .map_err(|reason| Error::Incompatible { name: name.to_string(), reason })?;
-        trust::admit(&self.config.image_policy, staged.path(), &self.certificate_dirs())
-            .map_err(Error::PolicyRefused)?;
-        if progress.canceled() {
-            return Err(Error::Canceled);
-        }
-        progress.phase(Phase::Installing);
-
-        let _lock = self.store.lock()?;
-        let existing = self.find(&name)?;
-        if existing.is_some() && !request.replace {
-            return Err(Error::AlreadyExists(name.to_string()));
-        }
-        let file = name.image_file_name();
-        let size = staged.size();
-        self.store.commit(staged, &file, existing.is_some())?;
-        if let Some(old) = existing.as_ref().filter(|old| old.file != file) {
-            self.migrate(old, &name, &file)?;
-        }
-        let mtime_ns = std::fs::symlink_metadata(self.store.path_of(&file))
-            .map(|m| FileKey::of(&m).mtime_ns())
-            .map_err(|source| store::StoreError::Io { context: format!("inspecting {file}"), source })?;
-        let record = Provenance {
-            name: name.to_string(),
-            file: file.clone(),
-            source: source.to_owned(),
-            resolved_digest,
-            digest: digest.to_string(),
-            size,
-            mtime_ns,
-            installed_time_us: now_us(),
-            release,
-        };
-        meta::write(&self.layout().meta_dir(), &record)
-            .map_err(|source| store::StoreError::Io { context: "writing the provenance record".into(), source })?;
-        tracing::info!(extension = %name, source, digest = %digest, size, replaced = existing.is_some(), "installed extension");
-
-        if !request.enable.is_empty() {
-            progress.phase(Phase::Enabling);
-        }
-        let mut enabled = Vec::new();
-        let current = self.boot_state();
-        let mut activate = false;
-        for state in &request.enable {
-            let ext = self.get(&name)?;
-            if self.enable_locked(&ext, *state)? {
-                enabled.push(*state);
-            }
-            activate |= request.now && boot::concerns(*state, current);
-        }
-        if activate {
-            progress.phase(Phase::Refreshing);
-            let ext = self.get(&name)?;
-            self.activate_locked(&ext, &[])?;
-        }
-        Ok(Installed { name, file, digest: digest.to_string(), size, replaced: existing.is_some(), enabled })
-    }
-
-    /// Moves the enablement of a replaced file that had another name (a kairos-agent
-    /// `k3s.sysext.raw`, say) to the new `<NAME>.raw`, then deletes the old file.
-    fn migrate(&self, old: &Extension, name: &ExtensionName, file: &str) -> Result<()> {
-        let link = name.image_file_name();
-        for state in &old.enabled {
-            self.store.link_state(*state, &link, file)?;
-            self.store.unlink_state(*state, &old.file)?;
-        }
-        if self.store.unlink_runtime(&old.file)? {
-            self.store.link_runtime(&link, file)?;
-        }
-        let entry = self.store.entries()?.into_iter().find(|e| e.file_name == old.file);
-        if let Some(entry) = entry {
-            self.store.delete(&entry)?;
-        }
-        Ok(())
-    }
-
     /// Enables `name` for `state`; with `now`, also for the running system when `state`
     /// concerns this boot. Returns whether anything changed on disk.
     pub fn enable(&self, name: &ExtensionName, state: BootState, now: bool) -> Result<bool> {
@@ -382,7 +148,7 @@ impl Engine {
         let changed = self.enable_locked(&ext, state)?;
         if now && boot::concerns(state, self.boot_state()) {
             let rollback: &[BootState] = if changed { &[state] } else { &[] };
-            self.activate_locked(&self.get(name)?, rollback)?;
+            self.activate_locked(&[self.get(name)?], rollback)?;
         }
         Ok(changed)
     }
@@ -399,31 +165,40 @@ impl Engine {
         Ok(true)
     }
 
-    /// Links `ext` into the runtime directory and refreshes; if it does not merge, the
-    /// link (and the boot-state links in `rollback`) are taken back and the merge is
-    /// restored, so a failed `--now` changes nothing.
-    fn activate_locked(&self, ext: &Extension, rollback: &[BootState]) -> Result<()> {
-        let link = format!("{}.raw", ext.name);
-        let already_linked =
-            self.store.runtime_links()?.iter().any(|l| l.name == link && l.store_file.as_deref() == Some(&ext.file));
-        self.store.link_runtime(&link, &ext.file)?;
+    /// Links `exts` into the runtime directory and refreshes once; if any does not
+    /// merge, the links this added (and the boot-state links in `rollback`) are taken
+    /// back and the merge is restored, so a failed `--now` changes nothing.
+    fn activate_locked(&self, exts: &[Extension], rollback: &[BootState]) -> Result<()> {
+        let linked_before = self.store.runtime_links()?;
+        let mut added = Vec::new();
+        for ext in exts {
+            let link = format!("{}.raw", ext.name);
+            if !linked_before.iter().any(|l| l.name == link && l.store_file.as_deref() == Some(&ext.file)) {
+                added.push(link.clone());
+            }
+            self.store.link_runtime(&link, &ext.file)?;
+        }
         let (report, run) = self.refresh_locked()?;
-        if report.merged.contains(&ext.name) {
-            tracing::info!(extension = %ext.name, "extension is merged");
+        let Some(failed) = exts.iter().find(|ext| !report.merged.contains(&ext.name)) else {
+            for ext in exts {
+                tracing::info!(extension = %ext.name, "extension is merged");
+            }
             return Ok(());
+        };
+        let reason = sysext::reason_for(&failed.name, &run);
+        tracing::warn!(extension = %failed.name, reason, "extension did not merge; undoing the activation");
+        for link in &added {
+            self.store.unlink_runtime_name(link)?;
         }
-        let reason = sysext::reason_for(&ext.name, &run);
-        tracing::warn!(extension = %ext.name, reason, "extension did not merge; undoing the activation");
-        if !already_linked {
-            self.store.unlink_runtime_name(&link)?;
-        }
-        for state in rollback {
-            self.store.unlink_state(*state, &ext.file)?;
+        for ext in exts {
+            for state in rollback {
+                self.store.unlink_state(*state, &ext.file)?;
+            }
         }
         if let Err(e) = self.refresh_locked() {
             tracing::warn!(error = %e, "refresh after undoing the activation failed");
         }
-        Err(Error::NotMerged { name: ext.name.clone(), reason })
+        Err(Error::NotMerged { name: failed.name.clone(), reason })
     }
 
     /// Disables `name` for `state`; with `now`, also takes it out of the running system
@@ -528,29 +303,4 @@ impl Engine {
         }
         Ok(())
     }
-}
-
-/// Merges a digest pinned in the source (`#sha256=`) with the `digest` option; two
-/// different pins are a contradiction the caller must resolve.
-fn with_pinned_digest(
-    request: &InstallRequest,
-    pinned: Option<&Sha256Digest>,
-    source: &sources::Source,
-) -> Result<InstallRequest> {
-    let mut request = request.clone();
-    match (pinned, &request.digest) {
-        (Some(pinned), Some(option)) if pinned != option => {
-            return Err(Error::InvalidSource {
-                source_text: source.display(),
-                reason: format!("the URL pins {pinned} but the digest option says {option}"),
-            });
-        }
-        (Some(pinned), None) => request.digest = Some(pinned.clone()),
-        _ => {}
-    }
-    Ok(request)
-}
-
-fn now_us() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)).unwrap_or(0)
 }

@@ -1,0 +1,433 @@
+//! Installing: every source ends in staged images, which are verified, then committed
+//! to the store together, then enabled.
+//!
+//! An install is all or nothing. A registry image may carry several extension images:
+//! each is verified (digest pin, release, compatibility, trust policy) before any is
+//! committed, the names are checked for clashes with each other and with the store,
+//! and all are committed under one hold of the store lock. One bad image among good
+//! ones leaves the store as it was.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use kairos_extensions_dbus::{BootState, ExtensionName};
+
+use super::digest::Sha256Digest;
+use super::image::{self, ImageError, Releases};
+use super::meta::{self, Provenance};
+use super::progress::{Phase, Progress};
+use super::release::{self, Host, ReleaseFields};
+use super::store::{self, FileKey, Staged};
+use super::{Engine, Error, Extension, Result, boot, sources, trust};
+
+/// What an install should do besides storing the image.
+#[derive(Debug, Clone, Default)]
+pub struct InstallRequest {
+    /// Which of the image's extension releases to install (by name).
+    pub name: Option<ExtensionName>,
+    /// Boot states to enable once stored.
+    pub enable: Vec<BootState>,
+    /// Apply the enablement to the running system too.
+    pub now: bool,
+    /// Replace an installed extension of the same name.
+    pub replace: bool,
+    /// The digest the image must have.
+    pub digest: Option<Sha256Digest>,
+}
+
+/// The outcome of an install.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Installed {
+    /// The extension's name.
+    pub name: ExtensionName,
+    /// The file in the store.
+    pub file: String,
+    /// Digest of the stored image.
+    pub digest: String,
+    /// Size of the stored image.
+    pub size: u64,
+    /// Whether an installed extension was replaced.
+    pub replaced: bool,
+    /// Boot states newly enabled.
+    pub enabled: Vec<BootState>,
+}
+
+/// A staged image that passed every check and may be committed.
+struct Verified {
+    staged: Staged,
+    name: ExtensionName,
+    release: ReleaseFields,
+    digest: Sha256Digest,
+}
+
+/// Where the images of one install came from, for their provenance records.
+struct Origin<'a> {
+    source: &'a str,
+    /// The registry digest a tag resolved to.
+    resolved_digest: Option<String>,
+}
+
+impl Engine {
+    /// Installs an image read from `reader` (a local file or an fd).
+    pub fn install_from_reader(
+        &self,
+        source: &str,
+        reader: impl Read,
+        total: Option<u64>,
+        request: &InstallRequest,
+        progress: &dyn Progress,
+    ) -> Result<Installed> {
+        self.check_now(request.now && !request.enable.is_empty())?;
+        let mut staged = self.store.stage(self.config.max_image_size)?;
+        progress.phase(Phase::Downloading);
+        staged.copy_from(reader, total, progress)?;
+        self.install_staged(staged, source, request, progress)
+    }
+
+    /// Installs a local image file named by `path`.
+    pub fn install_file(&self, path: &Path, request: &InstallRequest, progress: &dyn Progress) -> Result<Installed> {
+        let file = sources::file::open_path(path)?;
+        let total = file.metadata().ok().map(|m| m.len());
+        let source = sources::Source::File(path.to_path_buf()).display();
+        self.install_from_reader(&source, file, total, request, progress)
+    }
+
+    /// Installs from any parsed source. A registry image may carry several extension
+    /// images: all are installed, or only the one `request.name` picks.
+    pub fn install_source(
+        &self,
+        source: &sources::Source,
+        request: &InstallRequest,
+        progress: &dyn Progress,
+    ) -> Result<Vec<Installed>> {
+        match source {
+            sources::Source::File(path) => Ok(vec![self.install_file(path, request, progress)?]),
+            sources::Source::Http { url, pinned } => {
+                self.check_now(request.now && !request.enable.is_empty())?;
+                let request = with_pinned_digest(request, pinned.as_ref(), source)?;
+                let mut staged = self.store.stage(self.config.max_image_size)?;
+                progress.phase(Phase::Downloading);
+                sources::http::download(url, &mut staged, progress)?;
+                Ok(vec![self.install_staged(staged, &source.display(), &request, progress)?])
+            }
+            sources::Source::Oci { reference } => self.install_oci(source, reference, request, progress),
+        }
+    }
+
+    fn install_oci(
+        &self,
+        source: &sources::Source,
+        reference: &sources::reference::ImageReference,
+        request: &InstallRequest,
+        progress: &dyn Progress,
+    ) -> Result<Vec<Installed>> {
+        self.check_now(request.now && !request.enable.is_empty())?;
+        let options = sources::oci::RegistryOptions {
+            insecure: self.config.insecure_registries.clone(),
+            auth_file: self.config.registry_auth.as_ref().map(|p| self.layout().host(p)),
+            max_image_size: self.config.max_image_size,
+        };
+        let pulled =
+            sources::oci::pull(reference, &options, || self.store.stage(self.config.max_image_size), progress)?;
+        // The digest option pins the manifest (or index), or else the image file.
+        let mut request = request.clone();
+        if let Some(digest) = &request.digest {
+            let text = digest.to_string();
+            if text == pulled.manifest_digest || pulled.index_digest.as_deref() == Some(text.as_str()) {
+                request.digest = None;
+            }
+        }
+        let mut verified = Vec::new();
+        let mut available = Vec::new();
+        let mut file_of: BTreeMap<ExtensionName, String> = BTreeMap::new();
+        for image in pulled.images {
+            let releases = image::read_image(image.staged.path())?;
+            available.extend(releases.0.iter().map(|(name, _)| name.to_string()));
+            if let Some(wanted) = &request.name
+                && !releases.0.iter().any(|(name, _)| name == wanted)
+            {
+                tracing::info!(file = %image.file_name, wanted = %wanted, "skipping an image of the pull that is not the one asked for");
+                continue;
+            }
+            let stem = image.file_name.trim_end_matches(".raw");
+            let checked = self.verify(image.staged, &releases, &request, Some(stem), progress)?;
+            if let Some(first) = file_of.insert(checked.name.clone(), image.file_name.clone()) {
+                return Err(Error::InvalidImage(ImageError::Twice {
+                    name: checked.name.to_string(),
+                    files: [first, image.file_name],
+                }));
+            }
+            verified.push(checked);
+        }
+        if verified.is_empty() {
+            let wanted = request.name.as_ref().map(ToString::to_string).unwrap_or_default();
+            return Err(Error::InvalidImage(ImageError::NameNotInImage { wanted, available }));
+        }
+        let resolved_digest = Some(pulled.index_digest.unwrap_or(pulled.manifest_digest));
+        let display = source.display();
+        self.commit(verified, &Origin { source: &display, resolved_digest }, &request, progress)
+    }
+
+    /// Opens a staging file for a source that writes the bytes itself.
+    pub fn stage(&self) -> Result<Staged> {
+        Ok(self.store.stage(self.config.max_image_size)?)
+    }
+
+    /// Validates a fully staged image and, if it passes, makes it an installed
+    /// extension. Nothing is visible in the store until every check passed; on any error
+    /// the staged file is deleted and the store is as it was.
+    pub fn install_staged(
+        &self,
+        staged: Staged,
+        source: &str,
+        request: &InstallRequest,
+        progress: &dyn Progress,
+    ) -> Result<Installed> {
+        self.check_now(request.now && !request.enable.is_empty())?;
+        let releases = image::read_image(staged.path())?;
+        let verified = self.verify(staged, &releases, request, None, progress)?;
+        let installed = self.commit(vec![verified], &Origin { source, resolved_digest: None }, request, progress)?;
+        Ok(installed.into_iter().next().expect("commit reports one outcome per image it was given"))
+    }
+
+    /// Every check an image must pass before it may enter the store. `file_stem` picks
+    /// among several releases the way systemd-sysext does, by the image's file name.
+    fn verify(
+        &self,
+        staged: Staged,
+        releases: &Releases,
+        request: &InstallRequest,
+        file_stem: Option<&str>,
+        progress: &dyn Progress,
+    ) -> Result<Verified> {
+        progress.phase(Phase::Verifying);
+        let digest = staged.digest();
+        if let Some(expected) = &request.digest
+            && *expected != digest
+        {
+            return Err(Error::DigestMismatch { expected: expected.to_string(), actual: digest.to_string() });
+        }
+        let (name, release) = releases.pick(request.name.as_ref(), file_stem)?;
+        progress.named(name.as_str());
+        let host = Host::load(self.layout().root())?;
+        release::check_compatible(&release, &host)
+            .map_err(|reason| Error::Incompatible { name: name.to_string(), reason })?;
+        trust::admit(&self.config.image_policy, staged.path(), &self.certificate_dirs())
+            .map_err(Error::PolicyRefused)?;
+        Ok(Verified { staged, name, release, digest })
+    }
+
+    /// Commits verified images under one hold of the store lock, then enables them.
+    /// Every clash is found before the first file moves; should a commit itself fail
+    /// (the disk), the images this install added are taken out again.
+    fn commit(
+        &self,
+        verified: Vec<Verified>,
+        origin: &Origin<'_>,
+        request: &InstallRequest,
+        progress: &dyn Progress,
+    ) -> Result<Vec<Installed>> {
+        if progress.canceled() {
+            return Err(Error::Canceled);
+        }
+        progress.phase(Phase::Installing);
+        let _lock = self.store.lock()?;
+        let mut planned = Vec::with_capacity(verified.len());
+        for image in verified {
+            let existing = self.find(&image.name)?;
+            if existing.is_some() && !request.replace {
+                return Err(Error::AlreadyExists(image.name.to_string()));
+            }
+            planned.push((image, existing));
+        }
+        let mut installed = Vec::with_capacity(planned.len());
+        for (image, existing) in planned {
+            match self.store_locked(image, existing, origin) {
+                Ok(done) => installed.push(done),
+                Err(e) => {
+                    self.take_back_locked(&installed);
+                    return Err(e);
+                }
+            }
+        }
+        self.enable_installed_locked(&mut installed, request, progress)?;
+        Ok(installed)
+    }
+
+    /// Moves one verified image into the store and writes its provenance record.
+    fn store_locked(&self, image: Verified, existing: Option<Extension>, origin: &Origin<'_>) -> Result<Installed> {
+        let Verified { staged, name, release, digest } = image;
+        let file = name.image_file_name();
+        let size = staged.size();
+        self.store.commit(staged, &file, existing.is_some())?;
+        if let Some(old) = existing.as_ref().filter(|old| old.file != file) {
+            self.migrate(old, &name, &file)?;
+        }
+        let mtime_ns = std::fs::symlink_metadata(self.store.path_of(&file))
+            .map(|m| FileKey::of(&m).mtime_ns())
+            .map_err(|source| store::StoreError::Io { context: format!("inspecting {file}"), source })?;
+        let record = Provenance {
+            name: name.to_string(),
+            file: file.clone(),
+            source: origin.source.to_owned(),
+            resolved_digest: origin.resolved_digest.clone(),
+            digest: digest.to_string(),
+            size,
+            mtime_ns,
+            installed_time_us: now_us(),
+            release,
+        };
+        meta::write(&self.layout().meta_dir(), &record)
+            .map_err(|source| store::StoreError::Io { context: "writing the provenance record".into(), source })?;
+        tracing::info!(extension = %name, source = origin.source, digest = %digest, size, replaced = existing.is_some(), "installed extension");
+        Ok(Installed {
+            name,
+            file,
+            digest: digest.to_string(),
+            size,
+            replaced: existing.is_some(),
+            enabled: Vec::new(),
+        })
+    }
+
+    /// Undoes the images an install added before one of its commits failed. A replaced
+    /// image cannot be brought back (its file was renamed over); the log says so.
+    fn take_back_locked(&self, installed: &[Installed]) {
+        for done in installed {
+            if done.replaced {
+                tracing::warn!(extension = %done.name, "a later image of this install failed; the replacement stays");
+                continue;
+            }
+            let entry = self.store.entries().ok().and_then(|e| e.into_iter().find(|e| e.file_name == done.file));
+            let removed = entry.map(|entry| self.store.delete(&entry)).transpose();
+            let record = super::durable::remove_if_exists(&self.layout().meta_file(&done.name));
+            match (removed, record) {
+                (Ok(_), Ok(_)) => {
+                    tracing::info!(extension = %done.name, "a later image of this install failed; took this one out again")
+                }
+                (Err(e), _) => tracing::warn!(extension = %done.name, error = %e, "could not take the image out again"),
+                (_, Err(e)) => {
+                    tracing::warn!(extension = %done.name, error = %e, "could not remove the provenance record")
+                }
+            }
+        }
+    }
+
+    /// Enables every installed image for the requested boot states and, with `now`,
+    /// activates them all with one refresh.
+    fn enable_installed_locked(
+        &self,
+        installed: &mut [Installed],
+        request: &InstallRequest,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        if request.enable.is_empty() {
+            return Ok(());
+        }
+        progress.phase(Phase::Enabling);
+        let current = self.boot_state();
+        let mut activate = false;
+        for done in installed.iter_mut() {
+            for state in &request.enable {
+                let ext = self.get(&done.name)?;
+                if self.enable_locked(&ext, *state)? {
+                    done.enabled.push(*state);
+                }
+                activate |= request.now && boot::concerns(*state, current);
+            }
+        }
+        if activate {
+            progress.phase(Phase::Refreshing);
+            let exts = installed.iter().map(|done| self.get(&done.name)).collect::<Result<Vec<_>>>()?;
+            self.activate_locked(&exts, &[])?;
+        }
+        Ok(())
+    }
+
+    /// Moves the enablement of a replaced file that had another name (a kairos-agent
+    /// `k3s.sysext.raw`, say) to the new `<NAME>.raw`, then deletes the old file.
+    fn migrate(&self, old: &Extension, name: &ExtensionName, file: &str) -> Result<()> {
+        let link = name.image_file_name();
+        for state in &old.enabled {
+            self.store.link_state(*state, &link, file)?;
+            self.store.unlink_state(*state, &old.file)?;
+        }
+        if self.store.unlink_runtime(&old.file)? {
+            self.store.link_runtime(&link, file)?;
+        }
+        let entry = self.store.entries()?.into_iter().find(|e| e.file_name == old.file);
+        if let Some(entry) = entry {
+            self.store.delete(&entry)?;
+        }
+        Ok(())
+    }
+}
+
+/// Merges a digest pinned in the source (`#sha256=`) with the `digest` option; two
+/// different pins are a contradiction the caller must resolve.
+fn with_pinned_digest(
+    request: &InstallRequest,
+    pinned: Option<&Sha256Digest>,
+    source: &sources::Source,
+) -> Result<InstallRequest> {
+    let mut request = request.clone();
+    match (pinned, &request.digest) {
+        (Some(pinned), Some(option)) if pinned != option => {
+            return Err(Error::InvalidSource {
+                source_text: source.display(),
+                reason: format!("the URL pins {pinned} but the digest option says {option}"),
+            });
+        }
+        (Some(pinned), None) => request.digest = Some(pinned.clone()),
+        _ => {}
+    }
+    Ok(request)
+}
+
+fn now_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::config::Config;
+    use crate::engine::progress::Silent;
+    use crate::engine::sysext::{RefreshRun, Refresher, SysextError};
+
+    /// Committing never refreshes unless asked to; this says so loudly if it does.
+    struct NoRefresh;
+
+    impl Refresher for NoRefresh {
+        fn refresh(&self) -> Result<RefreshRun, SysextError> {
+            panic!("no test here asks for a refresh")
+        }
+    }
+
+    fn verified(engine: &Engine, name: &str) -> Verified {
+        let mut staged = engine.stage().expect("staging");
+        staged.copy_from(name.as_bytes(), None, &Silent).expect("stage bytes");
+        let digest = staged.digest();
+        let name = ExtensionName::new(name).expect("a valid name");
+        Verified { staged, name, release: ReleaseFields::new(), digest }
+    }
+
+    #[test]
+    fn a_failed_commit_takes_back_the_images_the_install_added() {
+        let root = tempfile::tempdir().expect("root");
+        let engine = Engine::open(root.path(), Config::default(), Box::new(NoRefresh)).expect("engine");
+        let store = engine.layout().store();
+        // Something that is no extension sits where the second image must go.
+        std::fs::create_dir(store.join("second.raw")).expect("obstacle");
+        let images = vec![verified(&engine, "first"), verified(&engine, "second")];
+        let origin = Origin { source: "test", resolved_digest: None };
+        let outcome = engine.commit(images, &origin, &InstallRequest::default(), &Silent);
+        assert!(outcome.is_err(), "the second commit must fail");
+        assert!(!store.join("first.raw").exists(), "the first image must be taken out again");
+        assert!(!engine.layout().meta_file(&ExtensionName::new("first").expect("name")).exists());
+        let staging = std::fs::read_dir(engine.layout().tmp_dir()).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(staging, 0, "nothing is left staged");
+    }
+}
