@@ -8,8 +8,10 @@
 //! ustar header and a PAX record disagree on, control characters. Each image streams
 //! straight into its own staging file, so nothing is unpacked onto the filesystem.
 
+use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::io::Read;
+use std::rc::Rc;
 
 use tar::EntryType;
 
@@ -50,16 +52,15 @@ pub fn entry_name(raw: &[u8], is_dir: bool) -> Result<Option<String>, &'static s
     if text.chars().any(char::is_control) {
         return Err("the name contains control characters");
     }
+    if is_dir && matches!(text, "/" | "." | "./") {
+        return Ok(None);
+    }
     if text.starts_with('/') {
         return Err("absolute paths are not allowed");
     }
     let name = text.strip_prefix("./").unwrap_or(text);
     if is_dir {
-        return if name.is_empty() || name == "." || name == "/" {
-            Ok(None)
-        } else {
-            Err("only .raw images at the layer's root are allowed, not directories")
-        };
+        return Err("only .raw images at the layer's root are allowed, not directories");
     }
     if name.split('/').any(|part| part == "..") {
         return Err("parent directory references are not allowed");
@@ -86,13 +87,18 @@ pub fn extract(
     mut stage: impl FnMut() -> Result<Staged, StoreError>,
     progress: &dyn Progress,
 ) -> Result<Vec<Extracted>, LayerError> {
-    let limited = LimitedReader { inner: reader, left: max_total, limit: max_total };
+    let headers = Rc::new(HeaderBudget::default());
+    let limited = LimitedReader { inner: reader, left: max_total, limit: max_total, headers: headers.clone() };
     let mut archive = tar::Archive::new(limited);
     let mut seen = BTreeSet::new();
     let mut images = Vec::new();
-    let entries = archive.entries().map_err(|e| archive_error(&e))?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| archive_error(&e))?;
+    let mut entries = archive.entries().map_err(|e| archive_error(&e))?;
+    loop {
+        headers.open();
+        let next = entries.next();
+        headers.close();
+        let Some(entry) = next else { break };
+        let mut entry = entry.map_err(|e| if headers.exceeded() { headers_too_large() } else { archive_error(&e) })?;
         let raw_name = entry.path_bytes().into_owned();
         let shown = String::from_utf8_lossy(&raw_name).into_owned();
         let refuse = |reason| LayerError::Entry { entry: shown.clone(), reason };
@@ -108,7 +114,7 @@ pub fn extract(
         };
         let Some(name) = name else { continue };
         let ustar_size = entry.header().size().map_err(|_| refuse("the size field is not readable"))?;
-        if ustar_size != entry.size() && !pax_overrides_legitimately(ustar_size) {
+        if ustar_size != entry.size() && !pax_overrides_legitimately(ustar_size, entry.size()) {
             return Err(refuse("the ustar header and the PAX record disagree on the size"));
         }
         if !seen.insert(name.clone()) {
@@ -125,10 +131,14 @@ pub fn extract(
     Ok(images)
 }
 
-/// A PAX size legitimately replaces a ustar size field only when the value did not fit
-/// (the field then holds 0, or its maximum of 8 GiB - 1).
-fn pax_overrides_legitimately(ustar_size: u64) -> bool {
-    ustar_size == 0 || ustar_size == 0o77777777777
+/// The largest size a ustar header's octal field holds (8 GiB - 1).
+const USTAR_MAX_SIZE: u64 = 0o77777777777;
+
+/// A PAX size legitimately replaces a ustar size field only when the value does not fit
+/// in it; writers then leave 0 (Go's archive/tar) or the maximum in the field. Any
+/// other disagreement lets two tar readers see two different files.
+fn pax_overrides_legitimately(ustar_size: u64, pax_size: u64) -> bool {
+    pax_size > USTAR_MAX_SIZE && (ustar_size == 0 || ustar_size == USTAR_MAX_SIZE)
 }
 
 /// A read error that is really the archive's byte budget running out, as a size error.
@@ -148,6 +158,60 @@ fn archive_error(error: &std::io::Error) -> LayerError {
     }
 }
 
+/// The most bytes the tar reader may take between two entries: padding, the next
+/// header and its extension records (PAX, GNU long names). The tar crate reads those
+/// records whole into memory before it hands out the entry, so without this bound a
+/// layer of a few compressed MiB could make the service allocate gigabytes.
+const MAX_HEADER_BYTES: u64 = 64 * 1024;
+
+fn headers_too_large() -> LayerError {
+    LayerError::Archive(format!(
+        "more than {} KiB of headers before one entry; PAX records or long names that large are not an extension image's",
+        MAX_HEADER_BYTES / 1024
+    ))
+}
+
+/// What the tar reader may still read while it looks for the next entry, shared
+/// between [`extract`] (which opens and closes the window) and the reader the archive
+/// owns.
+#[derive(Default)]
+struct HeaderBudget {
+    left: Cell<Option<u64>>,
+    exceeded: Cell<bool>,
+}
+
+impl HeaderBudget {
+    fn open(&self) {
+        self.left.set(Some(MAX_HEADER_BYTES));
+    }
+
+    fn close(&self) {
+        self.left.set(None);
+    }
+
+    fn exceeded(&self) -> bool {
+        self.exceeded.get()
+    }
+
+    /// How much of `want` may be read now, or `None` once the window is used up.
+    fn allow(&self, want: usize) -> Option<usize> {
+        match self.left.get() {
+            None => Some(want),
+            Some(0) => {
+                self.exceeded.set(true);
+                None
+            }
+            Some(left) => Some(want.min(usize::try_from(left).unwrap_or(usize::MAX))),
+        }
+    }
+
+    fn consumed(&self, n: usize) {
+        if let Some(left) = self.left.get() {
+            self.left.set(Some(left.saturating_sub(n as u64)));
+        }
+    }
+}
+
 /// Reading past the archive's byte budget.
 #[derive(Debug, thiserror::Error)]
 #[error("the layer unpacks to more than {0} bytes")]
@@ -157,6 +221,7 @@ struct LimitedReader<R> {
     inner: R,
     left: u64,
     limit: u64,
+    headers: Rc<HeaderBudget>,
 }
 
 impl<R: Read> Read for LimitedReader<R> {
@@ -170,8 +235,12 @@ impl<R: Read> Read for LimitedReader<R> {
             };
         }
         let want = buf.len().min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let Some(want) = self.headers.allow(want) else {
+            return Err(std::io::Error::other("the headers before one entry are too large"));
+        };
         let n = self.inner.read(&mut buf[..want])?;
         self.left -= n as u64;
+        self.headers.consumed(n);
         Ok(n)
     }
 }
@@ -285,5 +354,79 @@ mod tests {
         for bad in ["", ".raw", "a/b.raw", "a\0.raw", "..", "../a.raw", "a/../b.raw", "-x.raw", "\u{7f}.raw"] {
             assert!(entry_name(bad.as_bytes(), false).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn a_root_directory_entry_is_taken_in_every_spelling() {
+        for root in [b"/".as_slice(), b".", b"./"] {
+            let (_root, store) = store();
+            let tar = archive(&[(root, EntryType::Directory, b""), (b"k3s.raw", EntryType::Regular, b"image")]);
+            let images = run(&tar, &store, 1 << 20).expect("accepted");
+            assert_eq!(images.len(), 1, "{:?}", String::from_utf8_lossy(root));
+        }
+    }
+
+    /// `x.raw` with `ustar` in its header's size field, `pax` in a PAX record before
+    /// it, and `data` after it: written by hand, as no writer would.
+    fn pax_sized(ustar: u64, pax: u64, data: &[u8]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        builder.append_pax_extensions([("size", pax.to_string().as_bytes())]).expect("pax");
+        let mut bytes = builder.into_inner().expect("finish");
+        bytes.truncate(bytes.len() - 1024); // the end-of-archive blocks
+        bytes.extend_from_slice(header(b"x.raw", EntryType::Regular, ustar).as_bytes());
+        let mut data = data.to_vec();
+        data.resize(data.len().div_ceil(512) * 512, 0);
+        bytes.extend_from_slice(&data);
+        bytes.extend_from_slice(&[0; 1024]);
+        bytes
+    }
+
+    #[test]
+    fn a_pax_size_over_an_empty_size_field_is_refused_when_the_field_could_hold_it() {
+        let (_root, store) = store();
+        let tar = pax_sized(0, 5, b"hello");
+        let refused =
+            matches!(run(&tar, &store, 1 << 20), Err(LayerError::Entry { reason, .. }) if reason.contains("disagree"));
+        assert!(refused, "a reader that ignores PAX sees other files in this layer");
+        assert!(pax_overrides_legitimately(0, USTAR_MAX_SIZE + 1));
+        assert!(pax_overrides_legitimately(USTAR_MAX_SIZE, 10 << 30));
+        assert!(!pax_overrides_legitimately(USTAR_MAX_SIZE, 5));
+        assert!(!pax_overrides_legitimately(7, 10 << 30));
+    }
+
+    #[test]
+    fn huge_extension_headers_are_refused_before_they_are_read_into_memory() {
+        let (_root, store) = store();
+        // A 1 GiB PAX record, never materialised: the reader must stop long before.
+        let pax = header(b"PaxHeaders/x.raw", EntryType::XHeader, 1 << 30);
+        let body = std::io::repeat(b'A').take(1 << 30);
+        let reader = std::io::Cursor::new(pax.as_bytes().to_vec()).chain(body);
+        let result = extract(reader, 8 << 30, || store.stage(1 << 20), &Silent);
+        match result {
+            Err(LayerError::Archive(message)) => assert!(message.contains("headers before one entry"), "{message}"),
+            Err(other) => panic!("expected the header bound, got {other}"),
+            Ok(_) => panic!("accepted a layer that is one giant PAX record"),
+        }
+        // A GNU long name the same way.
+        let long = header(b"././@LongLink", EntryType::GNULongName, 1 << 30);
+        let reader = std::io::Cursor::new(long.as_bytes().to_vec()).chain(std::io::repeat(b'a').take(1 << 30));
+        assert!(matches!(extract(reader, 8 << 30, || store.stage(1 << 20), &Silent), Err(LayerError::Archive(_))));
+    }
+
+    #[test]
+    fn ordinary_pax_records_and_long_names_still_work() {
+        let (_root, store) = store();
+        let mut builder = tar::Builder::new(Vec::new());
+        builder.append_pax_extensions([("mtime", b"1700000000.5".as_slice())]).expect("pax");
+        builder.append(&header(b"k3s.raw", EntryType::Regular, 5), b"image".as_slice()).expect("append");
+        let long = format!("{}.raw", "k".repeat(150));
+        let mut gnu = tar::Header::new_gnu();
+        gnu.set_size(4);
+        gnu.set_mode(0o644);
+        builder.append_data(&mut gnu, &long, b"long".as_slice()).expect("long name");
+        let tar = builder.into_inner().expect("finish");
+        let images = run(&tar, &store, 1 << 20).expect("accepted");
+        let names: Vec<_> = images.iter().map(|i| i.file_name.len()).collect();
+        assert_eq!(names, [7, long.len()]);
     }
 }
