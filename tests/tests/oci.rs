@@ -138,16 +138,22 @@ fn installs_a_kairos_shaped_image_and_merges_it() {
 }
 
 #[test]
-fn installs_zstd_and_uncompressed_layers() {
-    if !privileged("installs_zstd_and_uncompressed_layers") {
+fn installs_zstd_uncompressed_and_chunked_layers() {
+    if !privileged("installs_zstd_uncompressed_and_chunked_layers") {
         return;
     }
     let setup = Setup::new("");
     let hello = setup.hello();
     let plain = tar(&[("hello.raw", &hello)]);
+    // Chunked layers (eStargz, zstd:chunked) are several gzip members or zstd frames,
+    // split anywhere, here in the middle of the image.
+    let (head, rest) = plain.split_at(plain.len() / 2);
+    let zstd_media = "application/vnd.oci.image.layer.v1.tar+zstd";
     for (tag, layer, media_type) in [
-        ("zstd", zstd(&plain), "application/vnd.oci.image.layer.v1.tar+zstd"),
+        ("zstd", zstd(&plain), zstd_media),
         ("plain", plain.clone(), "application/vnd.oci.image.layer.v1.tar"),
+        ("gzip-members", [gzip(head), gzip(rest)].concat(), GZIP),
+        ("zstd-frames", [zstd(head), zstd(rest)].concat(), zstd_media),
     ] {
         let dir = setup.scratch.path().join(format!("layout-{tag}"));
         let mut layout = Layout::new(&dir);

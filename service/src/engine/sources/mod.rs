@@ -5,6 +5,7 @@
 //! are open to everyone, so what is stored, logged and shown ([`Source::display`]) never
 //! carries credentials: userinfo is dropped and query strings (signed URLs) are redacted.
 
+pub mod decompress;
 pub mod file;
 pub mod http;
 pub mod layer;

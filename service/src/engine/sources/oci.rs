@@ -30,6 +30,7 @@ use oci_spec::image::{Arch, Os};
 use super::super::full_message;
 use super::super::progress::{Phase, Progress};
 use super::super::store::{Staged, StoreError};
+use super::decompress;
 use super::layer::{self, Extracted, LayerError};
 use super::reference::ImageReference;
 use super::registry_auth::{self, AuthFileError};
@@ -197,10 +198,10 @@ fn unpack(
             vec![Extracted { file_name, staged }]
         }
         Shape::Tar => layer::extract(reader, budget, stage, counted)?,
-        Shape::TarGzip => layer::extract(flate2::read::GzDecoder::new(reader), budget, stage, counted)?,
+        Shape::TarGzip => layer::extract(decompress::gzip(reader), budget, stage, counted)?,
         Shape::TarZstd => {
             // A hostile frame may ask for any window; zstd's own decoder default caps it here.
-            let decoder = ruzstd::decoding::StreamingDecoder::new_with_max_window_size(reader, ZSTD_MAX_WINDOW)
+            let decoder = decompress::ZstdFrames::new(reader, ZSTD_MAX_WINDOW)
                 .map_err(|e| LayerError::Archive(format!("zstd: {e}")))?;
             layer::extract(decoder, budget, stage, counted)?
         }
