@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use oci_client::client::{ClientConfig, ClientProtocol, current_platform_resolver};
-use oci_client::errors::DigestError;
+use oci_client::errors::{DigestError, OciDistributionError};
 use oci_client::manifest::ImageIndexEntry;
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
@@ -417,8 +417,8 @@ async fn fetch_async(
     auth: &RegistryAuth,
     tx: &SyncSender<Message>,
 ) -> Result<(), OciError> {
-    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
-    let recorder = seen.clone();
+    let resolution: Arc<Mutex<Option<Resolution>>> = Arc::default();
+    let recorder = resolution.clone();
     let config = ClientConfig {
         protocol: if options.insecure.is_empty() {
             ClientProtocol::Https
@@ -428,26 +428,24 @@ async fn fetch_async(
         connect_timeout: Some(Duration::from_secs(30)),
         read_timeout: Some(Duration::from_secs(60)),
         platform_resolver: Some(Box::new(move |entries: &[ImageIndexEntry]| {
-            if let Ok(mut seen) = recorder.lock() {
-                *seen = entries
+            let chosen = current_platform_resolver(entries);
+            if let Ok(mut resolution) = recorder.lock() {
+                let available = entries
                     .iter()
                     .filter_map(|e| e.platform.as_ref())
                     .map(|p| format!("{}/{}", p.os, p.architecture))
                     .collect();
+                *resolution = Some(Resolution { available, matched: chosen.is_some() });
             }
-            current_platform_resolver(entries)
+            chosen
         })),
         ..ClientConfig::default()
     };
     let client = Client::new(config);
     let (manifest, manifest_digest, index_digest) =
         client.pull_image_manifest_and_list_digest(reference, auth).await.map_err(|e| {
-            let available = seen.lock().map(|s| s.join(", ")).unwrap_or_default();
-            if available.is_empty() {
-                OciError::Registry(full_message(&e))
-            } else {
-                OciError::Platform { wanted: format!("{}/{}", Os::default(), Arch::default()), available }
-            }
+            let resolution = resolution.lock().ok().and_then(|mut r| r.take());
+            manifest_error(&e, resolution)
         })?;
     let layers = manifest.layers.clone();
     if tx.send(Message::Resolved { manifest_digest, index_digest, layers: layers.clone() }).is_err() {
@@ -470,6 +468,29 @@ async fn fetch_async(
         }
     }
     Ok(())
+}
+
+/// What the platform resolver saw in an index, and whether this machine was among it.
+struct Resolution {
+    available: Vec<String>,
+    matched: bool,
+}
+
+/// A failed manifest pull, typed. Only an index without this machine's platform is a
+/// platform error: once one matched, later failures (the child manifest, the network)
+/// are what they are. A manifest that does not hash to the digest it was asked by is
+/// a digest mismatch, whether the client or this code noticed.
+fn manifest_error(error: &OciDistributionError, resolution: Option<Resolution>) -> OciError {
+    match (error, resolution) {
+        (_, Some(Resolution { available, matched: false })) => OciError::Platform {
+            wanted: format!("{}/{}", Os::default(), Arch::default()),
+            available: available.join(", "),
+        },
+        (OciDistributionError::DigestError(DigestError::VerificationError { expected, actual }), _) => {
+            OciError::DigestMismatch { expected: expected.clone(), actual: actual.clone() }
+        }
+        (error, _) => OciError::Registry(full_message(error)),
+    }
 }
 
 /// A blob stream's error, typed: the client's digest verdict is a mismatch, not a
@@ -623,5 +644,28 @@ mod tests {
         }
         let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
         assert!(matches!(stream_error("sha256:aa", &reset), OciError::Registry(_)));
+    }
+
+    #[test]
+    fn only_an_index_without_this_platform_is_a_platform_error() {
+        let missing = Resolution { available: vec!["linux/s390x".into()], matched: false };
+        let unreachable = OciDistributionError::GenericError(Some("connection reset".into()));
+        assert!(
+            matches!(manifest_error(&unreachable, Some(missing)), OciError::Platform { available, .. } if available == "linux/s390x")
+        );
+        let found = Resolution { available: vec!["linux/amd64".into()], matched: true };
+        assert!(matches!(manifest_error(&unreachable, Some(found)), OciError::Registry(_)));
+        assert!(matches!(manifest_error(&unreachable, None), OciError::Registry(_)));
+    }
+
+    #[test]
+    fn a_manifest_that_does_not_hash_to_its_pin_is_a_digest_mismatch() {
+        let verdict = DigestError::VerificationError { expected: "sha256:aa".into(), actual: "sha256:bb".into() };
+        match manifest_error(&OciDistributionError::DigestError(verdict), None) {
+            OciError::DigestMismatch { expected, actual } => {
+                assert_eq!((expected.as_str(), actual.as_str()), ("sha256:aa", "sha256:bb"))
+            }
+            other => panic!("expected a digest mismatch, got {other}"),
+        }
     }
 }
