@@ -218,8 +218,14 @@ async fn install(client: &Client, args: InstallArgs) -> Result<()> {
                     _ => {}
                 }
             }
+            // The handler stays for the whole wait, so a second Ctrl-C would do nothing
+            // unless it is answered here: it stops waiting, the service goes on canceling.
+            _ = tokio::signal::ctrl_c(), if cancel_sent => {
+                view.finish();
+                bail!("stopped waiting; job {id} is still being canceled by the service");
+            }
             _ = tokio::signal::ctrl_c(), if !cancel_sent => {
-                eprintln!("\nCanceling job {id}…");
+                eprintln!("\nCanceling job {id}… (Ctrl-C again to stop waiting)");
                 cancel_sent = true;
                 let job = JobProxy::builder(&client.connection).path(path.clone()).build().await?;
                 if let Err(e) = job.inner().call_with_flags::<_, _, ()>("Cancel", client.flags(), &()).await {

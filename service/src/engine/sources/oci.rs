@@ -127,9 +127,10 @@ pub fn pull(
     let pinned = reference.digest().map(ToString::to_string);
     let reference = reference.to_oci();
     let (tx, rx) = sync_channel(CHANNEL_DEPTH);
+    let stop = Arc::new(tokio::sync::Notify::new());
     let fetcher = {
-        let (reference, options) = (reference.clone(), options.clone());
-        std::thread::spawn(move || fetch(reference, options, auth, tx))
+        let (reference, options, stop) = (reference.clone(), options.clone(), stop.clone());
+        std::thread::spawn(move || fetch(reference, options, auth, tx, &stop))
     };
     progress.phase(Phase::Resolving);
     let outcome = consume(&rx, pinned.as_deref(), options.max_image_size, &mut stage, progress);
@@ -138,7 +139,10 @@ pub fn pull(
         Err(_) if progress.canceled() => Err(OciError::Store(StoreError::Canceled)),
         other => other,
     };
-    // Dropping the receiver makes a still-running fetcher stop at its next send.
+    // The fetcher may be waiting on the network (a stalled registry holds it until the
+    // read timeout): told to stop, it drops the transfer at once. Dropping the receiver
+    // stops it should it be blocked sending instead.
+    stop.notify_one();
     drop(rx);
     let _ = fetcher.join();
     outcome
@@ -151,9 +155,9 @@ fn consume(
     stage: &mut impl FnMut() -> Result<Staged, StoreError>,
     progress: &dyn Progress,
 ) -> Result<Pulled, OciError> {
-    let (manifest_digest, index_digest, layers) = match rx.recv() {
-        Ok(Message::Resolved { manifest_digest, index_digest, layers }) => (manifest_digest, index_digest, layers),
-        Ok(Message::Failed(e)) => return Err(e),
+    let (manifest_digest, index_digest, layers) = match receive(rx, progress)? {
+        Message::Resolved { manifest_digest, index_digest, layers } => (manifest_digest, index_digest, layers),
+        Message::Failed(e) => return Err(e),
         _ => return Err(OciError::Registry("the registry connection ended unexpectedly".into())),
     };
     if let Some(pinned) = pinned {
@@ -179,6 +183,21 @@ fn consume(
         return Err(OciError::Unusable("the image carries no .raw extension image".into()));
     }
     Ok(Pulled { images, manifest_digest, index_digest })
+}
+
+/// The fetcher's next message, waiting in short slices so that a cancel is noticed
+/// while a registry takes its time to answer.
+fn receive(rx: &Receiver<Message>, progress: &dyn Progress) -> Result<Message, OciError> {
+    loop {
+        match rx.recv_timeout(CANCEL_CHECK) {
+            Ok(message) => return Ok(message),
+            Err(RecvTimeoutError::Timeout) if progress.canceled() => return Err(OciError::Store(StoreError::Canceled)),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(OciError::Registry("the registry connection ended unexpectedly".into()));
+            }
+        }
+    }
 }
 
 /// Streams one layer through its decoder and the entry filter into staging.
@@ -395,8 +414,15 @@ impl Read for ChannelReader<'_> {
     }
 }
 
-/// The network side: resolves, then streams every layer. Stops when the reader goes.
-fn fetch(reference: Reference, options: RegistryOptions, auth: RegistryAuth, tx: SyncSender<Message>) {
+/// The network side: resolves, then streams every layer. Stops when told to, or when
+/// the reader goes.
+fn fetch(
+    reference: Reference,
+    options: RegistryOptions,
+    auth: RegistryAuth,
+    tx: SyncSender<Message>,
+    stop: &tokio::sync::Notify,
+) {
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -405,8 +431,13 @@ fn fetch(reference: Reference, options: RegistryOptions, auth: RegistryAuth, tx:
         }
     };
     runtime.block_on(async move {
-        if let Err(e) = fetch_async(&reference, &options, &auth, &tx).await {
-            let _ = tx.send(Message::Failed(e));
+        tokio::select! {
+            fetched = fetch_async(&reference, &options, &auth, &tx) => {
+                if let Err(e) = fetched {
+                    let _ = tx.send(Message::Failed(e));
+                }
+            }
+            () = stop.notified() => {}
         }
     });
 }
@@ -504,6 +535,9 @@ fn stream_error(digest: &str, error: &std::io::Error) -> OciError {
         _ => OciError::Registry(full_message(error)),
     }
 }
+
+#[cfg(test)]
+mod cancel_tests;
 
 #[cfg(test)]
 mod tests {
