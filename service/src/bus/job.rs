@@ -165,7 +165,9 @@ impl JobTable {
 
     fn admit(&self, kind: &'static str, key: Option<String>, cells: JobCells) -> BusResult<Admission> {
         let mut jobs = self.jobs.lock().map_err(|_| BusError::failed("job table lock poisoned"))?;
-        if let Some((id, job)) = jobs.iter().find(|(_, job)| key.is_some() && job.key == key) {
+        // A job asked to cancel is winding down: joining it would fail the new caller too.
+        let running = jobs.iter().find(|(_, job)| key.is_some() && job.key == key && !job.cells.canceled());
+        if let Some((id, job)) = running {
             return Ok(Admission::Running(*id, job.path.clone()));
         }
         if jobs.len() >= self.max {
@@ -185,6 +187,14 @@ impl JobTable {
             jobs.remove(&id);
         }
     }
+}
+
+/// What makes two install requests the same work: the source exactly as given and
+/// every option, hashed.
+pub fn work_key(source: &str, request: &engine::InstallRequest) -> String {
+    use sha2::Digest as _;
+    let hasher = sha2::Sha256::new_with_prefix(format!("{source}\n{request:?}"));
+    engine::digest::Sha256Digest::from_hasher(hasher).to_string()
 }
 
 /// The work of an install job, run on a blocking thread.
@@ -443,5 +453,54 @@ impl JobObject {
     #[zbus(property)]
     fn error(&self) -> String {
         self.cells.status().error
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(text: &str) -> Option<String> {
+        Some(text.to_owned())
+    }
+
+    #[test]
+    fn the_same_work_joins_the_running_job_and_other_work_does_not() {
+        let table = JobTable::new(4);
+        let Ok(Admission::New(first, _)) = table.admit("install", key("a"), JobCells::new()) else {
+            panic!("the first request starts a job")
+        };
+        assert!(
+            matches!(table.admit("install", key("a"), JobCells::new()), Ok(Admission::Running(id, _)) if id == first)
+        );
+        assert!(matches!(table.admit("install", key("b"), JobCells::new()), Ok(Admission::New(..))));
+        assert!(matches!(table.admit("install", None, JobCells::new()), Ok(Admission::New(..))));
+        assert!(matches!(table.admit("install", None, JobCells::new()), Ok(Admission::New(..))));
+        assert!(table.admit("install", key("c"), JobCells::new()).is_err(), "max_jobs");
+    }
+
+    #[test]
+    fn sources_that_display_alike_are_different_work() {
+        let request = engine::InstallRequest::default();
+        let k3s = work_key("https://h/get?f=k3s.raw", &request);
+        assert_ne!(k3s, work_key("https://h/get?f=nginx.raw", &request));
+        assert_eq!(k3s, work_key("https://h/get?f=k3s.raw", &request));
+        let replacing = engine::InstallRequest { replace: true, ..Default::default() };
+        assert_ne!(k3s, work_key("https://h/get?f=k3s.raw", &replacing));
+        assert!(!k3s.contains("k3s"), "the key keeps nothing of the source");
+    }
+
+    #[test]
+    fn a_job_being_canceled_is_not_joined() {
+        let table = JobTable::new(4);
+        let cells = JobCells::new();
+        let Ok(Admission::New(first, _)) = table.admit("install", key("a"), cells.clone()) else {
+            panic!("the first request starts a job")
+        };
+        cells.cancel.store(true, Ordering::SeqCst);
+        match table.admit("install", key("a"), JobCells::new()) {
+            Ok(Admission::New(second, _)) => assert_ne!(second, first),
+            _ => panic!("a request for the same work must get a job of its own"),
+        }
     }
 }

@@ -102,8 +102,11 @@ impl Manager {
         authz::authorize(connection, &header, Action::Install, &[("source", &display), ("name", &name)]).await?;
         let engine = self.shared.engine.clone();
         let refreshes = request.now && !request.enable.is_empty();
-        // The same source with the same options is the same work, whoever asks.
-        let key = Some(format!("{display}\n{request:?}"));
+        // The same source with the same options is the same work, whoever asks. The
+        // source as given, not as displayed: redaction makes different URLs look alike
+        // (a query is all that tells two signed downloads apart). Hashed, so the table
+        // keeps no credentials.
+        let key = Some(job::work_key(source, &request));
         job::start_install(
             &self.shared,
             connection,
