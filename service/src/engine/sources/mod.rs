@@ -74,7 +74,9 @@ impl Source {
             "oci" | "docker" | "container" => {
                 ImageReference::parse(rest).map(|reference| Self::Oci { reference }).map_err(|e| match e {
                     ReferenceError::Credentials => invalid(&e.to_string()),
-                    e => invalid(&format!("not an image reference (registry/repository[:tag][@sha256:digest]): {e}")),
+                    e => invalid(&redact_in_text(&format!(
+                        "not an image reference (registry/repository[:tag][@sha256:digest]): {e}"
+                    ))),
                 })
             }
             _ => Err(invalid("unknown scheme; use oci://, docker://, https://, http:// or file://")),
@@ -158,6 +160,40 @@ fn redact_unparsed(text: &str) -> String {
     if cut { format!("{head}?<redacted>") } else { head }
 }
 
+/// Redacts every URL query and userinfo found inside free text, such as an error
+/// message from a library that names the URL it failed on. Registries redirect blob
+/// downloads to signed CDN URLs, and the signature is a credential.
+pub fn redact_in_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(['?', '@']) {
+        let (before, from) = rest.split_at(at);
+        if from.starts_with('?') {
+            // The query runs to the end of the URL: whitespace or punctuation around it.
+            let end = from
+                .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ',' | ')' | '>'))
+                .unwrap_or(from.len());
+            out.push_str(before);
+            out.push_str("?<redacted>");
+            rest = &from[end..];
+            continue;
+        }
+        // `scheme://user:password@host`: keep the scheme, drop what precedes the `@`.
+        match before.rfind("://") {
+            Some(scheme_end) if !before[scheme_end + 3..].contains(['/', ' ']) => {
+                out.push_str(&before[..scheme_end + 3]);
+            }
+            _ => {
+                out.push_str(before);
+                out.push('@');
+            }
+        }
+        rest = &from[1..];
+    }
+    out.push_str(rest);
+    out
+}
+
 fn is_pin(fragment: &str) -> bool {
     fragment.strip_prefix("sha256=").is_some_and(|hex| Sha256Digest::from_hex(hex).is_ok())
 }
@@ -183,6 +219,37 @@ fn percent_decode(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_inside_messages_lose_their_queries_and_credentials() {
+        let message =
+            "registry: Server error: url http://127.0.0.1:5000/cdn/blob?X-Amz-Signature=SECRET&token=T, code: 403";
+        assert_eq!(
+            redact_in_text(message),
+            "registry: Server error: url http://127.0.0.1:5000/cdn/blob?<redacted>, code: 403"
+        );
+        assert_eq!(
+            redact_in_text("connecting to https://user:pw@host/x failed (see \"https://a/b?sig=1\")"),
+            "connecting to https://host/x failed (see \"https://a/b?<redacted>\")"
+        );
+        assert_eq!(
+            redact_in_text("an email is kx@example.com, a question? yes"),
+            "an email is kx@example.com, a question?<redacted> yes"
+        );
+        assert_eq!(redact_in_text("nothing to hide"), "nothing to hide");
+        assert_eq!(redact_in_text("?"), "?<redacted>");
+        assert_eq!(redact_in_text("@"), "@");
+    }
+
+    #[test]
+    fn a_bad_reference_does_not_echo_its_query() {
+        let Err(Error::InvalidSource { source_text, reason }) =
+            Source::parse("oci://registry.example.com/k3s:v1?X-Amz-Signature=SECRET")
+        else {
+            panic!("a query is no part of a reference")
+        };
+        assert!(!source_text.contains("SECRET") && !reason.contains("SECRET"), "{source_text} / {reason}");
+    }
 
     const HEX: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 

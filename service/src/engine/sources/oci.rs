@@ -486,8 +486,7 @@ async fn fetch_async(
         // Foreign layer URLs point elsewhere than the registry we trust; never followed.
         let mut descriptor = layer.clone();
         descriptor.urls = None;
-        let mut stream =
-            client.pull_blob_stream(reference, &descriptor).await.map_err(|e| OciError::Registry(full_message(&e)))?;
+        let mut stream = client.pull_blob_stream(reference, &descriptor).await.map_err(|e| registry_failure(&e))?;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| stream_error(&descriptor.digest, &e))?;
             if tx.send(Message::Chunk(chunk)).is_err() {
@@ -499,6 +498,12 @@ async fn fetch_async(
         }
     }
     Ok(())
+}
+
+/// A registry failure in words, without the signed URLs registries redirect blob
+/// downloads to: the client's messages name the URL, query and all.
+fn registry_failure(error: &dyn std::error::Error) -> OciError {
+    OciError::Registry(super::redact_in_text(&full_message(error)))
 }
 
 /// What the platform resolver saw in an index, and whether this machine was among it.
@@ -520,7 +525,7 @@ fn manifest_error(error: &OciDistributionError, resolution: Option<Resolution>) 
         (OciDistributionError::DigestError(DigestError::VerificationError { expected, actual }), _) => {
             OciError::DigestMismatch { expected: expected.clone(), actual: actual.clone() }
         }
-        (error, _) => OciError::Registry(full_message(error)),
+        (error, _) => registry_failure(error),
     }
 }
 
@@ -532,7 +537,7 @@ fn stream_error(digest: &str, error: &std::io::Error) -> OciError {
             digest: digest.to_owned(),
             problem: format!("the registry served bytes whose digest is {actual}"),
         },
-        _ => OciError::Registry(full_message(error)),
+        _ => registry_failure(error),
     }
 }
 

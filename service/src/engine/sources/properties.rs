@@ -5,7 +5,7 @@ use proptest::prelude::*;
 
 use super::layer::{self, entry_name};
 use super::reference::ImageReference;
-use super::{Source, redact};
+use super::{Source, redact, redact_in_text};
 use crate::engine::progress::Silent;
 
 /// What the user is shown for `text`: the source's display, or the refusal's text.
@@ -34,6 +34,21 @@ proptest! {
     fn odd_hosts_leak_nothing(junk in "[a-z\\\\#%@:]{1,12}", secret in "[A-Za-z0-9]{8,20}", token in "[A-Za-z0-9]{8,20}") {
         let shown = shown(&format!("https://u:{secret}@{junk}/x?sig={token}"));
         prop_assert!(!shown.contains(&token), "{shown}");
+    }
+
+    /// A URL inside any message (a library's error naming what it fetched) loses its
+    /// query and credentials, wherever it sits in the text.
+    #[test]
+    fn urls_in_messages_leak_nothing(
+        before in "\\PC{0,30}",
+        after in "[ ,)\"'][^?@]{0,30}",
+        secret in "[A-Za-z0-9]{8,20}",
+        token in "[A-Za-z0-9]{8,20}",
+    ) {
+        let message = format!("{before}https://kx:{secret}@cdn.example/blob?X-Amz-Signature={token}{after}");
+        let redacted = redact_in_text(&message);
+        prop_assert!(!redacted.contains(&secret), "{redacted}");
+        prop_assert!(!redacted.contains(&token), "{redacted}");
     }
 
     /// Credentials and query strings never reach what is stored or shown.
