@@ -3,6 +3,7 @@
 //! the host never sees it. `/run` and `/var/lib` are bind mounts of temp dirs, so tests
 //! can inspect the store and `/run/extensions` from outside.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -83,6 +84,32 @@ impl Namespace {
     /// Whether `path` exists inside the namespace.
     pub fn exists(&self, path: &str) -> bool {
         self.run("test", &["-e", path]).status.success()
+    }
+
+    /// Every path under the namespace's `system_dir` (under /run or /var/lib) with what
+    /// it holds: a file's SHA-256, a link's target, or "dir". Two snapshots are equal
+    /// exactly when nothing there changed.
+    pub fn snapshot(&self, system_dir: &str) -> BTreeMap<PathBuf, String> {
+        fn walk(dir: &Path, root: &Path, into: &mut BTreeMap<PathBuf, String>) {
+            let Ok(entries) = std::fs::read_dir(dir) else { return };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let Ok(kind) = entry.file_type() else { continue };
+                let what = if kind.is_symlink() {
+                    format!("-> {}", std::fs::read_link(&path).map(|t| t.display().to_string()).unwrap_or_default())
+                } else if kind.is_dir() {
+                    walk(&path, root, into);
+                    "dir".to_owned()
+                } else {
+                    std::fs::read(&path).map(|bytes| crate::registry::digest(&bytes)).unwrap_or_default()
+                };
+                into.insert(path.strip_prefix(root).unwrap_or(&path).to_path_buf(), what);
+            }
+        }
+        let root = self.host_path(system_dir);
+        let mut snapshot = BTreeMap::new();
+        walk(&root, &root, &mut snapshot);
+        snapshot
     }
 
     /// The names systemd-sysext reports as merged in this namespace.

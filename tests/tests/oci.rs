@@ -3,15 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Output;
 
 use base64::Engine as _;
 use kairos_extensions_tests::images::ImageBuilder;
 use kairos_extensions_tests::namespace::Namespace;
 use kairos_extensions_tests::registry::{
-    GZIP_LAYER, Layout, Registry, TarEntry, digest, gzip, gzip_layer_layout, host_arch, push_artifact, tar, tar_of,
-    zstd,
+    GZIP_LAYER, Layout, Registry, TarEntry, gzip, gzip_layer_layout, host_arch, push_artifact, tar, tar_of, zstd,
 };
 use kairos_extensions_tests::token_server::TokenServer;
 use kairos_extensions_tests::{bins, privileged, stderr, stdout};
@@ -97,28 +96,8 @@ impl Setup {
         images == 0 && staging == 0
     }
 
-    /// Every path under the store with what it holds (a hash, or a link's target), so
-    /// "unchanged" can be asserted exactly.
     fn store_snapshot(&self) -> BTreeMap<PathBuf, String> {
-        fn walk(dir: &Path, root: &Path, into: &mut BTreeMap<PathBuf, String>) {
-            for entry in fs::read_dir(dir).expect("readable store").flatten() {
-                let path = entry.path();
-                let kind = entry.file_type().expect("file type");
-                let what = if kind.is_symlink() {
-                    format!("-> {}", fs::read_link(&path).expect("link").display())
-                } else if kind.is_dir() {
-                    walk(&path, root, into);
-                    "dir".to_owned()
-                } else {
-                    digest(&fs::read(&path).expect("readable file"))
-                };
-                into.insert(path.strip_prefix(root).expect("under the store").to_path_buf(), what);
-            }
-        }
-        let mut snapshot = BTreeMap::new();
-        let store = self.ns.store();
-        walk(&store, &store, &mut snapshot);
-        snapshot
+        self.ns.snapshot("/var/lib/kairos/extensions/")
     }
 }
 

@@ -164,6 +164,32 @@ fn a_merge_that_fails_is_reported_and_rolled_back() {
 }
 
 #[test]
+fn an_install_whose_merge_fails_changes_nothing() {
+    if !privileged("an_install_whose_merge_fails_changes_nothing") {
+        return;
+    }
+    let ns = Namespace::new();
+    let dir = scratch();
+    assert!(live(&ns, &["install", &hello(dir.path()), "--enable", "common"]).status.success());
+    let newer = ImageBuilder::new("hello")
+        .release("ID=_any\nSYSEXT_VERSION_ID=2.0\n")
+        .command("hello-kx", "the newer one")
+        .build(dir.path(), "hello-2.raw");
+    let other = ImageBuilder::new("other").build(dir.path(), "other.raw");
+    // A broken image in /run/extensions makes systemd-sysext 252 fail every refresh.
+    junk(&ns.host_path("/run/extensions/"), "junk.raw", 100_000);
+    let (store, runtime) = ("/var/lib/kairos/extensions/", "/run/extensions/");
+    let before = (ns.snapshot(store), ns.snapshot(runtime));
+    for (what, image) in [("a replacement", &newer), ("a new image", &other)] {
+        let image = image.to_str().expect("utf-8 path");
+        let out = live(&ns, &["install", image, "--replace", "--enable", "common", "--enable", "active", "--now"]);
+        assert!(!out.status.success(), "{what}: a failed merge must fail the install");
+        assert!(stderr(&out).contains("did not merge"), "{what}: {}", stderr(&out));
+        assert_eq!((ns.snapshot(store), ns.snapshot(runtime)), before, "{what} changed the store");
+    }
+}
+
+#[test]
 fn leftovers_of_a_crashed_install_are_invisible_and_cleaned() {
     if !privileged("leftovers_of_a_crashed_install_are_invisible_and_cleaned") {
         return;

@@ -22,6 +22,9 @@ use super::release::{self, Host, ReleaseFields};
 use super::store::{self, FileKey, Staged};
 use super::{Engine, Error, Extension, Result, boot, sources, trust};
 
+mod undo;
+use undo::Undo;
+
 /// What an install should do besides storing the image.
 #[derive(Debug, Clone, Default)]
 pub struct InstallRequest {
@@ -220,8 +223,9 @@ impl Engine {
     }
 
     /// Commits verified images under one hold of the store lock, then enables them.
-    /// Every clash is found before the first file moves; should a commit itself fail
-    /// (the disk), the images this install added are taken out again.
+    /// Every clash is found before the first file moves, and every change is recorded
+    /// as it is made: should a later step fail (the disk, a link, a merge that does not
+    /// take), the store is put back as it was, replaced images included.
     fn commit(
         &self,
         verified: Vec<Verified>,
@@ -234,36 +238,89 @@ impl Engine {
         }
         progress.phase(Phase::Installing);
         let _lock = self.store.lock()?;
+        let planned = self.plan_locked(verified, request)?;
+        let mut undo = Undo::new(&self.store);
+        let mut activation_tried = false;
+        match self.apply_locked(planned, origin, request, progress, &mut undo, &mut activation_tried) {
+            Ok(installed) => {
+                if let Err(e) = undo.finish() {
+                    tracing::warn!(error = %e, "installed, but a replaced file of another name could not be deleted");
+                }
+                Ok(installed)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "install failed; putting the store back as it was");
+                undo.roll_back();
+                // A merge was attempted with what is now undone: merge what is there again.
+                if activation_tried && let Err(e) = self.refresh_locked() {
+                    tracing::warn!(error = %e, "refresh after undoing the install failed");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Everything that would stop the commit half-way and can be known before it
+    /// starts: a name already installed, something foreign where a link must go.
+    fn plan_locked(
+        &self,
+        verified: Vec<Verified>,
+        request: &InstallRequest,
+    ) -> Result<Vec<(Verified, Option<Extension>)>> {
         let mut planned = Vec::with_capacity(verified.len());
         for image in verified {
             let existing = self.find(&image.name)?;
             if existing.is_some() && !request.replace {
                 return Err(Error::AlreadyExists(image.name.to_string()));
             }
+            let link = image.name.image_file_name();
+            for state in &request.enable {
+                self.store.check_state_slot(*state, &link)?;
+            }
+            if request.now {
+                self.store.check_runtime_slot(&link)?;
+            }
             planned.push((image, existing));
         }
+        Ok(planned)
+    }
+
+    fn apply_locked(
+        &self,
+        planned: Vec<(Verified, Option<Extension>)>,
+        origin: &Origin<'_>,
+        request: &InstallRequest,
+        progress: &dyn Progress,
+        undo: &mut Undo<'_>,
+        activation_tried: &mut bool,
+    ) -> Result<Vec<Installed>> {
         let mut installed = Vec::with_capacity(planned.len());
         for (image, existing) in planned {
-            match self.store_locked(image, existing, origin) {
-                Ok(done) => installed.push(done),
-                Err(e) => {
-                    self.take_back_locked(&installed);
-                    return Err(e);
-                }
-            }
+            installed.push(self.store_locked(image, existing, origin, undo)?);
         }
-        self.enable_installed_locked(&mut installed, request, progress)?;
+        self.enable_installed_locked(&mut installed, request, progress, undo, activation_tried)?;
         Ok(installed)
     }
 
-    /// Moves one verified image into the store and writes its provenance record.
-    fn store_locked(&self, image: Verified, existing: Option<Extension>, origin: &Origin<'_>) -> Result<Installed> {
+    /// Moves one verified image into the store and writes its provenance record. A file
+    /// it replaces is kept aside until the install is over.
+    fn store_locked(
+        &self,
+        image: Verified,
+        existing: Option<Extension>,
+        origin: &Origin<'_>,
+        undo: &mut Undo<'_>,
+    ) -> Result<Installed> {
         let Verified { staged, name, release, digest } = image;
         let file = name.image_file_name();
         let size = staged.size();
-        self.store.commit(staged, &file, existing.is_some())?;
-        if let Some(old) = existing.as_ref().filter(|old| old.file != file) {
-            self.migrate(old, &name, &file)?;
+        let replaced = existing.is_some();
+        let same_file = existing.as_ref().is_some_and(|old| old.file == file);
+        let backup = if same_file { Some(self.store.back_up(&file)?) } else { None };
+        self.store.commit(staged, &file, same_file)?;
+        undo.placed(&file, backup);
+        if let Some(old) = existing.filter(|old| old.file != file) {
+            self.migrate_locked(&old, &name, &file, undo)?;
         }
         let mtime_ns = std::fs::symlink_metadata(self.store.path_of(&file))
             .map(|m| FileKey::of(&m).mtime_ns())
@@ -279,40 +336,19 @@ impl Engine {
             installed_time_us: now_us(),
             release,
         };
+        let record_path = self.layout().meta_file(&name);
+        let previous = match std::fs::read(&record_path) {
+            Ok(bytes) => Some(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(source) => {
+                return Err(store::StoreError::Io { context: "reading the provenance record".into(), source }.into());
+            }
+        };
         meta::write(&self.layout().meta_dir(), &record)
             .map_err(|source| store::StoreError::Io { context: "writing the provenance record".into(), source })?;
-        tracing::info!(extension = %name, source = origin.source, digest = %digest, size, replaced = existing.is_some(), "installed extension");
-        Ok(Installed {
-            name,
-            file,
-            digest: digest.to_string(),
-            size,
-            replaced: existing.is_some(),
-            enabled: Vec::new(),
-        })
-    }
-
-    /// Undoes the images an install added before one of its commits failed. A replaced
-    /// image cannot be brought back (its file was renamed over); the log says so.
-    fn take_back_locked(&self, installed: &[Installed]) {
-        for done in installed {
-            if done.replaced {
-                tracing::warn!(extension = %done.name, "a later image of this install failed; the replacement stays");
-                continue;
-            }
-            let entry = self.store.entries().ok().and_then(|e| e.into_iter().find(|e| e.file_name == done.file));
-            let removed = entry.map(|entry| self.store.delete(&entry)).transpose();
-            let record = super::durable::remove_if_exists(&self.layout().meta_file(&done.name));
-            match (removed, record) {
-                (Ok(_), Ok(_)) => {
-                    tracing::info!(extension = %done.name, "a later image of this install failed; took this one out again")
-                }
-                (Err(e), _) => tracing::warn!(extension = %done.name, error = %e, "could not take the image out again"),
-                (_, Err(e)) => {
-                    tracing::warn!(extension = %done.name, error = %e, "could not remove the provenance record")
-                }
-            }
-        }
+        undo.recorded(record_path, previous);
+        tracing::info!(extension = %name, source = origin.source, digest = %digest, size, replaced, "installed extension");
+        Ok(Installed { name, file, digest: digest.to_string(), size, replaced, enabled: Vec::new() })
     }
 
     /// Enables every installed image for the requested boot states and, with `now`,
@@ -322,6 +358,8 @@ impl Engine {
         installed: &mut [Installed],
         request: &InstallRequest,
         progress: &dyn Progress,
+        undo: &mut Undo<'_>,
+        activation_tried: &mut bool,
     ) -> Result<()> {
         if request.enable.is_empty() {
             return Ok(());
@@ -333,6 +371,7 @@ impl Engine {
             for state in &request.enable {
                 let ext = self.get(&done.name)?;
                 if self.enable_locked(&ext, *state)? {
+                    undo.state_linked(*state, &done.name.image_file_name());
                     done.enabled.push(*state);
                 }
                 activate |= request.now && boot::concerns(*state, current);
@@ -341,25 +380,48 @@ impl Engine {
         if activate {
             progress.phase(Phase::Refreshing);
             let exts = installed.iter().map(|done| self.get(&done.name)).collect::<Result<Vec<_>>>()?;
+            *activation_tried = true;
             self.activate_locked(&exts, &[])?;
         }
         Ok(())
     }
 
     /// Moves the enablement of a replaced file that had another name (a kairos-agent
-    /// `k3s.sysext.raw`, say) to the new `<NAME>.raw`, then deletes the old file.
-    fn migrate(&self, old: &Extension, name: &ExtensionName, file: &str) -> Result<()> {
+    /// `k3s.sysext.raw`, say) to the new `<NAME>.raw`; the old file goes once the
+    /// install has succeeded.
+    fn migrate_locked(&self, old: &Extension, name: &ExtensionName, file: &str, undo: &mut Undo<'_>) -> Result<()> {
         let link = name.image_file_name();
         for state in &old.enabled {
+            let old_links: Vec<String> = self
+                .store
+                .state_links(*state)?
+                .into_iter()
+                .filter(|l| l.store_file.as_deref() == Some(old.file.as_str()))
+                .map(|l| l.name)
+                .collect();
             self.store.link_state(*state, &link, file)?;
+            undo.state_linked(*state, &link);
             self.store.unlink_state(*state, &old.file)?;
+            for old_link in &old_links {
+                undo.state_unlinked(*state, old_link, &old.file);
+            }
         }
+        let active: Vec<String> = self
+            .store
+            .runtime_links()?
+            .into_iter()
+            .filter(|l| l.store_file.as_deref() == Some(old.file.as_str()))
+            .map(|l| l.name)
+            .collect();
         if self.store.unlink_runtime(&old.file)? {
+            for old_link in &active {
+                undo.runtime_unlinked(old_link, &old.file);
+            }
             self.store.link_runtime(&link, file)?;
+            undo.runtime_linked(&link);
         }
-        let entry = self.store.entries()?.into_iter().find(|e| e.file_name == old.file);
-        if let Some(entry) = entry {
-            self.store.delete(&entry)?;
+        if let Some(entry) = self.store.entries()?.into_iter().find(|e| e.file_name == old.file) {
+            undo.delete_on_success(entry);
         }
         Ok(())
     }
@@ -406,6 +468,13 @@ mod tests {
         }
     }
 
+    /// An engine on an empty temporary root.
+    fn engine() -> (tempfile::TempDir, Engine) {
+        let root = tempfile::tempdir().expect("root");
+        let engine = Engine::open(root.path(), Config::default(), Box::new(NoRefresh)).expect("engine");
+        (root, engine)
+    }
+
     fn verified(engine: &Engine, name: &str) -> Verified {
         let mut staged = engine.stage().expect("staging");
         staged.copy_from(name.as_bytes(), None, &Silent).expect("stage bytes");
@@ -416,8 +485,7 @@ mod tests {
 
     #[test]
     fn a_failed_commit_takes_back_the_images_the_install_added() {
-        let root = tempfile::tempdir().expect("root");
-        let engine = Engine::open(root.path(), Config::default(), Box::new(NoRefresh)).expect("engine");
+        let (_root, engine) = engine();
         let store = engine.layout().store();
         // Something that is no extension sits where the second image must go.
         std::fs::create_dir(store.join("second.raw")).expect("obstacle");
@@ -429,5 +497,42 @@ mod tests {
         assert!(!engine.layout().meta_file(&ExtensionName::new("first").expect("name")).exists());
         let staging = std::fs::read_dir(engine.layout().tmp_dir()).map(|d| d.count()).unwrap_or(0);
         assert_eq!(staging, 0, "nothing is left staged");
+    }
+
+    #[test]
+    fn a_failure_after_a_replacement_puts_the_old_image_and_record_back() {
+        let (_root, engine) = engine();
+        let origin = Origin { source: "test", resolved_digest: None };
+        let request = InstallRequest { replace: true, ..InstallRequest::default() };
+        engine.commit(vec![verified(&engine, "first")], &origin, &request, &Silent).expect("first install");
+        let store = engine.layout().store();
+        let record = engine.layout().meta_file(&ExtensionName::new("first").expect("name"));
+        let (image_before, record_before) = (std::fs::read(store.join("first.raw")), std::fs::read(&record));
+
+        // The second image's record cannot be written: the install fails after the
+        // first image was already replaced.
+        std::fs::create_dir_all(engine.layout().meta_file(&ExtensionName::new("second").expect("name")))
+            .expect("obstacle");
+        let mut replacement = verified(&engine, "first");
+        replacement.staged.write_chunk(b" and newer").expect("different bytes");
+        let outcome = engine.commit(vec![replacement, verified(&engine, "second")], &origin, &request, &Silent);
+        assert!(outcome.is_err(), "the second record must fail");
+        assert_eq!(std::fs::read(store.join("first.raw")).ok(), image_before.ok(), "the old image is back");
+        assert_eq!(std::fs::read(&record).ok(), record_before.ok(), "the old record is back");
+        assert!(!store.join("second.raw").exists());
+        let staging = std::fs::read_dir(engine.layout().tmp_dir()).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(staging, 0, "nothing is left staged or kept aside");
+    }
+
+    #[test]
+    fn something_foreign_where_a_link_goes_stops_the_install_before_it_starts() {
+        let (_root, engine) = engine();
+        let store = engine.layout().store();
+        std::fs::write(store.join("common/first.raw"), "someone's file").expect("obstacle");
+        let request = InstallRequest { enable: vec![BootState::Common], ..InstallRequest::default() };
+        let origin = Origin { source: "test", resolved_digest: None };
+        let outcome = engine.commit(vec![verified(&engine, "first")], &origin, &request, &Silent);
+        assert!(matches!(outcome, Err(Error::Store(store::StoreError::Foreign { .. }))), "{:?}", outcome.err());
+        assert!(!store.join("first.raw").exists(), "nothing is placed");
     }
 }

@@ -163,6 +163,12 @@ impl Staged {
     }
 }
 
+/// A store file kept aside by [`Store::back_up`].
+pub struct Backup {
+    kept: tempfile::NamedTempFile<File>,
+    file_name: String,
+}
+
 /// Exclusive hold on the store for one mutating operation, across processes.
 pub struct StoreLock(#[allow(dead_code)] File);
 
@@ -445,6 +451,67 @@ impl Store {
         }
         .context(|| format!("removing {}", path.display()))?;
         durable::sync_dir(&store).context(|| format!("flushing {}", store.display()))
+    }
+
+    /// Keeps the store file `file_name` aside in staging while an install replaces it,
+    /// so that a failure can put it back. It is a hard link (nothing is copied), held
+    /// locked so that a starting process does not take it for a crashed writer's
+    /// leftover; dropped, it goes away.
+    pub fn back_up(&self, file_name: &str) -> Result<Backup, StoreError> {
+        let original = self.path_of(file_name);
+        let kept = tempfile::Builder::new()
+            .prefix("backup-")
+            .make_in(self.layout.tmp_dir(), |path| {
+                fs::hard_link(&original, path)?;
+                let file = File::open(path)?;
+                file.try_lock().map_err(|e| io::Error::other(e.to_string()))?;
+                Ok(file)
+            })
+            .context(|| format!("keeping {file_name} aside"))?;
+        Ok(Backup { kept, file_name: file_name.to_owned() })
+    }
+
+    /// Puts a file kept aside back where it was, over whatever is there now.
+    pub fn restore(&self, backup: Backup) -> Result<(), StoreError> {
+        let target = self.path_of(&backup.file_name);
+        backup
+            .kept
+            .persist(&target)
+            .map_err(|e| StoreError::Io { context: format!("putting {} back", backup.file_name), source: e.error })?;
+        let store = self.layout.store();
+        durable::sync_dir(&store).context(|| format!("flushing {}", store.display()))
+    }
+
+    /// Removes the image file `file_name`, if it is there.
+    pub fn remove_image(&self, file_name: &str) -> Result<(), StoreError> {
+        let path = self.path_of(file_name);
+        durable::remove_if_exists(&path).context(|| format!("removing {}", path.display()))?;
+        let store = self.layout.store();
+        durable::sync_dir(&store).context(|| format!("flushing {}", store.display()))
+    }
+
+    /// Removes the link called `link_name` from `state`'s directory, whatever it
+    /// points at.
+    pub fn unlink_state_name(&self, state: BootState, link_name: &str) -> Result<bool, StoreError> {
+        let dir = self.layout.state_dir(state);
+        let removed = durable::remove_if_exists(&layout::join_file_name(&dir, link_name))
+            .context(|| format!("removing {link_name} from {}", dir.display()))?;
+        if removed {
+            durable::sync_dir(&dir).context(|| format!("flushing {}", dir.display()))?;
+        }
+        Ok(removed)
+    }
+
+    /// Fails as [`Store::link_state`] would when something foreign sits where the link
+    /// would go, without changing anything.
+    pub fn check_state_slot(&self, state: BootState, link_name: &str) -> Result<(), StoreError> {
+        self.refuse_foreign_entry(&self.layout.state_dir(state), &self.state_dir_system(state), link_name)
+    }
+
+    /// Fails as [`Store::link_runtime`] would when something foreign sits where the
+    /// link would go, without changing anything.
+    pub fn check_runtime_slot(&self, link_name: &str) -> Result<(), StoreError> {
+        self.refuse_foreign_entry(&self.layout.runtime(), self.layout.runtime_system(), link_name)
     }
 
     /// Opens a store file for reading.
