@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -10,6 +11,7 @@ use kairos_extensions_dbus::paths::job_path;
 use kairos_extensions_dbus::proxies::{JobProxy, ManagerProxy};
 use kairos_extensions_dbus::{BUS_NAME, ErrorKind, FLAG_NOW};
 use kairos_extensionsd::engine::Extension;
+use kairos_extensionsd::engine::sources::Source;
 use zbus::message::Type;
 use zbus::proxy::MethodFlags;
 use zbus::{Connection, MatchRule, MessageStream, OwnedObjectPath, OwnedVariant, Variant};
@@ -183,7 +185,7 @@ async fn install(client: &Client, args: InstallArgs) -> Result<()> {
 
     let (id, path): (u64, OwnedObjectPath) = match local_file(&args.source)? {
         Some(path) if rustix::process::geteuid().is_root() => {
-            let uri = format!("file://{}", path.display());
+            let uri = file_uri(&path);
             client.call("Install", &(uri.as_str(), &options)).await?
         }
         Some(path) => {
@@ -315,14 +317,36 @@ impl JobView {
 }
 
 /// The local file an install source names, if it names one.
-fn local_file(source: &str) -> Result<Option<std::path::PathBuf>> {
-    if let Some(path) = source.strip_prefix("file://") {
-        return Ok(Some(std::path::PathBuf::from(path)));
+/// The local image a source names, if it names one, as the absolute path the service
+/// will open: `file://` URLs are decoded exactly as the service decodes them, and plain
+/// paths are resolved (`..`, symlinks), since the service refuses `..`.
+fn local_file(source: &str) -> Result<Option<PathBuf>> {
+    if source.starts_with("file://") {
+        return match Source::parse(source) {
+            Ok(Source::File(path)) => Ok(Some(path)),
+            Ok(_) => Ok(None),
+            Err(e) => Err(anyhow!("{e}")),
+        };
     }
     if source.contains("://") {
         return Ok(None);
     }
-    Ok(Some(std::path::absolute(source).with_context(|| format!("resolving {source}"))?))
+    Ok(Some(std::fs::canonicalize(source).with_context(|| format!("cannot open {source}"))?))
+}
+
+/// A `file://` URL the service decodes back to exactly `path`: every byte but the
+/// plainest is percent-escaped, `%` itself included.
+fn file_uri(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt as _;
+    let mut uri = String::from("file://");
+    for &byte in path.as_os_str().as_bytes() {
+        if byte.is_ascii_alphanumeric() || b"/-._~+,=@:".contains(&byte) {
+            uri.push(char::from(byte));
+        } else {
+            uri.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    uri
 }
 
 /// Turns a D-Bus failure into a sentence for people.
@@ -353,5 +377,36 @@ pub fn explain(error: zbus::Error, interactive: bool) -> anyhow::Error {
             anyhow!("{message}")
         }
         _ => anyhow!("{name}: {message}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_uris_name_exactly_the_path_the_service_will_open() {
+        for path in ["/tmp/k3s.raw", "/tmp/k3s%41.raw", "/tmp/a b#c?d.raw", "/tmp/ünïcode.raw"] {
+            let uri = file_uri(Path::new(path));
+            match Source::parse(&uri) {
+                Ok(Source::File(parsed)) => assert_eq!(parsed, Path::new(path), "{uri}"),
+                other => panic!("{uri} parsed as {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn local_files_resolve_parent_references_and_decode_urls() {
+        let dir = tempfile::tempdir().expect("dir");
+        let image = dir.path().join("k3s%41.raw");
+        std::fs::write(&image, "image").expect("image");
+        let nested = dir.path().join("sub");
+        std::fs::create_dir(&nested).expect("sub");
+        let through_parent = format!("{}/../k3s%41.raw", nested.display());
+        let resolved = local_file(&through_parent).expect("resolves").expect("a local file");
+        assert_eq!(resolved, std::fs::canonicalize(&image).expect("canonical"));
+        let url = format!("file://{}/k3s%2541.raw", dir.path().display());
+        assert_eq!(local_file(&url).expect("parses"), Some(image.clone()), "%25 is a percent sign");
+        assert_eq!(local_file("oci://registry.example/k3s:v1").expect("not local"), None);
     }
 }
