@@ -183,6 +183,10 @@ async fn install(client: &Client, args: InstallArgs) -> Result<()> {
     let mut signals =
         MessageStream::for_match_rule(rule, &client.connection, std::num::NonZeroUsize::new(1024)).await?;
 
+    // The service going away (stopped, crashed) ends the job without a JobRemoved.
+    let bus = zbus::fdo::DBusProxy::new(&client.connection).await?;
+    let mut owner_changes = bus.receive_name_owner_changed_with_args(&[(0, BUS_NAME)]).await?;
+
     let (id, path): (u64, OwnedObjectPath) = match local_file(&args.source)? {
         Some(path) if rustix::process::geteuid().is_root() => {
             let uri = file_uri(&path);
@@ -218,6 +222,12 @@ async fn install(client: &Client, args: InstallArgs) -> Result<()> {
                         }
                     }
                     _ => {}
+                }
+            }
+            Some(change) = owner_changes.next() => {
+                if change.args().is_ok_and(|a| a.new_owner().is_none()) {
+                    view.finish();
+                    bail!("the service stopped while job {id} was running; whether it finished is unknown (see `kairos-ext list`)");
                 }
             }
             // The handler stays for the whole wait, so a second Ctrl-C would do nothing

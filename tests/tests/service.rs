@@ -628,6 +628,42 @@ fn ctrl_c_in_kairos_ext_cancels_its_job() {
 }
 
 #[test]
+fn kairos_ext_stops_waiting_when_the_service_dies_under_its_job() {
+    if !privileged("kairos_ext_stops_waiting_when_the_service_dies_under_its_job") {
+        return;
+    }
+    let mut rig = Rig::start(&[], QUICK);
+    let server = slow_install(&rig);
+    let monitor = Monitor::start(&rig);
+    let mut child = rig
+        .bus
+        .command(kairos_extensions_tests::bins::kairos_ext())
+        .args(["install", &server.url("slow.raw")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kairos-ext runs");
+    assert!(
+        eventually(Duration::from_secs(20), || monitor
+            .signals()
+            .iter()
+            .any(|s| s["signal"] == "PropertiesChanged" && s["args"][1]["Phase"] == "downloading")),
+        "the job never started downloading: {:?}",
+        monitor.signals()
+    );
+    rig.service.kill();
+    // Bounded only so that a hang fails the test instead of the whole suite.
+    if !eventually(Duration::from_secs(30), || matches!(child.try_wait(), Ok(Some(_)))) {
+        let _ = child.kill();
+        panic!("kairos-ext kept waiting for a job whose service is gone");
+    }
+    let out = child.wait_with_output().expect("kairos-ext ends");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("the service stopped while job"), "{}", stderr(&out));
+}
+
+#[test]
 fn job_progress_is_announced_at_most_four_times_a_second() {
     if !privileged("job_progress_is_announced_at_most_four_times_a_second") {
         return;
