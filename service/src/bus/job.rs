@@ -250,7 +250,7 @@ pub async fn start_install(
             ))))
         });
         let _ = stop_ticker.send(());
-        let announced = ticker.await.unwrap_or_else(|_| cells.status());
+        let (announced, last_sent) = ticker.await.unwrap_or_else(|_| (cells.status(), None));
         let result = match &outcome {
             Ok(installed) => {
                 let names: Vec<String> = installed.iter().map(|i| i.name.to_string()).collect();
@@ -277,6 +277,11 @@ pub async fn start_install(
                 "failed"
             }
         };
+        // The last announcement keeps the same spacing as the others, so that no second
+        // ever carries more than four.
+        if let Some(sent) = last_sent {
+            tokio::time::sleep_until(sent + PROGRESS_INTERVAL).await;
+        }
         announce_changes(&connection, &job_path, &announced, &cells.status()).await;
         if let Err(e) = sync::reconcile(&shared, &connection).await {
             tracing::warn!(error = %e, "updating objects after the job failed");
@@ -297,7 +302,8 @@ pub async fn start_install(
 }
 
 /// Announces progress at most every [`PROGRESS_INTERVAL`] until told to stop; returns
-/// the status it announced last, so the final announcement carries everything since.
+/// the status it announced last and when, so the final announcement carries everything
+/// since and keeps its distance.
 ///
 /// `announced` is what clients were last told (the exported status). It must not be
 /// read when this task starts: the worker runs concurrently and may already have moved
@@ -308,21 +314,24 @@ async fn announce_progress(
     cells: JobCells,
     mut announced: JobStatus,
     mut stop: tokio::sync::oneshot::Receiver<()>,
-) -> JobStatus {
-    let mut interval = tokio::time::interval(PROGRESS_INTERVAL);
+) -> (JobStatus, Option<tokio::time::Instant>) {
+    // The first tick one interval from now, not at once, and a slow send delays the
+    // next tick instead of bunching up the ones it missed.
+    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_INTERVAL, PROGRESS_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_sent = None;
     loop {
         tokio::select! {
             _ = interval.tick() => {}
-            _ = &mut stop => return announced,
+            _ = &mut stop => return (announced, last_sent),
         }
         if cells.dirty.swap(false, Ordering::SeqCst) {
             announced = announce_changes(&connection, &path, &announced, &cells.status()).await;
+            last_sent = Some(tokio::time::Instant::now());
         }
     }
 }
 
-/// Emits one PropertiesChanged carrying every property that differs between `before`
-/// and `now`; returns what is announced now.
 async fn announce_changes(
     connection: &Connection,
     path: &OwnedObjectPath,
