@@ -232,6 +232,14 @@ impl Service {
         None
     }
 
+    /// Sends SIGTERM, as `systemctl stop` does.
+    pub fn terminate(&self) {
+        if let Some(child) = &self.child {
+            let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
+            assert!(status.success(), "SIGTERM could not be sent");
+        }
+    }
+
     /// Kills the service the way a crash or the OOM killer would.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

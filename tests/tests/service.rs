@@ -628,6 +628,33 @@ fn ctrl_c_in_kairos_ext_cancels_its_job() {
 }
 
 #[test]
+fn a_stopped_service_cancels_its_jobs_and_announces_their_end() {
+    if !privileged("a_stopped_service_cancels_its_jobs_and_announces_their_end") {
+        return;
+    }
+    let mut rig = Rig::start(&[], QUICK);
+    let server = slow_install(&rig);
+    let monitor = Monitor::start(&rig);
+    let before = rig.store_snapshot();
+    let started = rig.probe(0, &["install", &server.url("slow.raw")]);
+    let id = started["value"][0].as_u64().expect("job id");
+    assert!(
+        eventually(Duration::from_secs(20), || monitor
+            .signals()
+            .iter()
+            .any(|s| s["signal"] == "PropertiesChanged" && s["args"][1]["Phase"] == "downloading")),
+        "the job never started downloading: {:?}",
+        monitor.signals()
+    );
+    rig.service.terminate();
+    assert!(rig.service.wait_exit(Duration::from_secs(40)).is_some(), "the service must stop");
+    assert!(monitor.wait_for("JobRemoved", &[Value::from(id)]), "the job's end is announced: {:?}", monitor.signals());
+    let ended = monitor.signals().into_iter().find(|s| s["signal"] == "JobRemoved").expect("JobRemoved");
+    assert_eq!(ended["args"][2], "canceled", "{ended}");
+    assert_eq!(rig.store_snapshot(), before, "a job canceled by a stop changes nothing");
+}
+
+#[test]
 fn kairos_ext_stops_waiting_when_the_service_dies_under_its_job() {
     if !privileged("kairos_ext_stops_waiting_when_the_service_dies_under_its_job") {
         return;

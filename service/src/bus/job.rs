@@ -163,6 +163,15 @@ impl JobTable {
         self.len() == 0
     }
 
+    /// Asks every job to stop at its next safe point; returns how many there are.
+    pub fn cancel_all(&self) -> usize {
+        let Ok(jobs) = self.jobs.lock() else { return 0 };
+        for job in jobs.values() {
+            job.cells.cancel.store(true, Ordering::SeqCst);
+        }
+        jobs.len()
+    }
+
     fn admit(&self, kind: &'static str, key: Option<String>, cells: JobCells) -> BusResult<Admission> {
         let mut jobs = self.jobs.lock().map_err(|_| BusError::failed("job table lock poisoned"))?;
         // A job asked to cancel is winding down: joining it would fail the new caller too.

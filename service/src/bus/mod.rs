@@ -94,15 +94,52 @@ pub async fn serve(root: &Path, config: Config) -> Result<(), ServeError> {
     }
     tokio::spawn(watch::run(shared.clone(), connection.clone(), watched));
 
-    wait_until_done(&shared, idle_exit).await;
-    // Release the name first so bus activation starts a fresh instance for the next
-    // caller instead of queueing it on one that is leaving.
+    let why = wait_until_done(&shared, idle_exit).await;
+    finish_jobs(&shared, why).await;
+    // Then release the name, so bus activation starts a fresh instance for the next
+    // caller instead of queueing it on one that is leaving. Not before: the jobs' last
+    // signals must still come from the name clients listen to.
     let _ = connection.release_name(BUS_NAME).await;
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn wait_until_done(shared: &Arc<state::Shared>, idle_exit_sec: u64) {
+/// Why the service is leaving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leaving {
+    /// Nothing happened for `idle_exit_sec`.
+    Idle,
+    /// SIGTERM or Ctrl-C.
+    Told,
+}
+
+/// How long jobs canceled by a stop may take to clean up; systemd's default stop
+/// timeout is 90 s.
+const JOB_STOP_GRACE: Duration = Duration::from_secs(30);
+
+/// Lets the jobs still there end properly: each with its cleanup, its last
+/// PropertiesChanged and its JobRemoved, instead of being cut off mid-step. Told to
+/// stop, the service cancels them first and waits at most [`JOB_STOP_GRACE`]; leaving
+/// because idle, it lets a job that arrived meanwhile finish.
+async fn finish_jobs(shared: &Arc<state::Shared>, why: Leaving) {
+    if shared.jobs.is_empty() {
+        return;
+    }
+    if why == Leaving::Told {
+        let count = shared.jobs.cancel_all();
+        tracing::info!(jobs = count, "canceling the running jobs before stopping");
+    }
+    let started = tokio::time::Instant::now();
+    while !shared.jobs.is_empty() {
+        if why == Leaving::Told && started.elapsed() > JOB_STOP_GRACE {
+            tracing::warn!(jobs = shared.jobs.len(), "jobs did not end in time; stopping anyway");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn wait_until_done(shared: &Arc<state::Shared>, idle_exit_sec: u64) -> Leaving {
     let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(signal) => Some(signal),
         Err(e) => {
@@ -125,10 +162,14 @@ async fn wait_until_done(shared: &Arc<state::Shared>, idle_exit_sec: u64) {
         }
     };
     tokio::select! {
-        () = idle => {}
+        () = idle => Leaving::Idle,
         _ = async { match terminate.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => {
             tracing::info!("SIGTERM received; exiting");
+            Leaving::Told
         }
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; exiting"),
+        _ = tokio::signal::ctrl_c() => {
+            tracing::info!("interrupted; exiting");
+            Leaving::Told
+        }
     }
 }
