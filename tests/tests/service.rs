@@ -516,13 +516,7 @@ fn a_registry_pull_can_be_canceled_mid_download() {
     let monitor = Monitor::start(&rig);
     let started = rig.probe(0, &["install", &format!("oci://{}/big:big", registry.host())]);
     let id = started["value"][0].as_u64().expect("job id");
-    assert!(
-        eventually(Duration::from_secs(20), || monitor
-            .signals()
-            .iter()
-            .any(|s| s["signal"] == "PropertiesChanged" && s["args"][1]["Phase"] == "downloading")),
-        "the job never started downloading"
-    );
+    wait_until_downloading(&monitor);
     let asked = Instant::now();
     assert!(rig.kairos_ext(&["cancel", &id.to_string()]).status.success());
     assert!(monitor.wait_for("JobRemoved", &[Value::from(id)]), "{:?}", monitor.signals());
@@ -554,6 +548,30 @@ fn a_pull_of_several_images_is_one_job_that_names_them_all() {
         assert!(monitor.wait_for("ExtensionInstalled", &[Value::from(name), path]), "{:?}", monitor.signals());
     }
     assert_eq!(monitor.signals().iter().filter(|s| s["signal"] == "JobNew").count(), 1, "one pull, one job");
+}
+
+/// `kairos-ext install source` running in the background, its output collected.
+fn spawn_install(rig: &Rig, source: &str) -> Child {
+    rig.bus
+        .command(kairos_extensions_tests::bins::kairos_ext())
+        .args(["install", source])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kairos-ext runs")
+}
+
+/// Waits until the monitor has seen a job reach its download.
+fn wait_until_downloading(monitor: &Monitor) {
+    assert!(
+        eventually(Duration::from_secs(20), || monitor
+            .signals()
+            .iter()
+            .any(|s| s["signal"] == "PropertiesChanged" && s["args"][1]["Phase"] == "downloading")),
+        "the job never started downloading: {:?}",
+        monitor.signals()
+    );
 }
 
 /// A registry-sized image served slowly over HTTP: the install takes seconds.
@@ -599,23 +617,8 @@ fn ctrl_c_in_kairos_ext_cancels_its_job() {
     let server = slow_install(&rig);
     let monitor = Monitor::start(&rig);
     let before = rig.store_snapshot();
-    let child = rig
-        .bus
-        .command(kairos_extensions_tests::bins::kairos_ext())
-        .args(["install", &server.url("slow.raw")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kairos-ext runs");
-    assert!(
-        eventually(Duration::from_secs(20), || monitor
-            .signals()
-            .iter()
-            .any(|s| s["signal"] == "PropertiesChanged" && s["args"][1]["Phase"] == "downloading")),
-        "the job never started downloading: {:?}",
-        monitor.signals()
-    );
+    let child = spawn_install(&rig, &server.url("slow.raw"));
+    wait_until_downloading(&monitor);
     let interrupted = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill runs");
     assert!(interrupted.success());
     let out = child.wait_with_output().expect("kairos-ext ends");
@@ -638,14 +641,7 @@ fn a_stopped_service_cancels_its_jobs_and_announces_their_end() {
     let before = rig.store_snapshot();
     let started = rig.probe(0, &["install", &server.url("slow.raw")]);
     let id = started["value"][0].as_u64().expect("job id");
-    assert!(
-        eventually(Duration::from_secs(20), || monitor
-            .signals()
-            .iter()
-            .any(|s| s["signal"] == "PropertiesChanged" && s["args"][1]["Phase"] == "downloading")),
-        "the job never started downloading: {:?}",
-        monitor.signals()
-    );
+    wait_until_downloading(&monitor);
     rig.service.terminate();
     assert!(rig.service.wait_exit(Duration::from_secs(40)).is_some(), "the service must stop");
     assert!(monitor.wait_for("JobRemoved", &[Value::from(id)]), "the job's end is announced: {:?}", monitor.signals());
@@ -662,23 +658,8 @@ fn kairos_ext_stops_waiting_when_the_service_dies_under_its_job() {
     let mut rig = Rig::start(&[], QUICK);
     let server = slow_install(&rig);
     let monitor = Monitor::start(&rig);
-    let mut child = rig
-        .bus
-        .command(kairos_extensions_tests::bins::kairos_ext())
-        .args(["install", &server.url("slow.raw")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kairos-ext runs");
-    assert!(
-        eventually(Duration::from_secs(20), || monitor
-            .signals()
-            .iter()
-            .any(|s| s["signal"] == "PropertiesChanged" && s["args"][1]["Phase"] == "downloading")),
-        "the job never started downloading: {:?}",
-        monitor.signals()
-    );
+    let mut child = spawn_install(&rig, &server.url("slow.raw"));
+    wait_until_downloading(&monitor);
     rig.service.kill();
     // Bounded only so that a hang fails the test instead of the whole suite.
     if !eventually(Duration::from_secs(30), || matches!(child.try_wait(), Ok(Some(_)))) {

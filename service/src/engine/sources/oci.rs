@@ -629,17 +629,21 @@ mod tests {
         assert_eq!(names, ["a.raw", "b.raw"]);
     }
 
-    #[test]
-    fn a_layer_counts_only_once_the_fetcher_has_verified_all_of_it() {
-        let layers = [tar_layer("a.raw", b"image", 10 * 1024)];
-        let mut messages = stream(&layers, |len| len);
-        // The digest verdict replaces the end of the layer.
+    /// `messages` with the end of its last layer replaced by the client's digest
+    /// verdict: the bytes do not match.
+    fn ending_in_a_digest_verdict(mut messages: Vec<Message>) -> Vec<Message> {
         messages.pop();
         messages.push(Message::Failed(OciError::BlobMismatch {
             digest: "sha256:layer".into(),
             problem: "the registry served different bytes".into(),
         }));
-        let (_root, outcome) = consume_stream(messages);
+        messages
+    }
+
+    #[test]
+    fn a_layer_counts_only_once_the_fetcher_has_verified_all_of_it() {
+        let layers = [tar_layer("a.raw", b"image", 10 * 1024)];
+        let (_root, outcome) = consume_stream(ending_in_a_digest_verdict(stream(&layers, |len| len)));
         assert_eq!(mismatch(outcome), "the registry served different bytes");
     }
 
@@ -654,13 +658,7 @@ mod tests {
     fn a_layer_damaged_in_transit_is_reported_as_a_digest_mismatch() {
         let mut layer = tar_layer("a.raw", b"image", 0);
         layer[0] ^= 0xff; // the header checksum no longer holds: the tar reader gives up
-        let mut messages = stream(&[layer], |len| len);
-        messages.pop();
-        messages.push(Message::Failed(OciError::BlobMismatch {
-            digest: "sha256:layer".into(),
-            problem: "the registry served different bytes".into(),
-        }));
-        let (_root, outcome) = consume_stream(messages);
+        let (_root, outcome) = consume_stream(ending_in_a_digest_verdict(stream(&[layer], |len| len)));
         assert_eq!(mismatch(outcome), "the registry served different bytes");
     }
 
