@@ -240,8 +240,7 @@ impl Engine {
         let _lock = self.store.lock()?;
         let planned = self.plan_locked(verified, request)?;
         let mut undo = Undo::new(&self.store);
-        let mut activation_tried = false;
-        match self.apply_locked(planned, origin, request, progress, &mut undo, &mut activation_tried) {
+        match self.apply_locked(planned, origin, request, progress, &mut undo) {
             Ok(installed) => {
                 if let Err(e) = undo.finish() {
                     tracing::warn!(error = %e, "installed, but a replaced file of another name could not be deleted");
@@ -250,9 +249,10 @@ impl Engine {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "install failed; putting the store back as it was");
-                undo.roll_back();
                 // A merge was attempted with what is now undone: merge what is there again.
-                if activation_tried && let Err(e) = self.refresh_locked() {
+                if undo.roll_back()
+                    && let Err(e) = self.refresh_locked()
+                {
                     tracing::warn!(error = %e, "refresh after undoing the install failed");
                 }
                 Err(e)
@@ -267,9 +267,10 @@ impl Engine {
         verified: Vec<Verified>,
         request: &InstallRequest,
     ) -> Result<Vec<(Verified, Option<Extension>)>> {
+        let installed = self.list()?;
         let mut planned = Vec::with_capacity(verified.len());
         for image in verified {
-            let existing = self.find(&image.name)?;
+            let existing = installed.iter().find(|e| e.name == image.name.as_str()).cloned();
             if existing.is_some() && !request.replace {
                 return Err(Error::AlreadyExists(image.name.to_string()));
             }
@@ -292,13 +293,12 @@ impl Engine {
         request: &InstallRequest,
         progress: &dyn Progress,
         undo: &mut Undo<'_>,
-        activation_tried: &mut bool,
     ) -> Result<Vec<Installed>> {
         let mut installed = Vec::with_capacity(planned.len());
         for (image, existing) in planned {
             installed.push(self.store_locked(image, existing, origin, undo)?);
         }
-        self.enable_installed_locked(&mut installed, request, progress, undo, activation_tried)?;
+        self.enable_installed_locked(&mut installed, request, progress, undo)?;
         Ok(installed)
     }
 
@@ -359,7 +359,6 @@ impl Engine {
         request: &InstallRequest,
         progress: &dyn Progress,
         undo: &mut Undo<'_>,
-        activation_tried: &mut bool,
     ) -> Result<()> {
         if request.enable.is_empty() {
             return Ok(());
@@ -367,20 +366,23 @@ impl Engine {
         progress.phase(Phase::Enabling);
         let current = self.boot_state();
         let mut activate = false;
+        let mut exts = Vec::with_capacity(installed.len());
         for done in installed.iter_mut() {
+            // Read once: each read lists the whole store.
+            let mut ext = self.get(&done.name)?;
             for state in &request.enable {
-                let ext = self.get(&done.name)?;
                 if self.enable_locked(&ext, *state)? {
                     undo.state_linked(*state, &done.name.image_file_name());
                     done.enabled.push(*state);
+                    ext.enabled.push(*state);
                 }
                 activate |= request.now && boot::concerns(*state, current);
             }
+            exts.push(ext);
         }
         if activate {
             progress.phase(Phase::Refreshing);
-            let exts = installed.iter().map(|done| self.get(&done.name)).collect::<Result<Vec<_>>>()?;
-            *activation_tried = true;
+            undo.merge_attempted();
             self.activate_locked(&exts, &[])?;
         }
         Ok(())

@@ -31,11 +31,13 @@ pub struct Undo<'a> {
     /// Files that go only once the install has succeeded (a replaced file of another
     /// name).
     delete_on_success: Vec<Entry>,
+    /// Whether systemd-sysext was asked to merge what the install changed.
+    merge_attempted: bool,
 }
 
 impl<'a> Undo<'a> {
     pub fn new(store: &'a Store) -> Self {
-        Self { store, steps: Vec::new(), delete_on_success: Vec::new() }
+        Self { store, steps: Vec::new(), delete_on_success: Vec::new(), merge_attempted: false }
     }
 
     pub fn placed(&mut self, file: &str, backup: Option<Backup>) {
@@ -62,6 +64,11 @@ impl<'a> Undo<'a> {
         self.steps.push(Step::RuntimeUnlinked { link: link.to_owned(), file: file.to_owned() });
     }
 
+    /// The install is about to merge its images; undoing it then takes a merge too.
+    pub fn merge_attempted(&mut self) {
+        self.merge_attempted = true;
+    }
+
     pub fn delete_on_success(&mut self, entry: Entry) {
         self.delete_on_success.push(entry);
     }
@@ -76,8 +83,9 @@ impl<'a> Undo<'a> {
     }
 
     /// Undoes every change, newest first. Each step is tried even when an earlier one
-    /// fails; what could not be undone is logged for the operator.
-    pub fn roll_back(mut self) {
+    /// fails; what could not be undone is logged for the operator. Returns whether a
+    /// merge had been attempted, in which case the caller must merge what is there now.
+    pub fn roll_back(mut self) -> bool {
         while let Some(step) = self.steps.pop() {
             let (what, outcome) = self.undo(step);
             match outcome {
@@ -85,6 +93,7 @@ impl<'a> Undo<'a> {
                 Err(e) => tracing::error!(change = what, error = %e, "could not undo a change of the failed install"),
             }
         }
+        self.merge_attempted
     }
 
     fn undo(&self, step: Step) -> (String, Result<(), StoreError>) {
