@@ -156,8 +156,8 @@ fn consume(
     progress: &dyn Progress,
 ) -> Result<Pulled, OciError> {
     let (manifest_digest, index_digest, layers) = match receive(rx, progress)? {
-        Message::Resolved { manifest_digest, index_digest, layers } => (manifest_digest, index_digest, layers),
-        Message::Failed(e) => return Err(e),
+        Some(Message::Resolved { manifest_digest, index_digest, layers }) => (manifest_digest, index_digest, layers),
+        Some(Message::Failed(e)) => return Err(e),
         _ => return Err(OciError::Registry("the registry connection ended unexpectedly".into())),
     };
     if let Some(pinned) = pinned {
@@ -176,7 +176,7 @@ fn consume(
     for descriptor in &layers {
         let shape = shape(descriptor)?;
         let mut reader = ChannelReader::new(rx, &counted, descriptor);
-        let unpacked = unpack(shape, &mut reader, descriptor, max_image_size, stage, &counted);
+        let unpacked = unpack(shape, &mut reader, max_image_size, stage, &counted);
         images.extend(reader.settle(unpacked)?);
     }
     if images.is_empty() {
@@ -185,17 +185,16 @@ fn consume(
     Ok(Pulled { images, manifest_digest, index_digest })
 }
 
-/// The fetcher's next message, waiting in short slices so that a cancel is noticed
-/// while a registry takes its time to answer.
-fn receive(rx: &Receiver<Message>, progress: &dyn Progress) -> Result<Message, OciError> {
+/// The fetcher's next message (`None` once it is gone), waiting in short slices so
+/// that a cancel is noticed while a registry takes its time; the only error is the
+/// cancel.
+fn receive(rx: &Receiver<Message>, progress: &dyn Progress) -> Result<Option<Message>, OciError> {
     loop {
         match rx.recv_timeout(CANCEL_CHECK) {
-            Ok(message) => return Ok(message),
+            Ok(message) => return Ok(Some(message)),
             Err(RecvTimeoutError::Timeout) if progress.canceled() => return Err(OciError::Store(StoreError::Canceled)),
             Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
-                return Err(OciError::Registry("the registry connection ended unexpectedly".into()));
-            }
+            Err(RecvTimeoutError::Disconnected) => return Ok(None),
         }
     }
 }
@@ -204,7 +203,6 @@ fn receive(rx: &Receiver<Message>, progress: &dyn Progress) -> Result<Message, O
 fn unpack(
     shape: Shape,
     reader: &mut ChannelReader<'_>,
-    descriptor: &OciDescriptor,
     max_image_size: u64,
     stage: &mut impl FnMut() -> Result<Staged, StoreError>,
     counted: &Counted<'_>,
@@ -213,7 +211,8 @@ fn unpack(
     let images = match shape {
         Shape::Artifact(file_name) => {
             let mut staged = stage()?;
-            staged.copy_from(reader, Some(u64::try_from(descriptor.size).unwrap_or(0)), counted)?;
+            let size = reader.expected;
+            staged.copy_from(reader, Some(size), counted)?;
             vec![Extracted { file_name, staged }]
         }
         Shape::Tar => layer::extract(reader, budget, stage, counted)?,
@@ -372,14 +371,9 @@ impl Read for ChannelReader<'_> {
             return Err(std::io::Error::other(failure.to_string()));
         }
         while self.pending.is_empty() && !self.ended {
-            // Wait in short slices so a cancel is noticed even while the registry is silent.
-            let message = match self.rx.recv_timeout(CANCEL_CHECK) {
-                Err(RecvTimeoutError::Timeout) if self.counted.canceled() => {
-                    return Err(self.fail(OciError::Store(StoreError::Canceled)));
-                }
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => None,
-                Ok(message) => Some(message),
+            let message = match receive(self.rx, self.counted) {
+                Ok(message) => message,
+                Err(canceled) => return Err(self.fail(canceled)),
             };
             match message {
                 Some(Message::Chunk(chunk)) => {
