@@ -163,6 +163,16 @@ impl Staged {
     }
 }
 
+/// Removes the entry `name` of `dir` durably; whether there was one.
+fn remove_named(dir: &Path, name: &str) -> Result<bool, StoreError> {
+    let removed = durable::remove_if_exists(&layout::join_file_name(dir, name))
+        .context(|| format!("removing {name} from {}", dir.display()))?;
+    if removed {
+        durable::sync_dir(dir).context(|| format!("flushing {}", dir.display()))?;
+    }
+    Ok(removed)
+}
+
 /// A store file kept aside by [`Store::back_up`].
 pub struct Backup {
     kept: tempfile::NamedTempFile<File>,
@@ -420,13 +430,7 @@ impl Store {
 
     /// Removes the runtime activation link called `link_name`, whatever it points at.
     pub fn unlink_runtime_name(&self, link_name: &str) -> Result<bool, StoreError> {
-        let dir = self.layout.runtime();
-        let removed = durable::remove_if_exists(&layout::join_file_name(&dir, link_name))
-            .context(|| format!("removing {link_name} from {}", dir.display()))?;
-        if removed {
-            durable::sync_dir(&dir).context(|| format!("flushing {}", dir.display()))?;
-        }
-        Ok(removed)
+        remove_named(&self.layout.runtime(), link_name)
     }
 
     fn unlink_matching(&self, dir: &Path, links: &[Link], file_name: &str) -> Result<bool, StoreError> {
@@ -493,13 +497,7 @@ impl Store {
     /// Removes the link called `link_name` from `state`'s directory, whatever it
     /// points at.
     pub fn unlink_state_name(&self, state: BootState, link_name: &str) -> Result<bool, StoreError> {
-        let dir = self.layout.state_dir(state);
-        let removed = durable::remove_if_exists(&layout::join_file_name(&dir, link_name))
-            .context(|| format!("removing {link_name} from {}", dir.display()))?;
-        if removed {
-            durable::sync_dir(&dir).context(|| format!("flushing {}", dir.display()))?;
-        }
-        Ok(removed)
+        remove_named(&self.layout.state_dir(state), link_name)
     }
 
     /// Fails as [`Store::link_state`] would when something foreign sits where the link
