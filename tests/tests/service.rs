@@ -65,6 +65,12 @@ impl Monitor {
         })
     }
 
+    /// The result (`done`, `failed`, `canceled`) the first JobRemoved seen gave.
+    fn job_result(&self) -> String {
+        let ended = self.signals().into_iter().find(|s| s["signal"] == "JobRemoved").expect("a JobRemoved was seen");
+        ended["args"][2].as_str().unwrap_or_default().to_owned()
+    }
+
     fn wait_for(&self, name: &str, args: &[Value]) -> bool {
         eventually(Duration::from_secs(10), || self.saw(name, args))
     }
@@ -520,8 +526,7 @@ fn a_registry_pull_can_be_canceled_mid_download() {
     let asked = Instant::now();
     assert!(rig.kairos_ext(&["cancel", &id.to_string()]).status.success());
     assert!(monitor.wait_for("JobRemoved", &[Value::from(id)]), "{:?}", monitor.signals());
-    let ended = monitor.signals().into_iter().find(|s| s["signal"] == "JobRemoved").expect("JobRemoved");
-    assert_eq!(ended["args"][2], "canceled");
+    assert_eq!(monitor.job_result(), "canceled", "{:?}", monitor.signals());
     eprintln!("canceled {:?} after the request", asked.elapsed());
     assert!(fs::read_dir(rig.ns.store().join(".tmp")).map(|d| d.count() == 0).unwrap_or(false), "staging is cleaned");
 }
@@ -603,8 +608,7 @@ fn a_job_outlives_the_client_that_started_it() {
         "the job never ended: {:?}",
         monitor.signals()
     );
-    let ended = monitor.signals().into_iter().find(|s| s["signal"] == "JobRemoved").expect("JobRemoved");
-    assert_eq!(ended["args"][2], "done", "{ended}");
+    assert_eq!(monitor.job_result(), "done", "{:?}", monitor.signals());
     assert!(rig.ns.store().join("slow.raw").is_file(), "the image is installed");
 }
 
@@ -625,8 +629,7 @@ fn ctrl_c_in_kairos_ext_cancels_its_job() {
     assert!(!out.status.success(), "a canceled install is a failure: {}", stdout(&out));
     assert!(stderr(&out).contains("canceled"), "{}", stderr(&out));
     assert!(monitor.wait_for("JobRemoved", &[]), "{:?}", monitor.signals());
-    let ended = monitor.signals().into_iter().find(|s| s["signal"] == "JobRemoved").expect("JobRemoved");
-    assert_eq!(ended["args"][2], "canceled", "{ended}");
+    assert_eq!(monitor.job_result(), "canceled", "{:?}", monitor.signals());
     assert_eq!(rig.store_snapshot(), before, "a canceled install changes nothing");
 }
 
@@ -645,8 +648,7 @@ fn a_stopped_service_cancels_its_jobs_and_announces_their_end() {
     rig.service.terminate();
     assert!(rig.service.wait_exit(Duration::from_secs(40)).is_some(), "the service must stop");
     assert!(monitor.wait_for("JobRemoved", &[Value::from(id)]), "the job's end is announced: {:?}", monitor.signals());
-    let ended = monitor.signals().into_iter().find(|s| s["signal"] == "JobRemoved").expect("JobRemoved");
-    assert_eq!(ended["args"][2], "canceled", "{ended}");
+    assert_eq!(monitor.job_result(), "canceled", "{:?}", monitor.signals());
     assert_eq!(rig.store_snapshot(), before, "a job canceled by a stop changes nothing");
 }
 
