@@ -14,7 +14,9 @@ use std::sync::mpsc;
 use super::*;
 use crate::engine::store::temp_store;
 
-/// Answers `/v2/`, then hands every other request to `respond`.
+/// Answers `/v2/`, then hands every other request to `respond`. One request per
+/// connection: complete answers say `Connection: close`, or the client could reuse a
+/// connection this side is closing and see it reset.
 fn registry(respond: fn(&str, &mut TcpStream)) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let host = listener.local_addr().expect("address").to_string();
@@ -32,7 +34,7 @@ fn registry(respond: fn(&str, &mut TcpStream)) -> String {
                 }
                 let path = request.split_whitespace().nth(1).unwrap_or("/").to_owned();
                 if path == "/v2/" {
-                    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}");
+                    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}");
                 } else {
                     respond(&path, &mut stream);
                 }
@@ -109,7 +111,7 @@ fn a_cancel_ends_a_pull_whose_registry_falls_silent_in_a_blob() {
         if path.contains("/manifests/") {
             let body = manifest();
             let head = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: {}\r\n\r\n",
+                "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: {}\r\n\r\n",
                 body.len()
             );
             let _ = stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(body.as_bytes()));
