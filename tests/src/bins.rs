@@ -40,3 +40,8 @@ pub fn kairos_extensionsd() -> PathBuf {
 pub fn bus_probe() -> PathBuf {
     find("bus-probe")
 }
+
+/// The `kx-settle` helper of this crate: opens the store as the next start would.
+pub fn kx_settle() -> PathBuf {
+    find("kx-settle")
+}

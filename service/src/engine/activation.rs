@@ -53,7 +53,7 @@ impl Engine {
     /// into the runtime directory, removes activation links into the store that are no
     /// longer wanted, and writes the report. Fails only when the store cannot be read.
     pub fn boot_activate(&self) -> Result<BootReport> {
-        let _lock = self.store.lock()?;
+        let _lock = self.lock_for_change()?;
         let current = self.boot_state();
         let wanted: Vec<BootState> = BootState::ALL.into_iter().filter(|s| boot::concerns(*s, current)).collect();
         let mut report = BootReport { boot_state: boot::describe(current).to_owned(), ..BootReport::default() };

@@ -9,6 +9,11 @@ use std::io::{self, Write};
 use std::os::unix::fs::symlink;
 use std::path::Path;
 
+use super::failpoint;
+
+/// Prefix of the temporary files [`write_file`] renames into place.
+const WRITE_PREFIX: &str = ".write-";
+
 /// Flushes a directory's entries to disk.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
@@ -16,10 +21,12 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 
 /// Atomically replaces `dir/file_name` with `contents`.
 pub fn write_file(dir: &Path, file_name: &str, contents: &[u8]) -> io::Result<()> {
-    let mut temp = tempfile::Builder::new().prefix(".write-").tempfile_in(dir)?;
+    let mut temp = tempfile::Builder::new().prefix(WRITE_PREFIX).tempfile_in(dir)?;
     temp.write_all(contents)?;
     temp.as_file().sync_all()?;
+    failpoint::point("file written, not yet renamed");
     temp.persist(dir.join(file_name)).map_err(|e| e.error)?;
+    failpoint::point("file renamed into place");
     sync_dir(dir)
 }
 
@@ -37,17 +44,33 @@ pub fn replace_symlink(target: &Path, dir: &Path, link_name: &str) -> io::Result
         Err(e) => return Err(e),
     }
     symlink(target, &temp_path)?;
+    failpoint::point("link made, not yet renamed");
     if let Err(e) = fs::rename(&temp_path, dir.join(link_name)) {
         let _ = fs::remove_file(&temp_path);
         return Err(e);
     }
+    failpoint::point("link renamed into place");
     sync_dir(dir)
+}
+
+/// Whether `name` is a temporary name of [`write_file`] or [`replace_symlink`]: what a
+/// process that died half-way through one of them leaves behind.
+pub fn is_temporary_name(name: &str) -> bool {
+    if name.starts_with(WRITE_PREFIX) {
+        return true;
+    }
+    let link_and_pid = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")).and_then(|n| n.rsplit_once('.'));
+    link_and_pid
+        .is_some_and(|(link, pid)| !link.is_empty() && !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Removes `path` if it exists; reports whether it did.
 pub fn remove_if_exists(path: &Path) -> io::Result<bool> {
     match fs::remove_file(path) {
-        Ok(()) => Ok(true),
+        Ok(()) => {
+            failpoint::point("file removed");
+            Ok(true)
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e),
     }
@@ -71,6 +94,16 @@ mod tests {
         let names: Vec<_> = fs::read_dir(dir.path())?.filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("a.json")], "temp files left behind");
         Ok(())
+    }
+
+    #[test]
+    fn temporary_names_are_only_ours() {
+        for ours in [".write-a1B2c3", ".k3s.raw.1234.tmp", ".x.1.tmp"] {
+            assert!(is_temporary_name(ours), "{ours}");
+        }
+        for theirs in ["k3s.raw", ".k3s.raw", ".k3s.raw.tmp", ".k3s.raw.12a.tmp", "..1.tmp", "write-x", ".lock"] {
+            assert!(!is_temporary_name(theirs), "{theirs}");
+        }
     }
 
     #[test]

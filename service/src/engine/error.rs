@@ -4,6 +4,7 @@ use kairos_extensions_dbus::{ErrorKind, InvalidName, UnknownBootState};
 
 use super::config::ConfigError;
 use super::image::ImageError;
+use super::intent::IntentError;
 use super::layout::NotAbsolute;
 use super::release::{Incompatible, NoOsRelease};
 use super::sources::file::FileSourceError;
@@ -112,6 +113,18 @@ pub enum Error {
     /// Refreshing the merge failed.
     #[error(transparent)]
     Sysext(#[from] SysextError),
+    /// A change that a process left unfinished could not be settled.
+    #[error(transparent)]
+    Intent(IntentError),
+}
+
+impl From<IntentError> for Error {
+    fn from(e: IntentError) -> Self {
+        match e {
+            IntentError::Store(store) => Self::from(store),
+            damaged @ IntentError::Damaged { .. } => Self::Intent(damaged),
+        }
+    }
 }
 
 fn describe_unmerged(items: &[(String, String)]) -> String {
@@ -130,47 +143,86 @@ impl From<StoreError> for Error {
 
 impl Error {
     /// The contract's category for this error.
+    ///
+    /// Every match below names each variant, with no catch-all arm: a new error kind
+    /// does not compile until someone decides what the bus calls it. Errors that wrap
+    /// others take the kind of what they wrap, so a cancel or a full disk is the same
+    /// kind however deep it was raised.
     pub fn kind(&self) -> ErrorKind {
         match self {
             Self::NotFound(_) => ErrorKind::NotFound,
-            Self::AlreadyExists(_) | Self::Store(StoreError::Exists(_) | StoreError::Foreign { .. }) => {
-                ErrorKind::AlreadyExists
-            }
+            Self::AlreadyExists(_) => ErrorKind::AlreadyExists,
             Self::InvalidName(_) => ErrorKind::InvalidName,
             Self::InvalidBootState(_) => ErrorKind::InvalidBootState,
-            Self::InvalidSource { .. } => ErrorKind::InvalidSource,
-            Self::InvalidImage(ImageError::Command(_) | ImageError::Io(_)) => ErrorKind::Failed,
-            Self::InvalidImage(_) => ErrorKind::InvalidImage,
-            Self::Incompatible { .. } | Self::Unusable { .. } | Self::Oci(OciError::Platform { .. }) => {
-                ErrorKind::Incompatible
-            }
-            Self::FileSource(_) => ErrorKind::InvalidSource,
+            Self::InvalidSource { .. } | Self::FileSource(_) => ErrorKind::InvalidSource,
+            Self::InvalidImage(e) => image_kind(e),
             Self::PolicyRefused(_) => ErrorKind::InvalidImage,
-            Self::Http(HttpError::Store(StoreError::TooLarge { .. })) => ErrorKind::TooLarge,
-            Self::Http(HttpError::Store(StoreError::Canceled)) => ErrorKind::Canceled,
-            Self::Http(_) => ErrorKind::Failed,
-            Self::Oci(OciError::DigestMismatch { .. } | OciError::BlobMismatch { .. }) => ErrorKind::DigestMismatch,
-            Self::Oci(
-                OciError::Store(StoreError::TooLarge { .. })
-                | OciError::Layer(LayerError::Store(StoreError::TooLarge { .. })),
-            ) => ErrorKind::TooLarge,
-            Self::Oci(
-                OciError::Store(StoreError::Canceled) | OciError::Layer(LayerError::Store(StoreError::Canceled)),
-            ) => ErrorKind::Canceled,
-            Self::Oci(OciError::Layer(_) | OciError::Unusable(_)) => ErrorKind::InvalidImage,
-            Self::Oci(_) => ErrorKind::Failed,
+            Self::Incompatible { .. } | Self::Unusable { .. } => ErrorKind::Incompatible,
             Self::DigestMismatch { .. } => ErrorKind::DigestMismatch,
-            Self::Store(StoreError::TooLarge { .. }) => ErrorKind::TooLarge,
-            Self::Canceled | Self::Store(StoreError::Canceled) => ErrorKind::Canceled,
+            Self::Oci(e) => oci_kind(e),
+            Self::Http(e) => http_kind(e),
+            Self::Store(e) => store_kind(e),
+            Self::Canceled => ErrorKind::Canceled,
             Self::NowNeedsLiveRoot { .. }
             | Self::NotMerged { .. }
             | Self::Unmerged(_)
             | Self::Host(_)
             | Self::Config(_)
             | Self::Layout(_)
-            | Self::Store(_)
-            | Self::Sysext(_) => ErrorKind::Failed,
+            | Self::Sysext(_)
+            | Self::Intent(_) => ErrorKind::Failed,
         }
+    }
+}
+
+fn store_kind(error: &StoreError) -> ErrorKind {
+    match error {
+        StoreError::Io { .. } => ErrorKind::Failed,
+        StoreError::TooLarge { .. } => ErrorKind::TooLarge,
+        StoreError::Exists(_) | StoreError::Foreign { .. } => ErrorKind::AlreadyExists,
+        StoreError::Canceled => ErrorKind::Canceled,
+    }
+}
+
+fn image_kind(error: &ImageError) -> ErrorKind {
+    match error {
+        ImageError::Unreadable(_)
+        | ImageError::NoRelease
+        | ImageError::Ambiguous(_)
+        | ImageError::NameNotInImage { .. }
+        | ImageError::Twice { .. } => ErrorKind::InvalidImage,
+        // Our own tools or disk failed, not the image.
+        ImageError::Command(_) | ImageError::Io(_) => ErrorKind::Failed,
+    }
+}
+
+fn layer_kind(error: &LayerError) -> ErrorKind {
+    match error {
+        LayerError::Entry { .. } | LayerError::Archive(_) => ErrorKind::InvalidImage,
+        LayerError::Store(e) => store_kind(e),
+    }
+}
+
+fn oci_kind(error: &OciError) -> ErrorKind {
+    match error {
+        OciError::Platform { .. } => ErrorKind::Incompatible,
+        OciError::DigestMismatch { .. } | OciError::BlobMismatch { .. } => ErrorKind::DigestMismatch,
+        OciError::Unusable(_) => ErrorKind::InvalidImage,
+        OciError::Layer(e) => layer_kind(e),
+        OciError::Store(e) => store_kind(e),
+        OciError::Registry(_) | OciError::Auth(_) => ErrorKind::Failed,
+    }
+}
+
+fn http_kind(error: &HttpError) -> ErrorKind {
+    match error {
+        HttpError::Store(e) => store_kind(e),
+        HttpError::Client(_)
+        | HttpError::Transfer(_)
+        | HttpError::Redirect(_)
+        | HttpError::Status(_)
+        | HttpError::LengthMismatch { .. }
+        | HttpError::Stalled(_) => ErrorKind::Failed,
     }
 }
 
@@ -222,6 +274,32 @@ mod tests {
         let limit = LayerError::Store(StoreError::TooLarge { limit: 1 });
         assert_eq!(Error::Oci(OciError::Layer(limit)).kind(), ErrorKind::TooLarge);
         assert_eq!(Error::Oci(OciError::Layer(LayerError::Store(StoreError::Canceled))).kind(), ErrorKind::Canceled);
+    }
+
+    #[test]
+    fn a_disk_error_is_failed_from_every_source_and_a_cancel_is_canceled_at_any_depth() {
+        let full = || StoreError::Io {
+            context: "writing /var/lib/kairos/extensions/.tmp/stage-x".into(),
+            source: std::io::Error::from_raw_os_error(28),
+        };
+        for error in [
+            Error::from(full()),
+            Error::Http(HttpError::Store(full())),
+            Error::Oci(OciError::Store(full())),
+            Error::Oci(OciError::Layer(LayerError::Store(full()))),
+        ] {
+            assert_eq!(error.kind(), ErrorKind::Failed, "{error:?}");
+            let message = full_message(&error);
+            assert!(message.contains("No space left on device") && message.contains(".tmp/stage-x"), "{message}");
+        }
+        for error in [
+            Error::from(StoreError::Canceled),
+            Error::Http(HttpError::Store(StoreError::Canceled)),
+            Error::Oci(OciError::Store(StoreError::Canceled)),
+            Error::Oci(OciError::Layer(LayerError::Store(StoreError::Canceled))),
+        ] {
+            assert_eq!(error.kind(), ErrorKind::Canceled, "{error:?}");
+        }
     }
 
     #[test]

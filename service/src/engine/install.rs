@@ -16,14 +16,12 @@ use kairos_extensions_dbus::{BootState, ExtensionName};
 
 use super::digest::Sha256Digest;
 use super::image::{self, ImageError, Releases};
-use super::meta::{self, Provenance};
+use super::intent::Change;
+use super::meta::Provenance;
 use super::progress::{Phase, Progress};
 use super::release::{self, Host, ReleaseFields};
-use super::store::{self, FileKey, Staged};
+use super::store::{self, FileKey, Place, Staged};
 use super::{Engine, Error, Extension, Result, boot, sources, trust};
-
-mod undo;
-use undo::Undo;
 
 /// What an install should do besides storing the image.
 #[derive(Debug, Clone, Default)]
@@ -237,27 +235,12 @@ impl Engine {
             return Err(Error::Canceled);
         }
         progress.phase(Phase::Installing);
-        let _lock = self.store.lock()?;
+        let _lock = self.lock_for_change()?;
         let planned = self.plan_locked(verified, request)?;
-        let mut undo = Undo::new(&self.store);
-        match self.apply_locked(planned, origin, request, progress, &mut undo) {
-            Ok(installed) => {
-                if let Err(e) = undo.finish() {
-                    tracing::warn!(error = %e, "installed, but a replaced file of another name could not be deleted");
-                }
-                Ok(installed)
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "install failed; putting the store back as it was");
-                // A merge was attempted with what is now undone: merge what is there again.
-                if undo.roll_back()
-                    && let Err(e) = self.refresh_locked()
-                {
-                    tracing::warn!(error = %e, "refresh after undoing the install failed");
-                }
-                Err(e)
-            }
-        }
+        let names: Vec<&str> = planned.iter().map(|(image, _)| image.name.as_str()).collect();
+        let mut change = Change::begin(&self.store, format!("install {}", names.join(", ")));
+        let outcome = self.apply_locked(planned, origin, request, progress, &mut change);
+        self.conclude(change, outcome)
     }
 
     /// Everything that would stop the commit half-way and can be known before it
@@ -276,10 +259,10 @@ impl Engine {
             }
             let link = image.name.image_file_name();
             for state in &request.enable {
-                self.store.check_state_slot(*state, &link)?;
+                self.store.check_slot(Place::State(*state), &link)?;
             }
             if request.now {
-                self.store.check_runtime_slot(&link)?;
+                self.store.check_slot(Place::Runtime, &link)?;
             }
             planned.push((image, existing));
         }
@@ -292,40 +275,38 @@ impl Engine {
         origin: &Origin<'_>,
         request: &InstallRequest,
         progress: &dyn Progress,
-        undo: &mut Undo<'_>,
+        change: &mut Change<'_>,
     ) -> Result<Vec<Installed>> {
         let mut installed = Vec::with_capacity(planned.len());
         for (image, existing) in planned {
-            installed.push(self.store_locked(image, existing, origin, undo)?);
+            installed.push(self.store_locked(image, existing, origin, change)?);
         }
-        self.enable_installed_locked(&mut installed, request, progress, undo)?;
+        self.enable_installed_locked(&mut installed, request, progress, change)?;
         Ok(installed)
     }
 
     /// Moves one verified image into the store and writes its provenance record. A file
-    /// it replaces is kept aside until the install is over.
+    /// it replaces is kept until the install is over.
     fn store_locked(
         &self,
         image: Verified,
         existing: Option<Extension>,
         origin: &Origin<'_>,
-        undo: &mut Undo<'_>,
+        change: &mut Change<'_>,
     ) -> Result<Installed> {
         let Verified { staged, name, release, digest } = image;
         let file = name.image_file_name();
         let size = staged.size();
         let replaced = existing.is_some();
         let same_file = existing.as_ref().is_some_and(|old| old.file == file);
-        let backup = if same_file { Some(self.store.back_up(&file)?) } else { None };
-        self.store.commit(staged, &file, same_file)?;
-        undo.placed(&file, backup);
+        change.place(staged, &file, same_file)?;
         if let Some(old) = existing.filter(|old| old.file != file) {
-            self.migrate_locked(&old, &name, &file, undo)?;
+            self.migrate_locked(&old, &name, &file, change)?;
         }
         let mtime_ns = std::fs::symlink_metadata(self.store.path_of(&file))
             .map(|m| FileKey::of(&m).mtime_ns())
             .map_err(|source| store::StoreError::Io { context: format!("inspecting {file}"), source })?;
-        let record = Provenance {
+        change.write_record(&Provenance {
             name: name.to_string(),
             file: file.clone(),
             source: origin.source.to_owned(),
@@ -335,18 +316,7 @@ impl Engine {
             mtime_ns,
             installed_time_us: now_us(),
             release,
-        };
-        let record_path = self.layout().meta_file(&name);
-        let previous = match std::fs::read(&record_path) {
-            Ok(bytes) => Some(bytes),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(source) => {
-                return Err(store::StoreError::Io { context: "reading the provenance record".into(), source }.into());
-            }
-        };
-        meta::write(&self.layout().meta_dir(), &record)
-            .map_err(|source| store::StoreError::Io { context: "writing the provenance record".into(), source })?;
-        undo.recorded(record_path, previous);
+        })?;
         tracing::info!(extension = %name, source = origin.source, digest = %digest, size, replaced, "installed extension");
         Ok(Installed { name, file, digest: digest.to_string(), size, replaced, enabled: Vec::new() })
     }
@@ -358,7 +328,7 @@ impl Engine {
         installed: &mut [Installed],
         request: &InstallRequest,
         progress: &dyn Progress,
-        undo: &mut Undo<'_>,
+        change: &mut Change<'_>,
     ) -> Result<()> {
         if request.enable.is_empty() {
             return Ok(());
@@ -371,8 +341,7 @@ impl Engine {
             // Read once: each read lists the whole store.
             let mut ext = self.get(&done.name)?;
             for state in &request.enable {
-                if self.enable_locked(&ext, *state)? {
-                    undo.state_linked(*state, &done.name.image_file_name());
+                if self.enable_in(change, &ext, *state)? {
                     done.enabled.push(*state);
                     ext.enabled.push(*state);
                 }
@@ -382,48 +351,24 @@ impl Engine {
         }
         if activate {
             progress.phase(Phase::Refreshing);
-            undo.merge_attempted();
-            self.activate_locked(&exts, &[])?;
+            self.activate_in(change, &exts)?;
         }
         Ok(())
     }
 
     /// Moves the enablement of a replaced file that had another name (a kairos-agent
-    /// `k3s.sysext.raw`, say) to the new `<NAME>.raw`; the old file goes once the
-    /// install has succeeded.
-    fn migrate_locked(&self, old: &Extension, name: &ExtensionName, file: &str, undo: &mut Undo<'_>) -> Result<()> {
+    /// `k3s.sysext.raw`, say) to the new `<NAME>.raw`, and takes the old file away.
+    fn migrate_locked(&self, old: &Extension, name: &ExtensionName, file: &str, change: &mut Change<'_>) -> Result<()> {
         let link = name.image_file_name();
         for state in &old.enabled {
-            let old_links: Vec<String> = self
-                .store
-                .state_links(*state)?
-                .into_iter()
-                .filter(|l| l.store_file.as_deref() == Some(old.file.as_str()))
-                .map(|l| l.name)
-                .collect();
-            self.store.link_state(*state, &link, file)?;
-            undo.state_linked(*state, &link);
-            self.store.unlink_state(*state, &old.file)?;
-            for old_link in &old_links {
-                undo.state_unlinked(*state, old_link, &old.file);
-            }
+            change.link(Place::State(*state), &link, file)?;
+            change.unlink(Place::State(*state), &old.file)?;
         }
-        let active: Vec<String> = self
-            .store
-            .runtime_links()?
-            .into_iter()
-            .filter(|l| l.store_file.as_deref() == Some(old.file.as_str()))
-            .map(|l| l.name)
-            .collect();
-        if self.store.unlink_runtime(&old.file)? {
-            for old_link in &active {
-                undo.runtime_unlinked(old_link, &old.file);
-            }
-            self.store.link_runtime(&link, file)?;
-            undo.runtime_linked(&link);
+        if !change.unlink(Place::Runtime, &old.file)?.is_empty() {
+            change.link(Place::Runtime, &link, file)?;
         }
         if let Some(entry) = self.store.entries()?.into_iter().find(|e| e.file_name == old.file) {
-            undo.delete_on_success(entry);
+            change.take_away(&entry)?;
         }
         Ok(())
     }

@@ -13,9 +13,11 @@ pub mod config;
 pub mod digest;
 pub mod durable;
 mod error;
+pub mod failpoint;
 pub mod generator;
 pub mod image;
 mod install;
+pub mod intent;
 pub mod layout;
 pub mod meta;
 pub mod policy;
@@ -37,9 +39,10 @@ pub use error::{Error, Result, full_message};
 pub use install::{InstallRequest, Installed};
 
 use catalog::ProbeCache;
+use intent::Change;
 use layout::Layout;
 use release::Host;
-use store::Store;
+use store::{Place, Store, StoreLock};
 use sysext::{RefreshRun, Refresher};
 
 /// The outcome of a refresh.
@@ -58,6 +61,12 @@ impl RefreshReport {
     }
 }
 
+/// Commits `change` if `outcome` succeeded; a commit that fails turns the outcome into
+/// that failure.
+fn commit_if_ok<T>(change: &mut Change<'_>, outcome: Result<T>) -> Result<T> {
+    outcome.and_then(|value| change.commit().map(|()| value).map_err(Error::from))
+}
+
 /// The engine for one root.
 pub struct Engine {
     store: Store,
@@ -72,11 +81,56 @@ impl Engine {
     pub fn open(root: &Path, config: Config, refresher: Box<dyn Refresher>) -> Result<Self> {
         let layout = Layout::new(root, &config.store_dir, &config.runtime_dir)?;
         let store = Store::open(layout)?;
-        let cleaned = store.clean_staging()?;
+        let engine = Self { store, config, refresher, probes: ProbeCache::default() };
+        let _lock = engine.lock_for_change()?;
+        let cleaned = engine.store.clean_staging()? + engine.store.clean_leftovers()?;
         if cleaned > 0 {
-            tracing::info!(count = cleaned, "removed leftovers of interrupted installs from staging");
+            tracing::info!(count = cleaned, "removed leftovers of interrupted changes");
         }
-        Ok(Self { store, config, refresher, probes: ProbeCache::default() })
+        Ok(engine)
+    }
+
+    /// Takes the store lock for a change. A change that a process left unfinished when
+    /// it died is settled first (undone, or finished if it had committed), so every
+    /// change starts from a state that is exactly one of the states the last change
+    /// promised.
+    fn lock_for_change(&self) -> Result<StoreLock> {
+        let lock = self.store.lock()?;
+        if let Some(settled) = intent::settle(&self.store)? {
+            tracing::info!(
+                operation = %settled.operation,
+                outcome = if settled.committed { "finished" } else { "undone" },
+                "settled a change that was interrupted"
+            );
+            if settled.merged() && self.layout().is_live() {
+                self.refresh_locked()?;
+            }
+        }
+        Ok(lock)
+    }
+
+    /// Ends `change` as `outcome` says: committed when it succeeded; undone, with the
+    /// merge restored, when it failed.
+    fn conclude<T>(&self, mut change: Change<'_>, outcome: Result<T>) -> Result<T> {
+        match commit_if_ok(&mut change, outcome) {
+            Ok(value) => {
+                change.finish();
+                Ok(value)
+            }
+            Err(e) => Err(self.undo(change, e)),
+        }
+    }
+
+    /// Undoes a change that failed with `error`, merging again if it had merged, and
+    /// hands the error back.
+    fn undo(&self, change: Change<'_>, error: Error) -> Error {
+        tracing::warn!(error = %full_message(&error), "the change failed; putting everything back as it was");
+        if change.roll_back()
+            && let Err(refresh) = self.refresh_locked()
+        {
+            tracing::warn!(error = %full_message(&refresh), "merging again after undoing the change failed");
+        }
+        error
     }
 
     /// The refresher that runs `systemd-sysext refresh` itself.
@@ -140,75 +194,67 @@ impl Engine {
     }
 
     /// Enables `name` for `state`; with `now`, also for the running system when `state`
-    /// concerns this boot. Returns whether anything changed on disk.
+    /// concerns this boot. Returns whether anything changed on disk. All or nothing: if
+    /// the extension does not merge, it is not enabled either.
     pub fn enable(&self, name: &ExtensionName, state: BootState, now: bool) -> Result<bool> {
         self.check_now(now)?;
-        let _lock = self.store.lock()?;
+        let _lock = self.lock_for_change()?;
         let ext = self.get(name)?;
-        let changed = self.enable_locked(&ext, state)?;
-        if now && boot::concerns(state, self.boot_state()) {
-            let rollback: &[BootState] = if changed { &[state] } else { &[] };
-            self.activate_locked(&[self.get(name)?], rollback)?;
-        }
-        Ok(changed)
+        let mut change = Change::begin(&self.store, format!("enable {name} for {state}"));
+        let outcome = self.enable_in(&mut change, &ext, state).and_then(|changed| {
+            if now && boot::concerns(state, self.boot_state()) {
+                self.activate_in(&mut change, std::slice::from_ref(&ext))?;
+            }
+            Ok(changed)
+        });
+        self.conclude(change, outcome)
     }
 
-    fn enable_locked(&self, ext: &Extension, state: BootState) -> Result<bool> {
+    fn enable_in(&self, change: &mut Change<'_>, ext: &Extension, state: BootState) -> Result<bool> {
         if !ext.compatible {
             return Err(Error::Unusable { name: ext.name.clone(), reason: ext.incompatible_reason.clone() });
         }
         if ext.enabled.contains(&state) {
             return Ok(false);
         }
-        self.store.link_state(state, &format!("{}.raw", ext.name), &ext.file)?;
+        change.link(Place::State(state), &format!("{}.raw", ext.name), &ext.file)?;
         tracing::info!(extension = %ext.name, boot_state = %state, "enabled extension");
         Ok(true)
     }
 
-    /// Links `exts` into the runtime directory and refreshes once; if any does not
-    /// merge, the links this added (and the boot-state links in `rollback`) are taken
-    /// back and the merge is restored, so a failed `--now` changes nothing.
-    fn activate_locked(&self, exts: &[Extension], rollback: &[BootState]) -> Result<()> {
-        let linked_before = self.store.runtime_links()?;
-        let mut added = Vec::new();
+    /// Links `exts` into the runtime directory and merges once; an extension that does
+    /// not merge fails the change, which then undoes itself and merges again.
+    fn activate_in(&self, change: &mut Change<'_>, exts: &[Extension]) -> Result<()> {
         for ext in exts {
-            let link = format!("{}.raw", ext.name);
-            if !linked_before.iter().any(|l| l.name == link && l.store_file.as_deref() == Some(&ext.file)) {
-                added.push(link.clone());
-            }
-            self.store.link_runtime(&link, &ext.file)?;
+            change.link(Place::Runtime, &format!("{}.raw", ext.name), &ext.file)?;
         }
+        change.merging()?;
         let (report, run) = self.refresh_locked()?;
-        let Some(failed) = exts.iter().find(|ext| !report.merged.contains(&ext.name)) else {
-            for ext in exts {
-                tracing::info!(extension = %ext.name, "extension is merged");
-            }
-            return Ok(());
-        };
-        let reason = sysext::reason_for(&failed.name, &run);
-        tracing::warn!(extension = %failed.name, reason, "extension did not merge; undoing the activation");
-        for link in &added {
-            self.store.unlink_runtime_name(link)?;
+        if let Some(failed) = exts.iter().find(|ext| !report.merged.contains(&ext.name)) {
+            let reason = sysext::reason_for(&failed.name, &run);
+            tracing::warn!(extension = %failed.name, reason, "extension did not merge; undoing the change");
+            return Err(Error::NotMerged { name: failed.name.clone(), reason });
         }
         for ext in exts {
-            for state in rollback {
-                self.store.unlink_state(*state, &ext.file)?;
-            }
+            tracing::info!(extension = %ext.name, "extension is merged");
         }
-        if let Err(e) = self.refresh_locked() {
-            tracing::warn!(error = %e, "refresh after undoing the activation failed");
-        }
-        Err(Error::NotMerged { name: failed.name.clone(), reason })
+        Ok(())
     }
 
     /// Disables `name` for `state`; with `now`, also takes it out of the running system
     /// when no other enabled state still wants it for this boot. Returns whether anything
-    /// changed on disk.
+    /// changed on disk. All or nothing: if it stays merged, it stays enabled too.
     pub fn disable(&self, name: &ExtensionName, state: BootState, now: bool) -> Result<bool> {
         self.check_now(now)?;
-        let _lock = self.store.lock()?;
+        let _lock = self.lock_for_change()?;
         let ext = self.get(name)?;
-        let changed = self.store.unlink_state(state, &ext.file)?;
+        let mut change = Change::begin(&self.store, format!("disable {name} for {state}"));
+        let outcome = self.disable_in(&mut change, &ext, state, now);
+        self.conclude(change, outcome)
+    }
+
+    fn disable_in(&self, change: &mut Change<'_>, ext: &Extension, state: BootState, now: bool) -> Result<bool> {
+        let changed = !change.unlink(Place::State(state), &ext.file)?.is_empty();
         if changed {
             tracing::info!(extension = %ext.name, boot_state = %state, "disabled extension");
         }
@@ -218,66 +264,92 @@ impl Engine {
             if still_wanted {
                 tracing::info!(extension = %ext.name, "still enabled for this boot through another state; keeping it merged");
             } else {
-                self.deactivate_locked(&ext)?;
+                change.unlink(Place::Runtime, &ext.file)?;
+                change.merging()?;
+                let (report, run) = self.refresh_locked()?;
+                if report.merged.contains(&ext.name) {
+                    return Err(Error::NotMerged {
+                        name: ext.name.clone(),
+                        reason: format!(
+                            "it is still merged after the refresh ({})",
+                            sysext::reason_for(&ext.name, &run)
+                        ),
+                    });
+                }
             }
         }
         Ok(changed)
     }
 
-    fn deactivate_locked(&self, ext: &Extension) -> Result<()> {
-        self.store.unlink_runtime(&ext.file)?;
+    /// Removes `name`: disables it everywhere, takes it out of the runtime directory
+    /// (a dangling activation link would break every later refresh), then deletes the
+    /// image and its record. With `now` the merge is refreshed as well, once the removal
+    /// is committed: it is not undone because the merge still holds the old image.
+    pub fn remove(&self, name: &ExtensionName, now: bool) -> Result<Extension> {
+        self.check_now(now)?;
+        let _lock = self.lock_for_change()?;
+        let ext = self.get(name)?;
+        let mut change = Change::begin(&self.store, format!("remove {name}"));
+        let outcome = self.remove_in(&mut change, &ext, name).and_then(|was_active| {
+            let merge = now && (was_active || ext.merged);
+            // Announced before the commit: a crash after it must still merge.
+            if merge {
+                change.merging()?;
+            }
+            Ok(merge)
+        });
+        let merge = match commit_if_ok(&mut change, outcome) {
+            Ok(merge) => merge,
+            Err(e) => return Err(self.undo(change, e)),
+        };
+        let outcome = if merge { self.merge_after_removal(&ext) } else { Ok(()) };
+        change.finish();
+        outcome.map(|()| ext)
+    }
+
+    fn remove_in(&self, change: &mut Change<'_>, ext: &Extension, name: &ExtensionName) -> Result<bool> {
+        for state in &ext.enabled {
+            change.unlink(Place::State(*state), &ext.file)?;
+        }
+        let was_active = !change.unlink(Place::Runtime, &ext.file)?.is_empty();
+        if let Some(entry) = self.store.entries()?.into_iter().find(|e| e.file_name == ext.file) {
+            change.take_away(&entry)?;
+        }
+        change.remove_record(name)?;
+        tracing::info!(extension = %ext.name, file = %ext.file, "removed extension");
+        Ok(was_active)
+    }
+
+    fn merge_after_removal(&self, ext: &Extension) -> Result<()> {
         let (report, run) = self.refresh_locked()?;
         if report.merged.contains(&ext.name) {
             return Err(Error::NotMerged {
                 name: ext.name.clone(),
-                reason: format!("it is still merged after the refresh ({})", sysext::reason_for(&ext.name, &run)),
+                reason: format!(
+                    "removed, but still merged after the refresh ({})",
+                    sysext::reason_for(&ext.name, &run)
+                ),
             });
         }
         Ok(())
     }
 
-    /// Removes `name`: disables it everywhere, takes it out of the runtime directory
-    /// (a dangling activation link would break every later refresh), then deletes the
-    /// image and its record. With `now` the merge is refreshed as well.
-    pub fn remove(&self, name: &ExtensionName, now: bool) -> Result<Extension> {
-        self.check_now(now)?;
-        let _lock = self.store.lock()?;
-        let ext = self.get(name)?;
-        for state in &ext.enabled {
-            self.store.unlink_state(*state, &ext.file)?;
-        }
-        let was_active = self.store.unlink_runtime(&ext.file)?;
-        let entry = self.store.entries()?.into_iter().find(|e| e.file_name == ext.file);
-        if let Some(entry) = entry {
-            self.store.delete(&entry)?;
-        }
-        let meta_file = self.layout().meta_file(name);
-        durable::remove_if_exists(&meta_file)
-            .map_err(|source| store::StoreError::Io { context: format!("removing {}", meta_file.display()), source })?;
-        tracing::info!(extension = %ext.name, file = %ext.file, "removed extension");
-        if now && (was_active || ext.merged) {
-            let (report, run) = self.refresh_locked()?;
-            if report.merged.contains(&ext.name) {
-                return Err(Error::NotMerged {
-                    name: ext.name.clone(),
-                    reason: format!(
-                        "removed, but still merged after the refresh ({})",
-                        sysext::reason_for(&ext.name, &run)
-                    ),
-                });
-            }
-        }
-        Ok(ext)
-    }
-
     /// Refreshes the merge and reports what merged and what did not.
     pub fn refresh(&self) -> Result<RefreshReport> {
-        let _lock = self.store.lock()?;
-        Ok(self.refresh_locked()?.0)
+        let _lock = self.lock_for_change()?;
+        let mut change = Change::begin(&self.store, "refresh");
+        // Nothing to undo: a refresh interrupted by a crash is simply run again.
+        change.merging()?;
+        change.commit()?;
+        let report = self.refresh_locked().map(|(report, _)| report);
+        change.finish();
+        report
     }
 
     fn refresh_locked(&self) -> Result<(RefreshReport, RefreshRun)> {
+        failpoint::point("about to merge");
         let run = self.refresher.refresh()?;
+        failpoint::point("merged");
         let merged = self.merged()?;
         let not_merged = self
             .store

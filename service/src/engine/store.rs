@@ -22,9 +22,9 @@ use sha2::{Digest as _, Sha256};
 use tempfile::NamedTempFile;
 
 use super::digest::Sha256Digest;
-use super::durable;
 use super::layout::{self, LOCK_FILE, Layout, META_DIR, TMP_DIR};
 use super::progress::Progress;
+use super::{durable, failpoint};
 
 /// A store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -117,7 +117,9 @@ impl Staged {
         if total > self.limit {
             return Err(StoreError::TooLarge { limit: self.limit });
         }
-        self.temp.as_file_mut().write_all(chunk).context(|| "writing the staged image".into())?;
+        if let Err(source) = self.temp.as_file_mut().write_all(chunk) {
+            return Err(StoreError::Io { context: format!("writing {}", self.temp.path().display()), source });
+        }
         self.hasher.update(chunk);
         self.written = total;
         Ok(())
@@ -173,11 +175,28 @@ fn remove_named(dir: &Path, name: &str) -> Result<bool, StoreError> {
     Ok(removed)
 }
 
-/// A store file kept aside by [`Store::back_up`].
-pub struct Backup {
-    kept: tempfile::NamedTempFile<File>,
-    file_name: String,
+/// A directory of activation links: a boot state's, or the running system's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Place {
+    /// `<store>/<state>/`: enabled for that boot state.
+    State(BootState),
+    /// The runtime directory (`/run/extensions`): activated on the running system.
+    Runtime,
 }
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::State(state) => write!(f, "{state}"),
+            Self::Runtime => f.write_str("the runtime directory"),
+        }
+    }
+}
+
+/// Prefix of the staging entries that keep a store file's previous content while a
+/// change is under way.
+const KEPT_PREFIX: &str = "kept-";
 
 /// Exclusive hold on the store for one mutating operation, across processes.
 pub struct StoreLock(#[allow(dead_code)] File);
@@ -250,6 +269,38 @@ impl Store {
         Ok(removed)
     }
 
+    /// Removes the temporary entries that an interrupted writer left next to the links
+    /// and records (`.<link>.<pid>.tmp` links, `.write-*` files); returns how many went.
+    ///
+    /// Only with the store lock held: every writer of these directories holds it, so
+    /// whatever temporary entry is there now belongs to a process that died.
+    pub fn clean_leftovers(&self) -> Result<usize, StoreError> {
+        let mut dirs: Vec<PathBuf> = BootState::ALL.iter().map(|s| self.layout.state_dir(*s)).collect();
+        dirs.push(self.layout.runtime());
+        dirs.push(self.layout.meta_dir());
+        let mut removed = 0;
+        for dir in dirs {
+            let read = match fs::read_dir(&dir) {
+                Ok(read) => read,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(source) => return Err(StoreError::Io { context: format!("reading {}", dir.display()), source }),
+            };
+            for dirent in read {
+                let dirent = dirent.context(|| format!("reading {}", dir.display()))?;
+                let Some(name) = dirent.file_name().to_str().map(str::to_owned) else { continue };
+                if !durable::is_temporary_name(&name) {
+                    continue;
+                }
+                let path = dirent.path();
+                if durable::remove_if_exists(&path).context(|| format!("removing {}", path.display()))? {
+                    tracing::info!(path = %path.display(), "removed the leftover of an interrupted change");
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     /// Starts a staged image of at most `limit` bytes.
     pub fn stage(&self, limit: u64) -> Result<Staged, StoreError> {
         let temp = tempfile::Builder::new()
@@ -269,10 +320,15 @@ impl Store {
     pub fn commit(&self, staged: Staged, file_name: &str, replace: bool) -> Result<(), StoreError> {
         let store = self.layout.store();
         let file = staged.temp.as_file();
-        file.set_permissions(Permissions::from_mode(0o644)).context(|| "setting image permissions".into())?;
-        file.sync_all().context(|| "flushing the staged image".into())?;
+        let staged_path = || staged.temp.path().display().to_string();
+        file.set_permissions(Permissions::from_mode(0o644))
+            .context(|| format!("setting the mode of {}", staged_path()))?;
+        file.sync_all().context(|| format!("flushing {}", staged_path()))?;
         let target = layout::join_file_name(&store, file_name);
         let persisted = if replace { staged.temp.persist(&target) } else { staged.temp.persist_noclobber(&target) };
+        if persisted.is_ok() {
+            failpoint::point("image renamed into the store");
+        }
         if let Err(e) = persisted {
             if e.error.kind() == io::ErrorKind::AlreadyExists {
                 return Err(StoreError::Exists(file_name.to_owned()));
@@ -445,59 +501,142 @@ impl Store {
         Ok(removed)
     }
 
-    /// Deletes a store file (image or directory) durably.
-    pub fn delete(&self, entry: &Entry) -> Result<(), StoreError> {
-        let store = self.layout.store();
-        let path = layout::join_file_name(&store, &entry.file_name);
-        match entry.kind {
-            EntryKind::Image => durable::remove_if_exists(&path).map(drop),
-            EntryKind::Directory => fs::remove_dir_all(&path),
+    /// The directory of `place`, in this process's view and as the system sees it.
+    fn place_dirs(&self, place: Place) -> (PathBuf, PathBuf) {
+        match place {
+            Place::State(state) => (self.layout.state_dir(state), self.state_dir_system(state)),
+            Place::Runtime => (self.layout.runtime(), self.layout.runtime_system().to_path_buf()),
+        }
+    }
+
+    /// The links in `place`.
+    pub fn links(&self, place: Place) -> Result<Vec<Link>, StoreError> {
+        let (dir, dir_system) = self.place_dirs(place);
+        self.links_in(&dir, &dir_system)
+    }
+
+    /// The store file that a link in `place` with `target` points at, if any.
+    pub fn store_file_at(&self, place: Place, target: &Path) -> Option<String> {
+        self.store_file_of(&self.place_dirs(place).1, target)
+    }
+
+    /// Links `link_name` in `place` to the store file `file_name`.
+    pub fn link(&self, place: Place, link_name: &str, file_name: &str) -> Result<(), StoreError> {
+        match place {
+            Place::State(state) => self.link_state(state, link_name, file_name),
+            Place::Runtime => self.link_runtime(link_name, file_name),
+        }
+    }
+
+    /// Where the link `link_name` in `place` points, exactly as written; `None` when
+    /// there is no such entry. Anything but a symlink there is foreign.
+    pub fn link_target(&self, place: Place, link_name: &str) -> Result<Option<PathBuf>, StoreError> {
+        let path = layout::join_file_name(&self.place_dirs(place).0, link_name);
+        match fs::read_link(&path) {
+            Ok(target) => Ok(Some(target)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => Err(StoreError::Foreign { path }),
+            Err(source) => Err(StoreError::Io { context: format!("reading link {}", path.display()), source }),
+        }
+    }
+
+    /// Puts the link `link_name` in `place` back to `target` exactly as it was written,
+    /// or removes it when `target` is `None`. Undoing a change uses this.
+    pub fn set_link_target(&self, place: Place, link_name: &str, target: Option<&Path>) -> Result<(), StoreError> {
+        let dir = self.place_dirs(place).0;
+        match target {
+            Some(target) => durable::replace_symlink(target, &dir, link_name)
+                .context(|| format!("restoring {link_name} in {}", dir.display())),
+            None => remove_named(&dir, link_name).map(drop),
+        }
+    }
+
+    /// Removes the entry `link_name` from `place`, whatever it points at; whether there
+    /// was one.
+    pub fn unlink_name(&self, place: Place, link_name: &str) -> Result<bool, StoreError> {
+        remove_named(&self.place_dirs(place).0, link_name)
+    }
+
+    /// Fails as [`Store::link`] would when something foreign sits where the link would
+    /// go, without changing anything.
+    pub fn check_slot(&self, place: Place, link_name: &str) -> Result<(), StoreError> {
+        let (dir, dir_system) = self.place_dirs(place);
+        self.refuse_foreign_entry(&dir, &dir_system, link_name)
+    }
+
+    /// The staging name that keeps the previous content of the store file `file_name`
+    /// while a change is under way.
+    pub fn kept_name(file_name: &str) -> String {
+        format!("{KEPT_PREFIX}{file_name}")
+    }
+
+    /// Keeps the current content of the store file `file_name` in staging as a second
+    /// hard link (nothing is copied), so that replacing the file can be undone. Returns
+    /// the kept entry's name.
+    pub fn keep_copy(&self, file_name: &str) -> Result<String, StoreError> {
+        let kept = Self::kept_name(file_name);
+        let tmp = self.layout.tmp_dir();
+        let kept_path = layout::join_file_name(&tmp, &kept);
+        durable::remove_if_exists(&kept_path).context(|| format!("clearing {}", kept_path.display()))?;
+        fs::hard_link(self.path_of(file_name), &kept_path).context(|| format!("keeping {file_name} aside"))?;
+        failpoint::point("previous image kept aside");
+        durable::sync_dir(&tmp).context(|| "flushing the staging directory".into())?;
+        Ok(kept)
+    }
+
+    /// Moves the store entry `file_name` (image or directory) into staging, so that
+    /// removing it can be undone until the change is committed. Returns whether there
+    /// was one.
+    pub fn move_aside(&self, file_name: &str) -> Result<bool, StoreError> {
+        let kept_path = layout::join_file_name(&self.layout.tmp_dir(), &Self::kept_name(file_name));
+        match fs::rename(self.path_of(file_name), &kept_path) {
+            Ok(()) => failpoint::point("store entry moved aside"),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(source) => return Err(StoreError::Io { context: format!("moving {file_name} aside"), source }),
+        }
+        self.sync_store_and_staging()?;
+        Ok(true)
+    }
+
+    /// Puts the entry kept as `kept` back as the store file `file_name`, over whatever
+    /// is there now. Nothing to do when nothing is kept under that name (the change
+    /// never got to move it, or it was already put back).
+    pub fn put_back(&self, kept: &str, file_name: &str) -> Result<(), StoreError> {
+        let kept_path = layout::join_file_name(&self.layout.tmp_dir(), kept);
+        match fs::rename(&kept_path, self.path_of(file_name)) {
+            Ok(()) => failpoint::point("kept entry put back"),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => return Err(StoreError::Io { context: format!("putting {file_name} back"), source }),
+        }
+        self.sync_store_and_staging()
+    }
+
+    /// Deletes the entry kept as `kept` (file or directory), once the change that kept
+    /// it is committed.
+    pub fn discard_kept(&self, kept: &str) -> Result<(), StoreError> {
+        let path = layout::join_file_name(&self.layout.tmp_dir(), kept);
+        let removed = match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_dir() => fs::remove_dir_all(&path).map(|()| true),
+            Ok(_) => durable::remove_if_exists(&path),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
         }
         .context(|| format!("removing {}", path.display()))?;
-        durable::sync_dir(&store).context(|| format!("flushing {}", store.display()))
-    }
-
-    /// Keeps the store file `file_name` aside in staging while an install replaces it,
-    /// so that a failure can put it back. It is a hard link (nothing is copied), held
-    /// locked so that a starting process does not take it for a crashed writer's
-    /// leftover; dropped, it goes away.
-    pub fn back_up(&self, file_name: &str) -> Result<Backup, StoreError> {
-        let original = self.path_of(file_name);
-        let kept = tempfile::Builder::new()
-            .prefix("backup-")
-            .make_in(self.layout.tmp_dir(), |path| {
-                fs::hard_link(&original, path)?;
-                let file = File::open(path)?;
-                file.try_lock().map_err(|e| io::Error::other(e.to_string()))?;
-                Ok(file)
-            })
-            .context(|| format!("keeping {file_name} aside"))?;
-        Ok(Backup { kept, file_name: file_name.to_owned() })
-    }
-
-    /// Puts a file kept aside back where it was, over whatever is there now.
-    pub fn restore(&self, backup: Backup) -> Result<(), StoreError> {
-        let target = self.path_of(&backup.file_name);
-        backup
-            .kept
-            .persist(&target)
-            .map_err(|e| StoreError::Io { context: format!("putting {} back", backup.file_name), source: e.error })?;
-        let store = self.layout.store();
-        durable::sync_dir(&store).context(|| format!("flushing {}", store.display()))
+        if removed {
+            failpoint::point("kept entry discarded");
+        }
+        Ok(())
     }
 
     /// Removes the image file `file_name`, if it is there.
-    pub fn remove_image(&self, file_name: &str) -> Result<(), StoreError> {
-        let path = self.path_of(file_name);
-        durable::remove_if_exists(&path).context(|| format!("removing {}", path.display()))?;
-        let store = self.layout.store();
-        durable::sync_dir(&store).context(|| format!("flushing {}", store.display()))
+    pub fn remove_file(&self, file_name: &str) -> Result<(), StoreError> {
+        remove_named(&self.layout.store(), file_name).map(drop)
     }
 
-    /// Removes the link called `link_name` from `state`'s directory, whatever it
-    /// points at.
-    pub fn unlink_state_name(&self, state: BootState, link_name: &str) -> Result<bool, StoreError> {
-        remove_named(&self.layout.state_dir(state), link_name)
+    fn sync_store_and_staging(&self) -> Result<(), StoreError> {
+        let store = self.layout.store();
+        durable::sync_dir(&store).context(|| format!("flushing {}", store.display()))?;
+        durable::sync_dir(&self.layout.tmp_dir()).context(|| "flushing the staging directory".into())
     }
 
     /// Fails as [`Store::link_state`] would when something foreign sits where the link
