@@ -9,7 +9,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use futures_util::StreamExt;
 use kairos_extensions_dbus::paths::job_path;
 use kairos_extensions_dbus::proxies::{JobProxy, ManagerProxy};
-use kairos_extensions_dbus::{BUS_NAME, ErrorKind, FLAG_NOW};
+use kairos_extensions_dbus::{BUS_NAME, ErrorKind, FLAG_NOW, JobState};
 use kairos_extensionsd::engine::Extension;
 use kairos_extensionsd::engine::sources::Source;
 use zbus::message::Type;
@@ -128,7 +128,12 @@ pub async fn run(command: Command, no_ask_password: bool) -> Result<()> {
             for (id, kind, state, _) in jobs {
                 let job = JobProxy::builder(&client.connection).path(job_path(id)).build().await?;
                 let source = job.inner().get_property::<String>("Source").await.unwrap_or_default();
-                let phase = job.phase().await.unwrap_or_default();
+                // A queued job has no phase yet, only its place in line.
+                let phase = if state == JobState::Queued.as_str() {
+                    jobs_ahead(job.queue_position().await.unwrap_or(0))
+                } else {
+                    job.phase().await.unwrap_or_default()
+                };
                 let progress = job.progress().await.unwrap_or(0);
                 println!("{id:>4}  {kind:<8} {state:<9} {phase:<12} {progress:>3}%  {source}");
             }
@@ -202,6 +207,22 @@ async fn install(client: &Client, args: InstallArgs) -> Result<()> {
     };
 
     let mut view = JobView::new(std::io::stderr().is_terminal());
+    // Signals carry changes only: where the job stands (in line, or its phase) comes
+    // from asking once. Signals already on their way may be older; the next one puts
+    // that right.
+    if let Ok(job) = JobProxy::builder(&client.connection)
+        .path(path.clone())
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await
+        && let (Ok(state), Ok(position), Ok(phase)) = (job.state().await, job.queue_position().await, job.phase().await)
+    {
+        let mut current = HashMap::new();
+        current.insert("State".to_owned(), OwnedVariant::from(zbus::Str::from(state)));
+        current.insert("QueuePosition".to_owned(), OwnedVariant::from(position));
+        current.insert("Phase".to_owned(), OwnedVariant::from(zbus::Str::from(phase)));
+        view.apply(current);
+    }
     let mut cancel_sent = false;
     let result = loop {
         tokio::select! {
@@ -263,9 +284,27 @@ async fn install(client: &Client, args: InstallArgs) -> Result<()> {
     }
 }
 
+/// The bar of a running job: phase, bytes, rate and ETA.
+fn progress_style() -> indicatif::ProgressStyle {
+    indicatif::ProgressStyle::with_template(
+        "{msg:<12} [{wide_bar}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+    )
+    .map(|s| s.progress_chars("=> "))
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+}
+
+/// `1 job ahead`, `2 jobs ahead`.
+fn jobs_ahead(count: u32) -> String {
+    format!("{count} job{} ahead", if count == 1 { "" } else { "s" })
+}
+
 /// What we know of a job from its PropertiesChanged signals, and how it is shown: a
-/// progress bar with bytes, rate and ETA on a terminal, one line per phase otherwise.
+/// progress bar with bytes, rate and ETA on a terminal, one line per phase otherwise;
+/// while the job is queued, how many jobs are ahead of it, as the bar's text or as a
+/// line whenever that changes.
 struct JobView {
+    state: Option<JobState>,
+    queue_position: u32,
     phase: String,
     name: String,
     error: String,
@@ -278,21 +317,35 @@ impl JobView {
     fn new(tty: bool) -> Self {
         let bar = tty.then(|| {
             let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
-            let style = indicatif::ProgressStyle::with_template(
-                "{msg:<12} [{wide_bar}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
-            )
-            .map(|s| s.progress_chars("=> "))
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-            bar.set_style(style);
+            bar.set_style(progress_style());
             bar
         });
-        Self { phase: String::new(), name: String::new(), error: String::new(), bytes_done: 0, bytes_total: 0, bar }
+        Self {
+            state: None,
+            queue_position: 0,
+            phase: String::new(),
+            name: String::new(),
+            error: String::new(),
+            bytes_done: 0,
+            bytes_total: 0,
+            bar,
+        }
+    }
+
+    /// How many jobs are ahead, while the job waits in line.
+    fn waiting_for(&self) -> Option<u32> {
+        (self.state == Some(JobState::Queued) && self.queue_position > 0).then_some(self.queue_position)
     }
 
     fn apply(&mut self, changed: HashMap<String, OwnedVariant>) {
         let mut phase_changed = false;
+        let waited = self.waiting_for();
         for (key, value) in changed {
             match key.as_str() {
+                "State" => {
+                    self.state = String::try_from(value).ok().and_then(|s| s.parse().ok()).or(self.state);
+                }
+                "QueuePosition" => self.queue_position = u32::try_from(value).unwrap_or(self.queue_position),
                 "Phase" => {
                     if let Ok(phase) = String::try_from(value) {
                         phase_changed = phase != self.phase;
@@ -306,16 +359,30 @@ impl JobView {
                 _ => {}
             }
         }
-        match &self.bar {
-            Some(bar) => {
+        let waiting = self.waiting_for();
+        match (&self.bar, waiting) {
+            (Some(bar), Some(ahead)) => {
+                if waited.is_none() {
+                    bar.set_style(
+                        indicatif::ProgressStyle::with_template("{msg}").unwrap_or_else(|_| progress_style()),
+                    );
+                }
+                bar.set_message(format!("waiting for {}", jobs_ahead(ahead)));
+            }
+            (None, Some(ahead)) if waited != waiting => eprintln!("waiting for {}", jobs_ahead(ahead)),
+            (None, Some(_)) => {}
+            (Some(bar), None) => {
+                bar.set_message(self.phase.clone());
+                if waited.is_some() {
+                    bar.set_style(progress_style());
+                }
                 if self.bytes_total > 0 {
                     bar.set_length(self.bytes_total);
                 }
                 bar.set_position(self.bytes_done);
-                bar.set_message(self.phase.clone());
             }
-            None if phase_changed => eprintln!("{}", self.phase),
-            None => {}
+            (None, None) if phase_changed => eprintln!("{}", self.phase),
+            (None, None) => {}
         }
     }
 
@@ -393,6 +460,30 @@ pub fn explain(error: zbus::Error, interactive: bool) -> anyhow::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jobs_ahead_are_counted_in_words() {
+        assert_eq!(jobs_ahead(1), "1 job ahead");
+        assert_eq!(jobs_ahead(2), "2 jobs ahead");
+        assert_eq!(jobs_ahead(64), "64 jobs ahead");
+    }
+
+    #[test]
+    fn a_queued_job_shows_how_many_are_ahead_until_it_runs() {
+        let mut view = JobView::new(false);
+        let change = |pairs: &[(&str, OwnedVariant)]| -> HashMap<String, OwnedVariant> {
+            pairs.iter().map(|(k, v)| ((*k).to_owned(), v.try_clone().expect("clone"))).collect()
+        };
+        let text = |s: &str| OwnedVariant::from(zbus::Str::from(s));
+        view.apply(change(&[("State", text("queued")), ("QueuePosition", OwnedVariant::from(2u32))]));
+        assert_eq!(view.waiting_for(), Some(2));
+        view.apply(change(&[("QueuePosition", OwnedVariant::from(1u32))]));
+        assert_eq!(view.waiting_for(), Some(1));
+        view.apply(change(&[("State", text("running")), ("QueuePosition", OwnedVariant::from(0u32))]));
+        assert_eq!(view.waiting_for(), None);
+        view.apply(change(&[("State", text("bogus"))]));
+        assert_eq!(view.state, Some(JobState::Running), "an unknown state changes nothing");
+    }
 
     #[test]
     fn file_uris_name_exactly_the_path_the_service_will_open() {

@@ -6,6 +6,7 @@
 
 mod boot_state;
 pub mod errors;
+mod job_state;
 
 pub use errors::ErrorKind;
 mod name;
@@ -16,6 +17,7 @@ pub mod proxies;
 pub const INTERFACE_XML: &str = include_str!("../org.kairos.Extensions1.xml");
 
 pub use boot_state::{BootState, UnknownBootState};
+pub use job_state::{JobState, UnknownJobState};
 pub use name::{ExtensionName, InvalidName};
 
 /// Well-known bus name of the service.

@@ -97,4 +97,6 @@ pub trait Job {
     fn name(&self) -> zbus::Result<String>;
     #[zbus(property)]
     fn error(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn queue_position(&self) -> zbus::Result<u32>;
 }

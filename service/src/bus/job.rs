@@ -2,16 +2,21 @@
 //!
 //! A job is exported at `/org/kairos/Extensions1/job/<id>` before the starting call
 //! returns, announced with `JobNew`, updated through properties (at most four
-//! PropertiesChanged a second), and removed right after `JobRemoved`.
+//! PropertiesChanged a second), and removed right after `JobRemoved`. Jobs beyond
+//! `max_jobs` wait their turn in `queued` ([`table`]).
+
+mod table;
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kairos_extensions_dbus::paths::job_path;
-use kairos_extensions_dbus::{ErrorKind, MANAGER_PATH};
+use kairos_extensions_dbus::{ErrorKind, JobState, MANAGER_PATH};
+use table::{Admission, Turn};
+pub use table::{JobTable, MAX_QUEUED};
+use tokio::sync::Notify;
 use zbus::fdo::Properties;
 use zbus::message::Header;
 use zbus::object_server::Interface;
@@ -19,7 +24,7 @@ use zbus::object_server::SignalEmitter;
 use zbus::{Connection, OwnedObjectPath, Variant, interface};
 
 use super::authz::{self, Action};
-use super::error::{BusError, BusResult, Result};
+use super::error::{BusResult, Result};
 use super::manager::Manager;
 use super::state::Shared;
 use super::sync;
@@ -32,8 +37,10 @@ const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
 /// The externally visible state of a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobStatus {
-    /// `queued`, `running`, `done`, `failed` or `canceled`.
-    pub state: &'static str,
+    /// Where the job is in its life.
+    pub state: JobState,
+    /// While queued, how many jobs must end before this one starts; 0 otherwise.
+    pub queue_position: u32,
     /// The current phase.
     pub phase: Phase,
     /// The extension's name once known.
@@ -49,7 +56,7 @@ pub struct JobStatus {
 impl JobStatus {
     fn progress_percent(&self) -> u32 {
         match self.state {
-            "done" => 100,
+            JobState::Done => 100,
             _ if self.bytes_total == 0 => 0,
             _ => u32::try_from(self.bytes_done.min(self.bytes_total) * 100 / self.bytes_total).unwrap_or(100),
         }
@@ -61,14 +68,18 @@ impl JobStatus {
 pub struct JobCells {
     status: Arc<Mutex<JobStatus>>,
     cancel: Arc<AtomicBool>,
+    /// Set by every change not yet announced.
     dirty: Arc<AtomicBool>,
+    /// Wakes the announcer after a change, from any thread.
+    changed: Arc<Notify>,
 }
 
 impl JobCells {
     fn new() -> Self {
         Self {
             status: Arc::new(Mutex::new(JobStatus {
-                state: "queued",
+                state: JobState::Queued,
+                queue_position: 0,
                 phase: Phase::Resolving,
                 name: String::new(),
                 bytes_done: 0,
@@ -77,7 +88,13 @@ impl JobCells {
             })),
             cancel: Arc::new(AtomicBool::new(false)),
             dirty: Arc::new(AtomicBool::new(false)),
+            changed: Arc::new(Notify::new()),
         }
+    }
+
+    /// Asks the job to stop at its next safe point.
+    fn cancel(&self) {
+        self.cancel.store(true, Ordering::SeqCst);
     }
 
     fn status(&self) -> JobStatus {
@@ -90,6 +107,7 @@ impl JobCells {
             change(&mut status);
             if *status != before {
                 self.dirty.store(true, Ordering::SeqCst);
+                self.changed.notify_one();
             }
         }
     }
@@ -116,88 +134,6 @@ impl Progress for JobCells {
     }
 }
 
-struct JobEntry {
-    kind: &'static str,
-    path: OwnedObjectPath,
-    cells: JobCells,
-    /// What makes two requests the same job; `None` for work that is never shared.
-    key: Option<String>,
-}
-
-/// What [`JobTable::admit`] decided.
-enum Admission {
-    /// A new job.
-    New(u64, OwnedObjectPath),
-    /// The same work is already running as this job.
-    Running(u64, OwnedObjectPath),
-}
-
-/// The jobs that exist right now.
-pub struct JobTable {
-    next_id: AtomicU64,
-    max: usize,
-    jobs: Mutex<BTreeMap<u64, JobEntry>>,
-}
-
-impl JobTable {
-    /// A table that admits at most `max` jobs at once.
-    pub fn new(max: usize) -> Self {
-        Self { next_id: AtomicU64::new(1), max, jobs: Mutex::new(BTreeMap::new()) }
-    }
-
-    /// `(id, type, state, path)` of every job.
-    pub fn list(&self) -> Vec<(u64, String, String, OwnedObjectPath)> {
-        let Ok(jobs) = self.jobs.lock() else { return Vec::new() };
-        jobs.iter()
-            .map(|(id, job)| (*id, job.kind.to_owned(), job.cells.status().state.to_owned(), job.path.clone()))
-            .collect()
-    }
-
-    /// How many jobs exist.
-    pub fn len(&self) -> usize {
-        self.jobs.lock().map(|j| j.len()).unwrap_or(0)
-    }
-
-    /// Whether no job exists.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Asks every job to stop at its next safe point; returns how many there are.
-    pub fn cancel_all(&self) -> usize {
-        let Ok(jobs) = self.jobs.lock() else { return 0 };
-        for job in jobs.values() {
-            job.cells.cancel.store(true, Ordering::SeqCst);
-        }
-        jobs.len()
-    }
-
-    fn admit(&self, kind: &'static str, key: Option<String>, cells: JobCells) -> BusResult<Admission> {
-        let mut jobs = self.jobs.lock().map_err(|_| BusError::failed("job table lock poisoned"))?;
-        // A job asked to cancel is winding down: joining it would fail the new caller too.
-        let running = jobs.iter().find(|(_, job)| key.is_some() && job.key == key && !job.cells.canceled());
-        if let Some((id, job)) = running {
-            return Ok(Admission::Running(*id, job.path.clone()));
-        }
-        if jobs.len() >= self.max {
-            return Err(BusError::kind(
-                ErrorKind::Busy,
-                format!("{} jobs are running already (max_jobs); try again when one finishes", jobs.len()),
-            ));
-        }
-        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
-        let path = job_path(id);
-        jobs.insert(id, JobEntry { kind, path: path.clone(), cells, key });
-        Ok(Admission::New(id, path))
-    }
-
-    fn forget(&self, id: u64) {
-        if let Ok(mut jobs) = self.jobs.lock() {
-            jobs.remove(&id);
-        }
-    }
-}
-
 /// What makes two install requests the same work: the source exactly as given and
 /// every option, hashed.
 pub fn work_key(source: &str, request: &engine::InstallRequest) -> String {
@@ -209,9 +145,9 @@ pub fn work_key(source: &str, request: &engine::InstallRequest) -> String {
 /// The work of an install job, run on a blocking thread.
 pub type InstallWork = Box<dyn FnOnce(&dyn Progress) -> engine::Result<Vec<Installed>> + Send>;
 
-/// Starts an install job and returns once it is exported and announced. When the same
-/// work (`key`) is already running, that job is returned instead: both callers follow
-/// one download.
+/// Starts an install job, or queues it when `max_jobs` run already, and returns once it
+/// is exported and announced. When the same work (`key`) is already queued or running,
+/// that job is returned instead: both callers follow one download.
 pub async fn start_install(
     shared: &Arc<Shared>,
     connection: &Connection,
@@ -222,13 +158,17 @@ pub async fn start_install(
     work: InstallWork,
 ) -> BusResult<(u64, OwnedObjectPath)> {
     let cells = JobCells::new();
-    let (id, path) = match shared.jobs.admit("install", key, cells.clone())? {
-        Admission::New(id, path) => (id, path),
-        Admission::Running(id, path) => {
-            tracing::info!(job = id, source, "the same install is already running; sharing its job");
+    let (id, path, turn) = match shared.jobs.admit("install", key, cells.clone())? {
+        Admission::New(id, path, turn) => (id, path, turn),
+        Admission::Shared(id, path) => {
+            tracing::info!(job = id, source, "the same install is already queued or running; sharing its job");
             return Ok((id, path));
         }
     };
+    // What clients are told first (InterfacesAdded, or a Get right after JobNew); every
+    // later change is announced against it. Taken before exporting: the queue may move
+    // meanwhile, and a change announced twice is harmless where one lost is not.
+    let exported = cells.status();
     let object = JobObject { id, source: source.clone(), owner_uid, cells: cells.clone(), shared: shared.clone() };
     if let Err(e) = connection.object_server().at(&path, object).await {
         shared.jobs.forget(id);
@@ -236,87 +176,117 @@ pub async fn start_install(
     }
     let emitter = SignalEmitter::new(connection, MANAGER_PATH)?;
     Manager::job_new(&emitter, id, path.as_ref()).await?;
-    tracing::info!(job = id, source, "install job started");
+    match exported.queue_position {
+        0 => tracing::info!(job = id, source, "install job started"),
+        ahead => tracing::info!(job = id, source, ahead, "install job queued"),
+    }
+    let job = JobRun { id, path: path.clone(), cells, shared: shared.clone(), connection: connection.clone() };
+    tokio::spawn(job.run(turn, exported, refreshes, work));
+    Ok((id, path))
+}
 
-    // What InterfacesAdded told clients; every later change is announced against it.
-    let exported = cells.status();
-    let (shared, connection, job_path) = (shared.clone(), connection.clone(), path.clone());
-    tokio::spawn(async move {
-        let _busy = shared.activity.busy();
-        cells.update(|s| s.state = "running");
-        let (stop_ticker, ticker_stopped) = tokio::sync::oneshot::channel();
-        let ticker = tokio::spawn(announce_progress(
-            connection.clone(),
-            job_path.clone(),
-            cells.clone(),
+/// The life of one job after it is announced: its wait in line, its work, its end.
+struct JobRun {
+    id: u64,
+    path: OwnedObjectPath,
+    cells: JobCells,
+    shared: Arc<Shared>,
+    connection: Connection,
+}
+
+impl JobRun {
+    async fn run(self, turn: Turn, exported: JobStatus, refreshes: bool, work: InstallWork) {
+        let _busy = self.shared.activity.busy();
+        let (stop_announcer, announcer_stopped) = tokio::sync::oneshot::channel();
+        let announcer = tokio::spawn(announce_progress(
+            self.connection.clone(),
+            self.path.clone(),
+            self.cells.clone(),
             exported,
-            ticker_stopped,
+            announcer_stopped,
         ));
-        let worker_cells = cells.clone();
-        let outcome = tokio::task::spawn_blocking(move || work(&worker_cells)).await.unwrap_or_else(|e| {
-            Err(engine::Error::Sysext(crate::engine::sysext::SysextError::Unavailable(format!(
-                "the job's worker died: {e}"
-            ))))
-        });
-        let _ = stop_ticker.send(());
-        let (announced, last_sent) = ticker.await.unwrap_or_else(|_| (cells.status(), None));
-        let result = match &outcome {
-            Ok(installed) => {
-                let names: Vec<String> = installed.iter().map(|i| i.name.to_string()).collect();
-                tracing::info!(job = id, extensions = %names.join(", "), "install job done");
-                cells.update(|s| s.name = names.join(", "));
-                cells.update(|s| s.state = "done");
-                "done"
-            }
-            Err(e) if e.kind() == ErrorKind::Canceled => {
-                tracing::info!(job = id, "install job canceled");
-                cells.update(|s| {
-                    s.state = "canceled";
-                    s.error = "canceled".into();
-                });
-                "canceled"
-            }
-            Err(e) => {
-                let message = full_message(e);
-                tracing::warn!(job = id, error = %message, "install job failed");
-                cells.update(|s| {
-                    s.state = "failed";
-                    s.error = format!("{}: {message}", e.kind().short_name());
-                });
-                "failed"
-            }
+        // A job canceled in line, or just as its turn came, never runs.
+        let outcome = if turn.wait().await && !self.cells.canceled() {
+            self.cells.update(|s| s.state = JobState::Running);
+            let worker_cells = self.cells.clone();
+            Some(tokio::task::spawn_blocking(move || work(&worker_cells)).await.unwrap_or_else(|e| {
+                Err(engine::Error::Sysext(crate::engine::sysext::SysextError::Unavailable(format!(
+                    "the job's worker died: {e}"
+                ))))
+            }))
+        } else {
+            None
         };
+        let _ = stop_announcer.send(());
+        let (announced, last_sent) = announcer.await.unwrap_or_else(|_| (self.cells.status(), None));
+        let result = self.settle(outcome.as_ref());
         // The last announcement keeps the same spacing as the others, so that no second
         // ever carries more than four.
         if let Some(sent) = last_sent {
             tokio::time::sleep_until(sent + PROGRESS_INTERVAL).await;
         }
-        announce_changes(&connection, &job_path, &announced, &cells.status()).await;
-        if let Err(e) = sync::reconcile(&shared, &connection).await {
+        announce_changes(&self.connection, &self.path, &announced, &self.cells.status()).await;
+        if outcome.is_some()
+            && let Err(e) = sync::reconcile(&self.shared, &self.connection).await
+        {
             tracing::warn!(error = %e, "updating objects after the job failed");
         }
         if refreshes
-            && outcome.is_ok()
-            && let Ok(emitter) = SignalEmitter::new(&connection, MANAGER_PATH)
+            && matches!(outcome, Some(Ok(_)))
+            && let Ok(emitter) = SignalEmitter::new(&self.connection, MANAGER_PATH)
         {
-            let _ = Manager::refreshed(&emitter, shared.merged_names()).await;
+            let _ = Manager::refreshed(&emitter, self.shared.merged_names()).await;
         }
-        if let Ok(emitter) = SignalEmitter::new(&connection, MANAGER_PATH) {
-            let _ = Manager::job_removed(&emitter, id, job_path.as_ref(), result).await;
+        if let Ok(emitter) = SignalEmitter::new(&self.connection, MANAGER_PATH) {
+            let _ = Manager::job_removed(&emitter, self.id, self.path.as_ref(), result.as_str()).await;
         }
-        let _ = connection.object_server().remove::<JobObject, _>(&job_path).await;
-        shared.jobs.forget(id);
-    });
-    Ok((id, path))
+        let _ = self.connection.object_server().remove::<JobObject, _>(&self.path).await;
+        self.shared.jobs.forget(self.id);
+    }
+
+    /// Records how the job ended (`None`: it never ran) and returns its final state.
+    fn settle(&self, outcome: Option<&engine::Result<Vec<Installed>>>) -> JobState {
+        let id = self.id;
+        let state = match outcome {
+            Some(Ok(installed)) => {
+                let names: Vec<String> = installed.iter().map(|i| i.name.to_string()).collect();
+                tracing::info!(job = id, extensions = %names.join(", "), "install job done");
+                self.cells.update(|s| s.name = names.join(", "));
+                JobState::Done
+            }
+            None => {
+                tracing::info!(job = id, "install job canceled before it ran");
+                JobState::Canceled
+            }
+            Some(Err(e)) if e.kind() == ErrorKind::Canceled => {
+                tracing::info!(job = id, "install job canceled");
+                JobState::Canceled
+            }
+            Some(Err(e)) => {
+                let message = full_message(e);
+                tracing::warn!(job = id, error = %message, "install job failed");
+                self.cells.update(|s| s.error = format!("{}: {message}", e.kind().short_name()));
+                JobState::Failed
+            }
+        };
+        self.cells.update(|s| {
+            s.state = state;
+            s.queue_position = 0;
+            if state == JobState::Canceled {
+                s.error = "canceled".into();
+            }
+        });
+        state
+    }
 }
 
-/// Announces progress at most every [`PROGRESS_INTERVAL`] until told to stop; returns
-/// the status it announced last and when, so the final announcement carries everything
-/// since and keeps its distance.
+/// Announces changes as they come, at most one announcement every
+/// [`PROGRESS_INTERVAL`], until told to stop; returns the status it announced last and
+/// when, so the final announcement carries everything since and keeps its distance.
 ///
 /// `announced` is what clients were last told (the exported status). It must not be
-/// read when this task starts: the worker runs concurrently and may already have moved
-/// on, and those changes would then never be announced.
+/// read when this task starts: the queue and the worker run concurrently and may
+/// already have moved on, and those changes would then never be announced.
 async fn announce_progress(
     connection: Connection,
     path: OwnedObjectPath,
@@ -324,15 +294,19 @@ async fn announce_progress(
     mut announced: JobStatus,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) -> (JobStatus, Option<tokio::time::Instant>) {
-    // The first tick one interval from now, not at once, and a slow send delays the
-    // next tick instead of bunching up the ones it missed.
-    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_INTERVAL, PROGRESS_INTERVAL);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_sent = None;
+    let mut last_sent: Option<tokio::time::Instant> = None;
     loop {
+        // A change made while the last announcement was going out left a permit, so
+        // none is missed; a spurious wake finds nothing dirty.
         tokio::select! {
-            _ = interval.tick() => {}
+            () = cells.changed.notified() => {}
             _ = &mut stop => return (announced, last_sent),
+        }
+        if let Some(sent) = last_sent {
+            tokio::select! {
+                () = tokio::time::sleep_until(sent + PROGRESS_INTERVAL) => {}
+                _ = &mut stop => return (announced, last_sent),
+            }
         }
         if cells.dirty.swap(false, Ordering::SeqCst) {
             announced = announce_changes(&connection, &path, &announced, &cells.status()).await;
@@ -349,7 +323,10 @@ async fn announce_changes(
 ) -> JobStatus {
     let mut changed: HashMap<&str, Variant<'_>> = HashMap::new();
     if before.state != now.state {
-        changed.insert("State", Variant::from(now.state));
+        changed.insert("State", Variant::from(now.state.as_str()));
+    }
+    if before.queue_position != now.queue_position {
+        changed.insert("QueuePosition", Variant::from(now.queue_position));
     }
     if before.phase != now.phase {
         changed.insert("Phase", Variant::from(now.phase.as_str()));
@@ -409,7 +386,9 @@ impl JobObject {
             authz::authorize(connection, &header, Action::Install, &[("source", &self.source), ("job", &id)]).await?;
         }
         tracing::info!(job = self.id, uid, "cancel requested");
-        self.cells.cancel.store(true, Ordering::SeqCst);
+        self.cells.cancel();
+        // A job still in line ends at once, and those behind it move up.
+        self.shared.jobs.withdraw(self.id);
         Ok(())
     }
 
@@ -439,8 +418,8 @@ impl JobObject {
 
     /// `queued`, `running`, `done`, `failed` or `canceled`.
     #[zbus(property)]
-    fn state(&self) -> String {
-        self.cells.status().state.to_owned()
+    fn state(&self) -> &'static str {
+        self.cells.status().state.as_str()
     }
 
     /// `resolving`, `downloading`, `verifying`, `installing`, `enabling` or `refreshing`.
@@ -472,30 +451,18 @@ impl JobObject {
     fn error(&self) -> String {
         self.cells.status().error
     }
+
+    /// While queued, how many jobs must end before this one starts (1 for the next to
+    /// start); 0 otherwise.
+    #[zbus(property)]
+    fn queue_position(&self) -> u32 {
+        self.cells.status().queue_position
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn key(text: &str) -> Option<String> {
-        Some(text.to_owned())
-    }
-
-    #[test]
-    fn the_same_work_joins_the_running_job_and_other_work_does_not() {
-        let table = JobTable::new(4);
-        let Ok(Admission::New(first, _)) = table.admit("install", key("a"), JobCells::new()) else {
-            panic!("the first request starts a job")
-        };
-        assert!(
-            matches!(table.admit("install", key("a"), JobCells::new()), Ok(Admission::Running(id, _)) if id == first)
-        );
-        assert!(matches!(table.admit("install", key("b"), JobCells::new()), Ok(Admission::New(..))));
-        assert!(matches!(table.admit("install", None, JobCells::new()), Ok(Admission::New(..))));
-        assert!(matches!(table.admit("install", None, JobCells::new()), Ok(Admission::New(..))));
-        assert!(table.admit("install", key("c"), JobCells::new()).is_err(), "max_jobs");
-    }
 
     #[test]
     fn sources_that_display_alike_are_different_work() {
@@ -506,19 +473,5 @@ mod tests {
         let replacing = engine::InstallRequest { replace: true, ..Default::default() };
         assert_ne!(k3s, work_key("https://h/get?f=k3s.raw", &replacing));
         assert!(!k3s.contains("k3s"), "the key keeps nothing of the source");
-    }
-
-    #[test]
-    fn a_job_being_canceled_is_not_joined() {
-        let table = JobTable::new(4);
-        let cells = JobCells::new();
-        let Ok(Admission::New(first, _)) = table.admit("install", key("a"), cells.clone()) else {
-            panic!("the first request starts a job")
-        };
-        cells.cancel.store(true, Ordering::SeqCst);
-        match table.admit("install", key("a"), JobCells::new()) {
-            Ok(Admission::New(second, _)) => assert_ne!(second, first),
-            _ => panic!("a request for the same work must get a job of its own"),
-        }
     }
 }

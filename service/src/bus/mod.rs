@@ -127,7 +127,7 @@ async fn finish_jobs(shared: &Arc<state::Shared>, why: Leaving) {
     }
     if why == Leaving::Told {
         let count = shared.jobs.cancel_all();
-        tracing::info!(jobs = count, "canceling the running jobs before stopping");
+        tracing::info!(jobs = count, "canceling every job, queued ones included, before stopping");
     }
     let started = tokio::time::Instant::now();
     while !shared.jobs.is_empty() {
