@@ -183,8 +183,12 @@ fn unsigned_images_follow_the_policy() {
 
     let verity = signing.image("verityonly", None);
     assert_eq!(inspect(&verity, &trusted).expect("verity"), Protection::Verity);
-    // As the contract defines it, strict is root=verity+signed+absent: unsigned verity passes.
-    assert!(trust::admit(&ImagePolicy::Strict, &verity, std::slice::from_ref(&trusted)).is_ok());
-    let signed_only: ImagePolicy = "root=signed+absent:usr=signed+absent".parse().expect("policy");
-    assert!(trust::admit(&signed_only, &verity, &[trusted]).is_err());
+    // verity admits verity, signed or not; strict admits signed images only.
+    assert!(trust::admit(&ImagePolicy::Verity, &verity, std::slice::from_ref(&trusted)).is_ok());
+    assert!(
+        trust::admit(&ImagePolicy::Verity, &plain, std::slice::from_ref(&trusted))
+            .is_err_and(|e| e.contains("unprotected"))
+    );
+    let refused = trust::admit(&ImagePolicy::Strict, &verity, &[trusted]);
+    assert!(refused.as_ref().is_err_and(|e| e.contains("verity without a signature")), "{refused:?}");
 }

@@ -19,7 +19,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use super::layout::Layout;
-use super::policy::{ImagePolicy, Protection as Level};
+use super::policy::{Designator, ImagePolicy, Protection as Level};
 pub use signature::TrustStore;
 
 /// Where systemd looks for verity signing certificates, relative to the root.
@@ -173,7 +173,7 @@ pub fn admit(policy: &ImagePolicy, image: &Path, dirs: &[PathBuf]) -> Result<Opt
         Protection::Verity => Level::Verity,
         Protection::Signed { .. } => Level::Signed,
     };
-    policy.admits("root", level)?;
+    policy.admits(Designator::Root, level)?;
     if let Some(argv) = systemd_validation(policy, image, super::sysext::host_systemd_version()) {
         let args: Vec<&std::ffi::OsStr> = argv.iter().map(|a| a.as_os_str()).collect();
         let out = super::command::run(super::image::DISSECT, &args, std::time::Duration::from_secs(600))
@@ -214,9 +214,11 @@ mod tests {
             argv,
             [
                 std::ffi::OsString::from("--validate"),
-                "--image-policy=root=verity+signed+absent:usr=verity+signed+absent".into(),
+                "--image-policy=root=signed+absent:usr=signed+absent".into(),
                 image.as_os_str().to_owned(),
             ]
         );
+        let argv = systemd_validation(&ImagePolicy::Verity, image, Some(255)).unwrap_or_default();
+        assert_eq!(argv[1], "--image-policy=root=verity+signed+absent:usr=verity+signed+absent");
     }
 }
