@@ -48,6 +48,9 @@ pub enum Error {
     /// The image policy refuses the image.
     #[error("refused by the image policy: {0}")]
     PolicyRefused(String),
+    /// The image has verity, and it does not hold; nothing read its file system.
+    #[error("the image's verity data does not verify")]
+    Verity(#[source] super::trust::TrustError),
     /// A local file or descriptor that is not a readable regular file.
     #[error(transparent)]
     FileSource(#[from] FileSourceError),
@@ -146,6 +149,8 @@ impl Error {
             }
             Self::FileSource(_) => ErrorKind::InvalidSource,
             Self::PolicyRefused(_) => ErrorKind::InvalidImage,
+            Self::Verity(super::trust::TrustError::Io(_)) => ErrorKind::Failed,
+            Self::Verity(_) => ErrorKind::InvalidImage,
             Self::Http(HttpError::Store(StoreError::TooLarge { .. })) => ErrorKind::TooLarge,
             Self::Http(HttpError::Store(StoreError::Canceled)) => ErrorKind::Canceled,
             Self::Http(_) => ErrorKind::Failed,
