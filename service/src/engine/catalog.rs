@@ -17,6 +17,7 @@ use super::image::{self, Releases};
 use super::meta::{self, Provenance};
 use super::release::{self, Host, ReleaseFields};
 use super::store::{Entry, EntryKind, FileKey, Store};
+use super::trust;
 
 /// Everything known about one extension; also its JSON form (`list --json`, `Describe`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,7 +83,7 @@ fn probe(store: &Store, entry: &Entry) -> Probe {
     let path = store.path_of(&entry.file_name);
     match entry.kind {
         EntryKind::Image => {
-            let releases = image::read_image(&path).map_err(|e| e.to_string());
+            let releases = trust::read_releases(&path).map(|(releases, _)| releases).map_err(|e| e.to_string());
             let digest = store
                 .open_file(&entry.file_name)
                 .ok()

@@ -59,6 +59,16 @@ const MAX_OUTPUT: u64 = 1 << 20;
 
 /// Runs `program` with `args` under the rules above and collects its output.
 pub fn run(program: &str, args: &[&std::ffi::OsStr], deadline: Duration) -> Result<Output, CommandError> {
+    run_with_env(program, args, &[], deadline)
+}
+
+/// As [`run`], with the fixed variables `env` added to the helper's environment.
+pub fn run_with_env(
+    program: &str,
+    args: &[&std::ffi::OsStr],
+    env: &[(&str, &str)],
+    deadline: Duration,
+) -> Result<Output, CommandError> {
     mark_inherited_fds_cloexec();
     let mut child = Command::new(program)
         .args(args)
@@ -66,6 +76,7 @@ pub fn run(program: &str, args: &[&std::ffi::OsStr], deadline: Duration) -> Resu
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .env("SYSTEMD_PAGER", "")
         .env("SYSTEMD_COLORS", "0")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -35,7 +35,11 @@ pub struct Config {
     pub store_dir: PathBuf,
     /// Where images are activated for the running system (system path).
     pub runtime_dir: PathBuf,
-    /// Which images may be installed and activated.
+    /// Which images may be installed and activated: `permissive` (any valid image),
+    /// `verity` (verity-protected, signed or not: `root=verity+signed+absent:usr=verity+signed+absent`),
+    /// `strict` (signed by a trusted certificate only: `root=signed+absent:usr=signed+absent`),
+    /// or any systemd image-policy string. Whatever it says, an image with verity is
+    /// read only once its hash tree holds.
     #[serde(deserialize_with = "parse_policy")]
     pub image_policy: ImagePolicy,
     /// How merges are refreshed.

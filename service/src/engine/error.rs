@@ -13,6 +13,7 @@ use super::sources::layer::LayerError;
 use super::sources::oci::OciError;
 use super::store::StoreError;
 use super::sysext::SysextError;
+use super::trust::TrustError;
 
 /// Anything an engine operation can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +50,9 @@ pub enum Error {
     /// The image policy refuses the image.
     #[error("refused by the image policy: {0}")]
     PolicyRefused(String),
+    /// The image has verity, and it does not hold; nothing read its file system.
+    #[error("the image's verity data does not verify")]
+    Verity(#[source] TrustError),
     /// A local file or descriptor that is not a readable regular file.
     #[error(transparent)]
     FileSource(#[from] FileSourceError),
@@ -158,6 +162,7 @@ impl Error {
             Self::InvalidImage(e) => image_kind(e),
             Self::PolicyRefused(_) => ErrorKind::InvalidImage,
             Self::Incompatible { .. } | Self::Unusable { .. } => ErrorKind::Incompatible,
+            Self::Verity(e) => trust_kind(e),
             Self::DigestMismatch { .. } => ErrorKind::DigestMismatch,
             Self::Oci(e) => oci_kind(e),
             Self::Http(e) => http_kind(e),
@@ -172,6 +177,17 @@ impl Error {
             | Self::Sysext(_)
             | Self::Intent(_) => ErrorKind::Failed,
         }
+    }
+}
+
+fn trust_kind(error: &TrustError) -> ErrorKind {
+    match error {
+        TrustError::Malformed(_)
+        | TrustError::RootHashMismatch(_)
+        | TrustError::UnknownCertificate
+        | TrustError::BadSignature(_)
+        | TrustError::Certificate { .. } => ErrorKind::InvalidImage,
+        TrustError::Io(_) => ErrorKind::Failed,
     }
 }
 

@@ -53,19 +53,29 @@ mod tests {
     fn nothing_for_permissive_or_old_systemd() {
         assert_eq!(render_dropin(&ImagePolicy::Permissive, Some(256)), None);
         assert_eq!(render_dropin(&ImagePolicy::Strict, Some(252)), None);
+        assert_eq!(render_dropin(&ImagePolicy::Verity, Some(253)), None);
         assert_eq!(render_dropin(&ImagePolicy::Strict, None), None);
     }
 
     #[test]
     fn passes_the_policy_on_to_systemd_sysext() -> std::io::Result<()> {
         let dropin = render_dropin(&ImagePolicy::Strict, Some(254)).unwrap_or_default();
-        assert!(dropin.contains(
-            "ExecStart=systemd-sysext refresh --image-policy=root=verity+signed+absent:usr=verity+signed+absent"
-        ));
+        assert!(dropin.contains("(image_policy = strict)"), "{dropin}");
+        assert!(
+            dropin.contains("ExecStart=systemd-sysext refresh --image-policy=root=signed+absent:usr=signed+absent\n")
+        );
+        assert!(
+            dropin.contains("ExecReload=systemd-sysext refresh --image-policy=root=signed+absent:usr=signed+absent\n")
+        );
         assert!(dropin.contains("ExecStart=\n"), "the unit's own ExecStart must be reset first");
+        let verity = render_dropin(&ImagePolicy::Verity, Some(254)).unwrap_or_default();
+        assert!(verity.contains(
+            "ExecStart=systemd-sysext refresh --image-policy=root=verity+signed+absent:usr=verity+signed+absent\n"
+        ));
         let out = tempfile::tempdir()?;
         assert!(generate(out.path(), &ImagePolicy::Strict, Some(255))?);
-        assert!(out.path().join(DROPIN_DIR).join(DROPIN_FILE).is_file());
+        let written = std::fs::read_to_string(out.path().join(DROPIN_DIR).join(DROPIN_FILE))?;
+        assert_eq!(written, dropin);
         Ok(())
     }
 }

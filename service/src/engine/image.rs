@@ -116,6 +116,30 @@ pub fn read_image(image: &Path) -> Result<Releases, ImageError> {
     read_release_dir(&target)
 }
 
+/// Reads the release files of a disk image with verity from its data partition, without
+/// dm-verity: systemd-dissect is told to ignore the embedded and sidecar verity data and
+/// mounts the data partition itself. Only for an image whose data partition was just
+/// proven against its root hash (`trust::read_releases`); anything else goes through
+/// [`read_image`].
+pub fn read_verified_image(image: &Path) -> Result<Releases, ImageError> {
+    let scratch = tempfile::Builder::new().prefix("kairos-ext-release-").tempdir()?;
+    let target = scratch.path().join("release.d");
+    let out = command::run_with_env(
+        DISSECT,
+        &[OsStr::new("--copy-from"), image.as_os_str(), OsStr::new("/usr/lib/extension-release.d"), target.as_os_str()],
+        &[("SYSTEMD_DISSECT_VERITY_EMBEDDED", "0"), ("SYSTEMD_DISSECT_VERITY_SIDECAR", "0")],
+        DISSECT_DEADLINE,
+    )?;
+    if !out.status.success() {
+        let reason = out.stderr.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("systemd-dissect failed");
+        if reason.contains("No such file or directory") && reason.contains("extension-release.d") {
+            return Err(ImageError::NoRelease);
+        }
+        return Err(ImageError::Unreadable(strip_path(reason, image)));
+    }
+    read_release_dir(&target)
+}
+
 /// Reads the release files of a directory extension (`<dir>/usr/lib/extension-release.d`).
 pub fn read_directory(tree: &Path) -> Result<Releases, ImageError> {
     let dir = tree.join(RELEASE_DIR);

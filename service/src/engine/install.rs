@@ -15,7 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use kairos_extensions_dbus::{BootState, ExtensionName};
 
 use super::digest::Sha256Digest;
-use super::image::{self, ImageError, Releases};
+use super::image::{ImageError, Releases};
 use super::intent::Change;
 use super::meta::Provenance;
 use super::progress::{Phase, Progress};
@@ -144,7 +144,8 @@ impl Engine {
         let mut available = Vec::new();
         let mut file_of: BTreeMap<ExtensionName, String> = BTreeMap::new();
         for image in pulled.images {
-            let releases = image::read_image(image.staged.path())?;
+            check_pin(&image.staged, &request, progress)?;
+            let (releases, proof) = trust::read_releases(image.staged.path())?;
             available.extend(releases.0.iter().map(|(name, _)| name.to_string()));
             if let Some(wanted) = &request.name
                 && !releases.0.iter().any(|(name, _)| name == wanted)
@@ -153,7 +154,7 @@ impl Engine {
                 continue;
             }
             let stem = image.file_name.trim_end_matches(".raw");
-            let checked = self.verify(image.staged, &releases, &request, Some(stem), progress)?;
+            let checked = self.verify(image.staged, &releases, &proof, &request, Some(stem), progress)?;
             if let Some(first) = file_of.insert(checked.name.clone(), image.file_name.clone()) {
                 return Err(Error::InvalidImage(ImageError::Twice {
                     name: checked.name.to_string(),
@@ -187,8 +188,9 @@ impl Engine {
         progress: &dyn Progress,
     ) -> Result<Installed> {
         self.check_now(request.now && !request.enable.is_empty())?;
-        let releases = image::read_image(staged.path())?;
-        let verified = self.verify(staged, &releases, request, None, progress)?;
+        check_pin(&staged, request, progress)?;
+        let (releases, proof) = trust::read_releases(staged.path())?;
+        let verified = self.verify(staged, &releases, &proof, request, None, progress)?;
         let installed = self.commit(vec![verified], &Origin { source, resolved_digest: None }, request, progress)?;
         Ok(installed.into_iter().next().expect("commit reports one outcome per image it was given"))
     }
@@ -199,23 +201,18 @@ impl Engine {
         &self,
         staged: Staged,
         releases: &Releases,
+        proof: &trust::Proof,
         request: &InstallRequest,
         file_stem: Option<&str>,
         progress: &dyn Progress,
     ) -> Result<Verified> {
-        progress.phase(Phase::Verifying);
         let digest = staged.digest();
-        if let Some(expected) = &request.digest
-            && *expected != digest
-        {
-            return Err(Error::DigestMismatch { expected: expected.to_string(), actual: digest.to_string() });
-        }
         let (name, release) = releases.pick(request.name.as_ref(), file_stem)?;
         progress.named(name.as_str());
         let host = Host::load(self.layout().root())?;
         release::check_compatible(&release, &host)
             .map_err(|reason| Error::Incompatible { name: name.to_string(), reason })?;
-        trust::admit(&self.config.image_policy, staged.path(), &self.certificate_dirs())
+        trust::admit_proven(&self.config.image_policy, proof, staged.path(), &self.certificate_dirs())
             .map_err(Error::PolicyRefused)?;
         Ok(Verified { staged, name, release, digest })
     }
@@ -371,6 +368,19 @@ impl Engine {
             change.take_away(&entry)?;
         }
         Ok(())
+    }
+}
+
+/// The first check of a staged image, before anything reads inside it: the bytes are
+/// the ones the caller pinned, if it pinned any.
+fn check_pin(staged: &Staged, request: &InstallRequest, progress: &dyn Progress) -> Result<()> {
+    progress.phase(Phase::Verifying);
+    let digest = staged.digest();
+    match &request.digest {
+        Some(expected) if *expected != digest => {
+            Err(Error::DigestMismatch { expected: expected.to_string(), actual: digest.to_string() })
+        }
+        _ => Ok(()),
     }
 }
 

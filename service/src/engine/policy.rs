@@ -7,8 +7,40 @@ use std::fmt;
 use std::str::FromStr;
 
 /// The policy `strict` stands for: an extension's root or usr must be verity-protected
-/// and signed, or absent.
-pub const STRICT: &str = "root=verity+signed+absent:usr=verity+signed+absent";
+/// with a signature by a trusted certificate, or absent. This is the policy an operator
+/// reads in the word, and the one Kairos' trusted-boot discussion settles on.
+pub const STRICT: &str = "root=signed+absent:usr=signed+absent";
+
+/// The policy `verity` stands for: an extension's root or usr must be verity-protected,
+/// signed or not, or absent. The flags are alternatives, as everywhere in systemd's
+/// grammar, so a signed image passes too.
+pub const VERITY: &str = "root=verity+signed+absent:usr=verity+signed+absent";
+
+/// The partition of an extension image a policy judges: `root` for a plain file-system
+/// image or a disk image's root partition, `usr` for a disk image's usr partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Designator {
+    /// The root partition (or the whole file system of a plain image).
+    Root,
+    /// The usr partition.
+    Usr,
+}
+
+impl Designator {
+    /// The name systemd's grammar uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Root => "root",
+            Self::Usr => "usr",
+        }
+    }
+}
+
+impl fmt::Display for Designator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 const DESIGNATORS: [&str; 13] = [
     "root",
@@ -47,8 +79,10 @@ pub enum ImagePolicy {
     /// Any valid image is accepted (systemd's default for sysext without a policy).
     #[default]
     Permissive,
-    /// Only signed verity images; see [`STRICT`].
+    /// Only verity images signed by a trusted certificate; see [`STRICT`].
     Strict,
+    /// Verity images, signed or not; see [`VERITY`].
+    Verity,
     /// An explicit policy string, validated.
     Explicit(ParsedPolicy),
 }
@@ -105,22 +139,31 @@ impl Protection {
             Self::Signed => "signed",
         }
     }
+
+    /// How a refusal describes it to a person.
+    fn phrase(self) -> &'static str {
+        match self {
+            Self::Unprotected => "unprotected (no verity)",
+            Self::Verity => "verity without a signature",
+            Self::Signed => "verity with a trusted signature",
+        }
+    }
 }
 
 impl ImagePolicy {
-    /// Whether the policy admits an extension whose `designator` partition (`root` for a
-    /// plain file-system image, `root` or `usr` for a disk image) has `protection`.
+    /// Whether the policy admits an extension whose `designator` partition has
+    /// `protection`.
     ///
     /// As in systemd, the flags of a partition are alternatives: `signed` admits only
     /// signed verity, `verity` admits verity with or without a signature, `unprotected`
     /// admits anything readable, and `open` is all three. A partition the policy does not name falls back to the `=` default, and
     /// without one, to systemd's default of allowing it.
-    pub fn admits(&self, designator: &str, protection: Protection) -> Result<(), String> {
+    pub fn admits(&self, designator: Designator, protection: Protection) -> Result<(), String> {
         let rules = match self {
             Self::Permissive => return Ok(()),
-            Self::Strict => {
-                let Ok(parsed) = STRICT.parse::<ParsedPolicy>() else {
-                    return Err("the built-in strict policy failed to parse".into());
+            Self::Strict | Self::Verity => {
+                let Some(Ok(parsed)) = self.systemd_string().map(str::parse::<ParsedPolicy>) else {
+                    return Err(format!("the built-in {self} policy failed to parse"));
                 };
                 parsed.rules
             }
@@ -130,7 +173,7 @@ impl ImagePolicy {
                 _ => parsed.rules.clone(),
             },
         };
-        let Some(flags) = rules.get(designator).or_else(|| rules.get("=")) else { return Ok(()) };
+        let Some(flags) = rules.get(designator.as_str()).or_else(|| rules.get("=")) else { return Ok(()) };
         let wanted = protection.flag();
         let admitted = flags.iter().any(|flag| {
             flag == wanted
@@ -142,8 +185,9 @@ impl ImagePolicy {
             Ok(())
         } else {
             Err(format!(
-                "image policy {self} needs {designator}={} but the image's {designator} is {wanted}",
-                flags.join("+")
+                "image policy {self} needs {designator}={} but the image's {designator} is {}",
+                flags.join("+"),
+                protection.phrase()
             ))
         }
     }
@@ -154,6 +198,7 @@ impl ImagePolicy {
         match self {
             Self::Permissive => None,
             Self::Strict => Some(STRICT),
+            Self::Verity => Some(VERITY),
             Self::Explicit(parsed) => Some(&parsed.text),
         }
     }
@@ -164,6 +209,7 @@ impl fmt::Display for ImagePolicy {
         match self {
             Self::Permissive => f.write_str("permissive"),
             Self::Strict => f.write_str("strict"),
+            Self::Verity => f.write_str("verity"),
             Self::Explicit(parsed) => f.write_str(&parsed.text),
         }
     }
@@ -176,6 +222,7 @@ impl FromStr for ImagePolicy {
         match s.trim() {
             "permissive" => Ok(Self::Permissive),
             "strict" => Ok(Self::Strict),
+            "verity" => Ok(Self::Verity),
             other => other.parse().map(Self::Explicit),
         }
     }
@@ -221,10 +268,14 @@ mod tests {
     #[test]
     fn named_policies() {
         assert_eq!("permissive".parse(), Ok(ImagePolicy::Permissive));
-        assert_eq!(
-            "strict".parse::<ImagePolicy>().map(|p| p.systemd_string().map(str::to_owned)),
-            Ok(Some(STRICT.to_owned()))
-        );
+        let systemd = |name: &str| name.parse::<ImagePolicy>().map(|p| p.systemd_string().map(str::to_owned));
+        assert_eq!(systemd("strict"), Ok(Some("root=signed+absent:usr=signed+absent".to_owned())));
+        assert_eq!(systemd("verity"), Ok(Some("root=verity+signed+absent:usr=verity+signed+absent".to_owned())));
+        assert_eq!(systemd("permissive"), Ok(None));
+        for name in ["permissive", "strict", "verity"] {
+            assert_eq!(name.parse::<ImagePolicy>().map(|p| p.to_string()), Ok(name.to_owned()));
+        }
+        assert!(STRICT.parse::<ParsedPolicy>().is_ok() && VERITY.parse::<ParsedPolicy>().is_ok());
     }
 
     #[test]
@@ -233,32 +284,55 @@ mod tests {
         let ImagePolicy::Explicit(p) = parsed else { panic!("expected explicit") };
         assert_eq!(p.rules.get("root"), Some(&vec!["verity".to_owned(), "signed".to_owned()]));
         assert_eq!(p.rules.get("="), Some(&vec!["unused".to_owned(), "absent".to_owned()]));
-        assert!(STRICT.parse::<ParsedPolicy>().is_ok());
         assert!("*".parse::<ParsedPolicy>().is_ok());
     }
 
     #[test]
-    fn admission_follows_systemd_flags() {
+    fn strict_admits_only_signed_images() {
+        use Designator::*;
         use Protection::*;
         let strict = ImagePolicy::Strict;
-        assert!(strict.admits("root", Signed).is_ok());
-        // Flags are alternatives, as in systemd: strict as the contract defines it
-        // (root=verity+signed+absent) also admits unsigned verity.
-        assert!(strict.admits("root", Verity).is_ok());
-        assert!(strict.admits("root", Unprotected).is_err_and(|e| e.contains("root=verity+signed+absent")));
-        let signed_only: ImagePolicy = "root=signed+absent:usr=signed+absent".parse().expect("valid");
-        assert!(signed_only.admits("usr", Verity).is_err());
-        assert!(ImagePolicy::Permissive.admits("root", Unprotected).is_ok());
-        let verity: ImagePolicy = "root=verity:usr=signed".parse().expect("valid");
-        assert!(verity.admits("root", Verity).is_ok() && verity.admits("root", Signed).is_ok());
-        assert!(verity.admits("root", Unprotected).is_err());
-        assert!(verity.admits("usr", Verity).is_err());
+        assert!(strict.admits(Root, Signed).is_ok() && strict.admits(Usr, Signed).is_ok());
+        for (designator, protection) in [(Root, Verity), (Usr, Verity), (Root, Unprotected)] {
+            let refused = strict.admits(designator, protection);
+            let needs = format!("image policy strict needs {designator}=signed+absent");
+            assert!(refused.as_ref().is_err_and(|e| e.contains(&needs)), "{refused:?}");
+        }
+        assert!(strict.admits(Root, Verity).is_err_and(|e| e.contains("verity without a signature")));
+    }
+
+    #[test]
+    fn verity_admits_verity_signed_or_not() {
+        use Designator::*;
+        use Protection::*;
+        let verity = ImagePolicy::Verity;
+        assert!(verity.admits(Root, Verity).is_ok() && verity.admits(Usr, Signed).is_ok());
+        let refused = verity.admits(Root, Unprotected);
+        assert!(
+            refused.as_ref().is_err_and(|e| e.contains("root=verity+signed+absent") && e.contains("unprotected")),
+            "{refused:?}"
+        );
+        assert!(ImagePolicy::Permissive.admits(Root, Unprotected).is_ok());
+    }
+
+    #[test]
+    fn explicit_admission_follows_systemd_flags() {
+        use Designator::*;
+        use Protection::*;
+        let mixed: ImagePolicy = "root=verity:usr=signed".parse().expect("valid");
+        assert!(mixed.admits(Root, Verity).is_ok() && mixed.admits(Root, Signed).is_ok());
+        assert!(mixed.admits(Root, Unprotected).is_err());
+        assert!(mixed.admits(Usr, Verity).is_err());
         let open: ImagePolicy = "root=open".parse().expect("valid");
-        assert!(open.admits("root", Unprotected).is_ok());
+        assert!(open.admits(Root, Unprotected).is_ok());
+        let unprotected: ImagePolicy = "root=unprotected".parse().expect("valid");
+        assert!(unprotected.admits(Root, Signed).is_ok());
         let default: ImagePolicy = "=signed".parse().expect("valid");
-        assert!(default.admits("usr", Unprotected).is_err());
+        assert!(default.admits(Usr, Unprotected).is_err());
+        let unnamed: ImagePolicy = "home=absent".parse().expect("valid");
+        assert!(unnamed.admits(Usr, Unprotected).is_ok(), "an unnamed partition falls back to systemd's allow");
         let deny: ImagePolicy = "deny".parse().expect("valid");
-        assert!(deny.admits("root", Signed).is_err());
+        assert!(deny.admits(Root, Signed).is_err());
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! zero-padded hash blocks, level by level, up to a single block whose hash is the root).
 //!
 //! The root is recomputed from every data byte rather than read from the hash partition,
-//! so a changed byte anywhere in the data shows as a root-hash mismatch.
+//! so a changed byte anywhere in the data shows as a root-hash mismatch. The tree must
+//! cover the whole data partition: its file system is read without dm-verity where
+//! device-mapper is absent, and then no byte outside the tree may be reachable.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -78,6 +80,10 @@ pub fn root_hash(file: &mut File, data: &Partition, sb: &Superblock) -> Result<[
     let covered = sb.data_blocks.checked_mul(block).ok_or(TrustError::Malformed("verity block count out of range"))?;
     if covered > data.length {
         return Err(TrustError::Malformed("the verity data extends beyond the data partition"));
+    }
+    // Without dm-verity the whole partition is read, so every byte of it must be covered.
+    if covered < data.length {
+        return Err(TrustError::Malformed("the verity hash tree does not cover the whole data partition"));
     }
     // Level 0: one digest per data block, read in large pieces.
     let mut digests: Vec<[u8; 32]> = Vec::new();

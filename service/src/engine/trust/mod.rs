@@ -6,27 +6,30 @@
 //! UUIDs systemd-repart derives from it and with the signed root hash, and the PKCS#7
 //! signature is verified against the certificates in the `verity.d` directories.
 //!
+//! The same proof lets an image with verity be read where device-mapper is absent
+//! ([`read_releases`]): its release file is read from the data partition only after that
+//! partition hashed to the root hash the image claims. This holds under every policy,
+//! `permissive` included: an image whose verity does not hold is never read.
+//!
 //! A signature that is present but does not verify is always a refusal under any policy
 //! but `permissive`: it means tampering, or a trust configuration that does not match,
 //! and treating such an image as merely unsigned would hide what the policy is for.
 
 pub mod gpt;
 pub mod hashtree;
+pub mod proof;
 pub mod signature;
 
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use super::image::{ImageError, Releases};
 use super::layout::Layout;
 use super::policy::{ImagePolicy, Protection as Level};
+pub use proof::{Proof, prove};
 pub use signature::TrustStore;
 
 /// Where systemd looks for verity signing certificates, relative to the root.
 pub const VERITY_DIRS: [&str; 4] = ["etc/verity.d", "run/verity.d", "usr/local/lib/verity.d", "usr/lib/verity.d"];
-
-/// The largest signature partition content read.
-const MAX_SIGNATURE: u64 = 1 << 20;
 
 /// How an image is protected.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,83 +84,50 @@ pub enum TrustError {
     Io(#[from] std::io::Error),
 }
 
-/// Partition type GUIDs (Discoverable Partitions Specification) checked against a real
-/// systemd-repart image. Other architectures fail closed until theirs are verified.
-struct Types {
-    data: &'static str,
-    verity: &'static str,
-    signature: &'static str,
-}
-
-const X86_64: [Types; 2] = [
-    Types {
-        data: "4f68bce3-e8cd-4db1-96e7-fbcaf984b709",
-        verity: "2c7357ed-ebd2-46d9-aec1-23d437ec2bf5",
-        signature: "41092b05-9fc8-4523-994f-2def0408b176",
-    },
-    Types {
-        data: "8484680c-9521-48c6-9c11-b0720656f69e",
-        verity: "77ff5f63-e7b6-4633-acf4-1565b864c0e6",
-        signature: "e7bb33fb-06cf-4e81-8273-e543b413e2e2",
-    },
-];
-
 /// The certificate directories for the system at `layout`'s root: systemd's, then the
 /// configured extra ones, all under the root.
 pub fn certificate_dirs(layout: &Layout, extra: &[PathBuf]) -> Vec<PathBuf> {
     VERITY_DIRS.iter().map(|d| layout.root().join(d)).chain(extra.iter().map(|p| layout.host(p))).collect()
 }
 
-/// Establishes how `image` is protected.
+/// Establishes how `image` is protected, hashing its data when it has verity.
 pub fn inspect(image: &Path, trust: &TrustStore) -> Result<Protection, TrustError> {
-    let mut file = File::open(image)?;
-    let partitions = match gpt::partitions(&mut file) {
-        Ok(partitions) => partitions,
-        Err(gpt::GptError::Absent) => return Ok(Protection::Unprotected),
-        Err(gpt::GptError::Malformed(why)) => return Err(TrustError::Malformed(why)),
-        Err(gpt::GptError::Io(e)) => return Err(e.into()),
-    };
-    if std::env::consts::ARCH != "x86_64" {
-        return Err(TrustError::Malformed("verity checks of disk images are supported on x86-64 only so far"));
-    }
-    let find = |guid: &str| partitions.iter().find(|p| p.type_guid == guid);
-    let Some((types, data)) = X86_64.iter().find_map(|t| find(t.data).map(|p| (t, p))) else {
-        return Err(TrustError::Malformed("the disk image has no root or usr partition for this architecture"));
-    };
-    let Some(verity) = find(types.verity) else { return Ok(Protection::Unprotected) };
-
-    let superblock = hashtree::superblock(&mut file, verity)?;
-    let computed = hex(&hashtree::root_hash(&mut file, data, &superblock)?);
-    let bound = format!("{}{}", data.uuid.replace('-', ""), verity.uuid.replace('-', ""));
-    if bound != computed {
-        return Err(TrustError::RootHashMismatch(
-            "the data does not hash to the root hash its partition UUIDs carry".into(),
-        ));
-    }
-    let Some(signature) = find(types.signature) else { return Ok(Protection::Verity) };
-    let (claimed, signed) = read_signature(&mut file, signature)?;
-    if !claimed.eq_ignore_ascii_case(&computed) {
-        return Err(TrustError::RootHashMismatch("the signed root hash is not the data's".into()));
-    }
-    let subject = signature::verify(&claimed, &signed, trust)?;
-    Ok(Protection::Signed { subject })
+    prove(image)?.protection(trust)
 }
 
-fn read_signature(file: &mut File, partition: &gpt::Partition) -> Result<(String, String), TrustError> {
-    let length = partition.length.min(MAX_SIGNATURE);
-    let mut raw = vec![0u8; usize::try_from(length).map_err(|_| TrustError::Malformed("signature partition"))?];
-    file.seek(SeekFrom::Start(partition.offset))?;
-    file.read_exact(&mut raw)?;
-    let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
-    let json: serde_json::Value = serde_json::from_slice(&raw[..end])
-        .map_err(|_| TrustError::Malformed("the signature partition is not JSON"))?;
-    let root = json["rootHash"].as_str().ok_or(TrustError::Malformed("the signature has no rootHash"))?;
-    let signature = json["signature"].as_str().ok_or(TrustError::Malformed("the signature has no signature"))?;
-    Ok((root.to_owned(), signature.to_owned()))
+/// Why an image's release files could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The image has verity, and it does not hold: its file system was not read.
+    #[error("the image's verity data does not verify: {0}")]
+    Verity(#[source] TrustError),
+    /// The file system could not be read, or holds no usable release.
+    #[error(transparent)]
+    Image(#[from] ImageError),
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+impl From<ReadError> for super::Error {
+    fn from(error: ReadError) -> Self {
+        match error {
+            ReadError::Verity(e) => Self::Verity(e),
+            ReadError::Image(e) => Self::InvalidImage(e),
+        }
+    }
+}
+
+/// Reads the release files of `image`, proving its verity data first when it has any.
+///
+/// A verity image is read from its data partition directly, after the hash tree over
+/// that partition was recomputed and matched: systemd would need device-mapper to open
+/// it, which containers, image builders and this machine lack, and the bytes read are
+/// the ones just proven (a staged file sits in the store's private staging directory and
+/// nothing changes it in between). Everything else goes through systemd-dissect as it
+/// is. The proof comes back so that admission need not hash the image again.
+pub fn read_releases(image: &Path) -> Result<(Releases, Proof), ReadError> {
+    let proof = prove(image).map_err(ReadError::Verity)?;
+    let releases =
+        if proof.is_verity() { super::image::read_verified_image(image)? } else { super::image::read_image(image)? };
+    Ok((releases, proof))
 }
 
 /// Decides whether `policy` admits `image`. `permissive` admits everything without
@@ -166,14 +136,31 @@ pub fn admit(policy: &ImagePolicy, image: &Path, dirs: &[PathBuf]) -> Result<Opt
     if *policy == ImagePolicy::Permissive {
         return Ok(None);
     }
-    let verdict = TrustStore::load(dirs).and_then(|trust| inspect(image, &trust));
+    let proof = prove(image).map_err(|e| format!("image policy {policy}: {}", super::full_message(&e)))?;
+    admit_proven(policy, &proof, image, dirs)
+}
+
+/// Decides whether `policy` admits `image`, whose data [`prove`] (or [`read_releases`])
+/// has already established as `proof`. `permissive` admits every image whose verity
+/// holds, without judging its signer: the kernel may trust certificates that no
+/// `verity.d` directory holds. Anything else needs the signer to be trusted.
+pub fn admit_proven(
+    policy: &ImagePolicy,
+    proof: &Proof,
+    image: &Path,
+    dirs: &[PathBuf],
+) -> Result<Option<Protection>, String> {
+    if *policy == ImagePolicy::Permissive {
+        return Ok(None);
+    }
+    let verdict = TrustStore::load(dirs).and_then(|trust| proof.protection(&trust));
     let protection = verdict.map_err(|e| format!("image policy {policy}: {}", super::full_message(&e)))?;
     let level = match protection {
         Protection::Unprotected => Level::Unprotected,
         Protection::Verity => Level::Verity,
         Protection::Signed { .. } => Level::Signed,
     };
-    policy.admits("root", level)?;
+    policy.admits(proof.designator(), level)?;
     if let Some(argv) = systemd_validation(policy, image, super::sysext::host_systemd_version()) {
         let args: Vec<&std::ffi::OsStr> = argv.iter().map(|a| a.as_os_str()).collect();
         let out = super::command::run(super::image::DISSECT, &args, std::time::Duration::from_secs(600))
@@ -214,9 +201,11 @@ mod tests {
             argv,
             [
                 std::ffi::OsString::from("--validate"),
-                "--image-policy=root=verity+signed+absent:usr=verity+signed+absent".into(),
+                "--image-policy=root=signed+absent:usr=signed+absent".into(),
                 image.as_os_str().to_owned(),
             ]
         );
+        let argv = systemd_validation(&ImagePolicy::Verity, image, Some(255)).unwrap_or_default();
+        assert_eq!(argv[1], "--image-policy=root=verity+signed+absent:usr=verity+signed+absent");
     }
 }
