@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use futures_util::StreamExt;
 use kairos_extensions_dbus::paths::job_path;
-use kairos_extensions_dbus::proxies::{JobProxy, ManagerProxy};
-use kairos_extensions_dbus::{BUS_NAME, ErrorKind, FLAG_NOW, JobState};
+use kairos_extensions_dbus::proxies::{ExtensionProxy, JobProxy, ManagerProxy};
+use kairos_extensions_dbus::{BUS_NAME, BootState, ErrorKind, FLAG_NOW, JobState};
 use kairos_extensionsd::engine::Extension;
 use kairos_extensionsd::engine::sources::Source;
 use zbus::message::Type;
@@ -18,6 +18,7 @@ use zbus::{Connection, MatchRule, MessageStream, OwnedObjectPath, OwnedVariant, 
 
 use crate::agent::{self, Agent};
 use crate::args::{Command, InstallArgs};
+use crate::outcome::{self, After};
 use crate::{monitor, render};
 
 /// A connection to the service, with the interaction policy of this invocation.
@@ -63,6 +64,26 @@ impl Client {
             .ok_or_else(|| anyhow!("{method} returned no reply"))
     }
 
+    /// The running boot and one extension's enablement and merge, read fresh after a
+    /// change: `(boot, enabled states, merged)`.
+    async fn live(&self, name: &str) -> Result<(Option<BootState>, Vec<BootState>, bool)> {
+        let boot = self.manager.boot_state().await.map_err(|e| explain(e, false))?;
+        let path = self.manager.get_extension(name).await.map_err(|e| explain(e, false))?;
+        let ext = ExtensionProxy::builder(&self.connection)
+            .path(path)
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await?;
+        let enabled = ext.enabled_boot_states().await?.iter().filter_map(|s| s.parse().ok()).collect();
+        Ok((boot.parse().ok(), enabled, ext.merged().await?))
+    }
+
+    /// What a change of `name` did, in the words of [`outcome`].
+    async fn after<T>(&self, name: &str, line: impl FnOnce(&After<'_>) -> T) -> Result<T> {
+        let (boot, enabled, merged) = self.live(name).await?;
+        Ok(line(&After { name, boot, enabled: &enabled, merged }))
+    }
+
     async fn describe(&self, name: &str) -> Result<Extension> {
         let json = self.manager.describe(name).await.map_err(|e| explain(e, self.interactive))?;
         serde_json::from_str(&json)
@@ -98,19 +119,26 @@ pub async fn run(command: Command, no_ask_password: bool) -> Result<()> {
         Command::Enable(args) => {
             let state = args.state();
             let flags = if args.now { FLAG_NOW } else { 0 };
+            let (_, before, _) = client.live(args.name.as_str()).await?;
             client.call::<_, ()>("Enable", &(args.name.as_str(), state.as_str(), flags)).await?;
-            println!("Enabled {} for {state}{}", args.name, if args.now { " (merged now)" } else { "" });
+            let changed = !before.contains(&state);
+            println!("{}", client.after(args.name.as_str(), |a| outcome::enabled(a, state, changed, args.now)).await?);
         }
         Command::Disable(args) => {
             let state = args.state();
             let flags = if args.now { FLAG_NOW } else { 0 };
+            let (_, before, _) = client.live(args.name.as_str()).await?;
             client.call::<_, ()>("Disable", &(args.name.as_str(), state.as_str(), flags)).await?;
-            println!("Disabled {} for {state}", args.name);
+            let changed = before.contains(&state);
+            println!("{}", client.after(args.name.as_str(), |a| outcome::disabled(a, state, changed, args.now)).await?);
         }
         Command::Remove { name, now } => {
             let flags = if now { FLAG_NOW } else { 0 };
+            let (_, _, merged_before) = client.live(name.as_str()).await?;
             client.call::<_, ()>("Remove", &(name.as_str(), flags)).await?;
-            println!("Removed {name}");
+            let merged_after =
+                client.manager.merged().await.map_err(|e| explain(e, false))?.iter().any(|m| m == name.as_str());
+            println!("{}", outcome::removed(name.as_str(), merged_before, merged_after));
         }
         Command::Refresh => {
             let merged: Vec<String> = client.call("Refresh", &(0u64,)).await?;
@@ -271,8 +299,15 @@ async fn install(client: &Client, args: InstallArgs) -> Result<()> {
     match result.as_str() {
         "done" => {
             println!("Installed {}", if view.name.is_empty() { args.source.as_str() } else { view.name.as_str() });
-            for state in &args.enable {
-                println!("Enabled for {state}{}", if args.now { " (now)" } else { "" });
+            if !args.enable.is_empty() && !view.name.is_empty() {
+                let lines = client
+                    .after(&view.name, |a| {
+                        args.enable.iter().map(|state| outcome::enabled(a, *state, true, args.now)).collect::<Vec<_>>()
+                    })
+                    .await?;
+                for line in lines {
+                    println!("{line}");
+                }
             }
             Ok(())
         }

@@ -6,6 +6,7 @@ mod args;
 mod client;
 mod monitor;
 mod offline;
+mod outcome;
 mod render;
 
 use std::process::ExitCode;

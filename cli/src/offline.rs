@@ -9,6 +9,7 @@ use kairos_extensionsd::engine::sources::Source;
 use kairos_extensionsd::engine::{Config, Engine, InstallRequest};
 
 use crate::args::{Command, InstallArgs};
+use crate::outcome::{self, After};
 use crate::render;
 
 /// Runs one command against the system at `root`.
@@ -46,6 +47,7 @@ pub fn run(root: &Path, config_file: Option<&Path>, command: Command) -> Result<
                 replace: args.replace,
                 digest: args.digest.as_deref().map(str::parse::<Sha256Digest>).transpose()?,
             };
+            let boot = engine.boot_state();
             for installed in engine.install_source(&source, &request, &Silent)? {
                 println!(
                     "Installed {} ({}, {} bytes){}",
@@ -54,26 +56,41 @@ pub fn run(root: &Path, config_file: Option<&Path>, command: Command) -> Result<
                     installed.size,
                     if installed.replaced { ", replacing the previous image" } else { "" }
                 );
+                let ext = engine.get(&installed.name)?;
+                let after = After { name: installed.name.as_str(), boot, enabled: &ext.enabled, merged: ext.merged };
                 for state in &request.enable {
-                    println!("Enabled {} for {state}{}", installed.name, if request.now { " (now)" } else { "" });
+                    println!("{}", outcome::enabled(&after, *state, installed.enabled.contains(state), request.now));
                 }
             }
         }
         Command::Enable(args) => {
             let state = args.state();
             let changed = engine.enable(&args.name, state, args.now)?;
-            let what = if changed { "Enabled" } else { "Already enabled:" };
-            println!("{what} {} for {state}{}", args.name, if args.now { " (merged now)" } else { "" });
+            let ext = engine.get(&args.name)?;
+            let after = After {
+                name: args.name.as_str(),
+                boot: engine.boot_state(),
+                enabled: &ext.enabled,
+                merged: ext.merged,
+            };
+            println!("{}", outcome::enabled(&after, state, changed, args.now));
         }
         Command::Disable(args) => {
             let state = args.state();
             let changed = engine.disable(&args.name, state, args.now)?;
-            let what = if changed { "Disabled" } else { "Already disabled:" };
-            println!("{what} {} for {state}", args.name);
+            let ext = engine.get(&args.name)?;
+            let after = After {
+                name: args.name.as_str(),
+                boot: engine.boot_state(),
+                enabled: &ext.enabled,
+                merged: ext.merged,
+            };
+            println!("{}", outcome::disabled(&after, state, changed, args.now));
         }
         Command::Remove { name, now } => {
             let removed = engine.remove(&name, now)?;
-            println!("Removed {} ({})", removed.name, removed.file);
+            let merged_after = engine.merged()?.contains(name.as_str());
+            println!("{}", outcome::removed(&removed.name, removed.merged, merged_after));
         }
         Command::Jobs | Command::Cancel { .. } | Command::Status | Command::Monitor { .. } => {
             anyhow::bail!("this command talks to the running service; it has no offline form")

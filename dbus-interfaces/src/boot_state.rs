@@ -33,6 +33,13 @@ impl BootState {
             Self::Common => "common",
         }
     }
+
+    /// Whether enabling for this state affects the boot that is running now: `common`
+    /// always does, a Kairos mode only during a boot of that mode (`current`, `None` on
+    /// a system that is not booted by Kairos).
+    pub fn concerns(self, current: Option<BootState>) -> bool {
+        self == Self::Common || Some(self) == current
+    }
 }
 
 impl fmt::Display for BootState {

@@ -25,7 +25,7 @@ pub fn describe(current: Option<BootState>) -> &'static str {
 
 /// Whether enabling for `state` affects the boot that is running now.
 pub fn concerns(state: BootState, current: Option<BootState>) -> bool {
-    state == BootState::Common || Some(state) == current
+    state.concerns(current)
 }
 
 #[cfg(test)]

@@ -428,9 +428,23 @@ impl Store {
     /// The store file a link target points at, if it points into the store.
     ///
     /// Absolute targets are system paths (kairos-agent writes those); relative ones are
-    /// taken from the link's own directory. Both are resolved lexically.
+    /// taken from the link's own directory. Both are resolved lexically. A target that is
+    /// a boot-state link is followed one step, as systemd would: immucore activates an
+    /// extension with `/run/extensions/x.raw -> <store>/common/x.raw`.
     fn store_file_of(&self, link_dir_system: &Path, target: &Path) -> Option<String> {
         let resolved = layout::normalize(&link_dir_system.join(target));
+        let parent = resolved.parent()?;
+        if parent == self.layout.store_system() {
+            let name = resolved.file_name()?.to_str()?;
+            return (!name.starts_with('.')).then(|| name.to_owned());
+        }
+        let through_state = parent.parent() == Some(self.layout.store_system())
+            && BootState::ALL.iter().any(|s| parent.file_name() == Some(std::ffi::OsStr::new(s.as_str())));
+        if !through_state {
+            return None;
+        }
+        let inner = fs::read_link(self.layout.host(&resolved)).ok()?;
+        let resolved = layout::normalize(&parent.join(inner));
         if resolved.parent() != Some(self.layout.store_system()) {
             return None;
         }
@@ -777,6 +791,23 @@ mod tests {
         let states: Vec<_> = map.get("k3s.sysext.raw").into_iter().flatten().copied().collect();
         assert_eq!(states, [BootState::Active, BootState::Common]);
         assert_eq!(map.len(), 1, "the stray link must not count: {map:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn understands_immucore_activation_through_a_boot_state_link() -> Result<(), Box<dyn std::error::Error>> {
+        let (_root, store) = store()?;
+        fs::write(store.path_of("k3s.raw"), b"img")?;
+        store.link_state(BootState::Common, "k3s.raw", "k3s.raw")?;
+        let runtime = store.layout().runtime();
+        fs::create_dir_all(&runtime)?;
+        std::os::unix::fs::symlink("/var/lib/kairos/extensions/common/k3s.raw", runtime.join("k3s.raw"))?;
+        std::os::unix::fs::symlink("/var/lib/kairos/extensions/common/absent.raw", runtime.join("absent.raw"))?;
+        let links = store.runtime_links()?;
+        let k3s = links.iter().find(|l| l.name == "k3s.raw").map(|l| l.store_file.clone());
+        assert_eq!(k3s, Some(Some("k3s.raw".to_owned())));
+        let absent = links.iter().find(|l| l.name == "absent.raw").map(|l| l.store_file.clone());
+        assert_eq!(absent, Some(None), "a link to a missing boot-state link leads nowhere");
         Ok(())
     }
 
