@@ -250,7 +250,7 @@ impl Manager {
         self.shared.merged_names()
     }
 
-    /// The image policy in force (`permissive`, `strict` or a policy string).
+    /// The image policy in force (`permissive`, `verity`, `strict` or a policy string).
     #[zbus(property)]
     fn image_policy(&self) -> String {
         self.shared.engine.config().image_policy.to_string()
