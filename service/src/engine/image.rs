@@ -8,7 +8,7 @@
 use std::ffi::OsStr;
 use std::fs;
 use std::io;
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use kairos_extensions_dbus::ExtensionName;
@@ -127,8 +127,9 @@ pub fn read_directory(tree: &Path) -> Result<Releases, ImageError> {
     }
 }
 
-/// Collects `extension-release.<NAME>` regular files. Symlinks, oddly named files and
-/// oversized files are ignored: they come from the image, which is not trusted.
+/// Collects `extension-release.<NAME>` regular files. Oddly named and oversized files are
+/// ignored, and so are symlinks, unless they lead to a regular file in the same directory
+/// (systemd-sysext follows them): they come from the image, which is not trusted.
 fn read_release_dir(dir: &Path) -> Result<Releases, ImageError> {
     let mut found = Vec::new();
     for (seen, entry) in fs::read_dir(dir)?.enumerate() {
@@ -139,10 +140,17 @@ fn read_release_dir(dir: &Path) -> Result<Releases, ImageError> {
         let file_name = entry.file_name();
         let Some(name) = file_name.to_str().and_then(|f| f.strip_prefix(RELEASE_PREFIX)) else { continue };
         let Ok(name) = ExtensionName::new(name) else { continue };
-        if !entry.file_type()?.is_file() {
+        let kind = entry.file_type()?;
+        let path = if kind.is_file() {
+            entry.path()
+        } else if kind.is_symlink()
+            && let Some(target) = sibling_target(dir, &entry.path())?
+        {
+            target
+        } else {
             continue;
-        }
-        match release::read_file(&entry.path()) {
+        };
+        match release::read_file(&path) {
             Ok(fields) => found.push((name, fields)),
             Err(e) if e.kind() == io::ErrorKind::InvalidData => continue,
             Err(e) => return Err(e.into()),
@@ -150,6 +158,25 @@ fn read_release_dir(dir: &Path) -> Result<Releases, ImageError> {
     }
     found.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(Releases(found))
+}
+
+/// Where a release file symlink leads, if that is a regular file in the release
+/// directory itself: a bare file name, or the same name under the image's absolute
+/// `/usr/lib/extension-release.d/`. Anything else could lead out of the copied directory.
+fn sibling_target(dir: &Path, link: &Path) -> io::Result<Option<PathBuf>> {
+    let target = fs::read_link(link)?;
+    let absolute = Path::new("/").join(RELEASE_DIR);
+    let mut parts = target.strip_prefix(&absolute).unwrap_or(&target).components();
+    let (Some(Component::Normal(only)), None) = (parts.next(), parts.next()) else {
+        return Ok(None);
+    };
+    let path = dir.join(only);
+    match fs::symlink_metadata(&path) {
+        Ok(meta) if meta.is_file() => Ok(Some(path)),
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// systemd-dissect names the image path in its messages; for a staged download that is
@@ -198,6 +225,24 @@ mod tests {
         std::os::unix::fs::symlink("/etc/os-release", dir.join("extension-release.link"))?;
         let found = read_directory(tree.path())?;
         assert_eq!(found.0.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["good"]);
+        Ok(())
+    }
+
+    #[test]
+    fn follows_release_symlinks_only_within_the_release_directory() -> Result<(), ImageError> {
+        let tree = tempfile::tempdir()?;
+        let dir = tree.path().join(RELEASE_DIR);
+        fs::create_dir_all(&dir)?;
+        fs::write(dir.join("real"), "ID=_any\nVERSION_ID=7\n")?;
+        std::os::unix::fs::symlink("real", dir.join("extension-release.relative"))?;
+        std::os::unix::fs::symlink("/usr/lib/extension-release.d/real", dir.join("extension-release.absolute"))?;
+        std::os::unix::fs::symlink("../extension-release.d/real", dir.join("extension-release.dotdot"))?;
+        std::os::unix::fs::symlink("missing", dir.join("extension-release.dangling"))?;
+        std::os::unix::fs::symlink("extension-release.relative", dir.join("extension-release.chain"))?;
+        let found = read_directory(tree.path())?;
+        let names: Vec<&str> = found.0.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["absolute", "relative"], "only links to a regular file beside them count");
+        assert!(found.0.iter().all(|(_, f)| f.get("VERSION_ID").map(String::as_str) == Some("7")));
         Ok(())
     }
 }
