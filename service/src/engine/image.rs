@@ -24,6 +24,8 @@ const RELEASE_PREFIX: &str = "extension-release.";
 const DISSECT_DEADLINE: Duration = Duration::from_secs(60);
 /// More release files than any real extension carries; a directory with more is hostile.
 const MAX_RELEASE_FILES: usize = 64;
+/// How systemd-dissect says that an image holds nothing it can mount.
+const NO_FILE_SYSTEM: &str = "Couldn't identify a suitable partition table or file system";
 
 /// Why an image's release data cannot be read or used.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +33,13 @@ pub enum ImageError {
     /// systemd-dissect could not open the image.
     #[error("not a readable system extension image: {0}")]
     Unreadable(String),
+    /// Neither a partition table nor a file system systemd can mount: systemd-sysext
+    /// fails reading its metadata and so merges nothing.
+    #[error(
+        "not a readable system extension image: no partition table or file system systemd can mount \
+         (systemd-sysext would merge nothing at all)"
+    )]
+    NotAFileSystem,
     /// The image has no `extension-release.<NAME>` file.
     #[error("no /usr/lib/extension-release.d/extension-release.<NAME> file in the image")]
     NoRelease,
@@ -110,6 +119,9 @@ pub fn read_image(image: &Path) -> Result<Releases, ImageError> {
         let reason = out.stderr.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("systemd-dissect failed");
         if reason.contains("No such file or directory") && reason.contains("extension-release.d") {
             return Err(ImageError::NoRelease);
+        }
+        if reason.contains(NO_FILE_SYSTEM) {
+            return Err(ImageError::NotAFileSystem);
         }
         return Err(ImageError::Unreadable(strip_path(reason, image)));
     }
