@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use kairos_extensions_dbus::ExtensionName;
 
+use super::blockers;
 use super::command::{self, CommandError};
 use super::release::{self, ReleaseFields};
 
@@ -40,6 +41,20 @@ pub enum ImageError {
          (systemd-sysext would merge nothing at all)"
     )]
     NotAFileSystem,
+    /// The image ships `/usr/lib/os-release`, which systemd-sysext refuses.
+    #[error("the image ships /usr/lib/os-release, which systemd-sysext refuses ({})", cost(*.whole_merge))]
+    OsRelease {
+        /// Whether the host's systemd refuses the whole merge for it (252) or skips it (254).
+        whole_merge: bool,
+    },
+    /// A hierarchy systemd-sysext merges is in the image but is not a directory.
+    #[error("the image's {hierarchy} is not a directory, which systemd-sysext cannot merge ({})", cost(*.whole_merge))]
+    NotADirectory {
+        /// The hierarchy (`/opt`).
+        hierarchy: &'static str,
+        /// Whether the host's systemd refuses the whole merge for it.
+        whole_merge: bool,
+    },
     /// The image has no `extension-release.<NAME>` file.
     #[error("no /usr/lib/extension-release.d/extension-release.<NAME> file in the image")]
     NoRelease,
@@ -68,6 +83,11 @@ pub enum ImageError {
     /// Reading the copied release files failed.
     #[error("reading the extension-release files failed")]
     Io(#[from] io::Error),
+}
+
+/// What an image's refusal costs, for the reasons above.
+fn cost(whole_merge: bool) -> &'static str {
+    if whole_merge { "it would merge nothing at all, the other extensions included" } else { "it skips this image" }
 }
 
 /// The release data an extension carries, keyed by the name in each file name.
@@ -106,7 +126,9 @@ impl Releases {
     }
 }
 
-/// Reads the release files of an image file.
+/// Reads the release files of an image file, refusing an image systemd-sysext would
+/// refuse for what else it holds ([`blockers`]): the catalog caches this answer by file
+/// identity, and install reads it first, so neither can miss the refusal.
 pub fn read_image(image: &Path) -> Result<Releases, ImageError> {
     let scratch = tempfile::Builder::new().prefix("kairos-ext-release-").tempdir()?;
     let target = scratch.path().join("release.d");
@@ -125,7 +147,9 @@ pub fn read_image(image: &Path) -> Result<Releases, ImageError> {
         }
         return Err(ImageError::Unreadable(strip_path(reason, image)));
     }
-    read_release_dir(&target)
+    let releases = read_release_dir(&target)?;
+    blockers::check(image, scratch.path())?;
+    Ok(releases)
 }
 
 /// Reads the release files of a directory extension (`<dir>/usr/lib/extension-release.d`).
