@@ -8,7 +8,7 @@ DESTDIR ?=
 PACKAGES := dbus polkitd systemd systemd-container squashfs-tools erofs-utils \
             docker-registry skopeo openssl util-linux curl libssl-dev pkg-config
 
-.PHONY: all build release deps test lint unit demo sandbox sandbox-stop bench install clean
+.PHONY: all build release deps test lint unit demo sandbox sandbox-stop bench install clean systemd254
 
 all: build
 
@@ -31,8 +31,12 @@ lint:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
 ## test: everything CI runs: packages, lint, the whole suite against real components
-test: deps lint build
+test: deps lint build systemd254
 	$(CARGO) test --workspace --locked
+
+## systemd254: systemd 254 unpacked beside the host's (nothing installed), for version comparisons
+systemd254: deps
+	scripts/systemd254.sh
 
 ## demo: a tour of the service and kairos-ext on a sandboxed system (the host is untouched)
 demo: deps build

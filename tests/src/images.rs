@@ -8,19 +8,51 @@ use std::process::Command;
 /// Builds a squashfs sysext: a release file and some files under `usr/`.
 pub struct ImageBuilder {
     name: String,
-    release: String,
+    release: Option<String>,
     files: Vec<(String, Vec<u8>, u32)>,
+    symlinks: Vec<(String, String)>,
+    dirs: Vec<String>,
 }
 
 impl ImageBuilder {
     /// An image whose release file is `extension-release.<name>` with `ID=_any`.
     pub fn new(name: &str) -> Self {
-        Self { name: name.to_owned(), release: "ID=_any\n".to_owned(), files: Vec::new() }
+        Self {
+            name: name.to_owned(),
+            release: Some("ID=_any\n".to_owned()),
+            files: Vec::new(),
+            symlinks: Vec::new(),
+            dirs: Vec::new(),
+        }
+    }
+
+    /// Leaves the release file out (the image is then no extension at all).
+    pub fn without_release(mut self) -> Self {
+        self.release = None;
+        self
+    }
+
+    /// Adds a file at `path` (relative to the image root), mode 0644.
+    pub fn file(mut self, path: &str, contents: &str) -> Self {
+        self.files.push((path.to_owned(), contents.as_bytes().to_vec(), 0o644));
+        self
+    }
+
+    /// Adds a symlink at `path` (relative to the image root) pointing at `target`.
+    pub fn symlink(mut self, path: &str, target: &str) -> Self {
+        self.symlinks.push((path.to_owned(), target.to_owned()));
+        self
+    }
+
+    /// Adds an empty directory at `path` (relative to the image root).
+    pub fn dir(mut self, path: &str) -> Self {
+        self.dirs.push(path.to_owned());
+        self
     }
 
     /// Replaces the extension-release contents.
     pub fn release(mut self, text: &str) -> Self {
-        self.release = text.to_owned();
+        self.release = Some(text.to_owned());
         self
     }
 
@@ -42,12 +74,22 @@ impl ImageBuilder {
         let tree = tempfile::tempdir_in(dir).expect("scratch tree");
         let release_dir = tree.path().join("usr/lib/extension-release.d");
         fs::create_dir_all(&release_dir).expect("release dir");
-        fs::write(release_dir.join(format!("extension-release.{}", self.name)), &self.release).expect("release file");
+        if let Some(release) = &self.release {
+            fs::write(release_dir.join(format!("extension-release.{}", self.name)), release).expect("release file");
+        }
         for (path, contents, mode) in &self.files {
             let full = tree.path().join(path);
             fs::create_dir_all(full.parent().expect("files live in a directory")).expect("file dir");
             fs::write(&full, contents).expect("file");
             fs::set_permissions(&full, fs::Permissions::from_mode(*mode)).expect("mode");
+        }
+        for path in &self.dirs {
+            fs::create_dir_all(tree.path().join(path)).expect("dir");
+        }
+        for (path, target) in &self.symlinks {
+            let full = tree.path().join(path);
+            fs::create_dir_all(full.parent().expect("links live in a directory")).expect("link dir");
+            std::os::unix::fs::symlink(target, &full).expect("symlink");
         }
         let out = dir.join(file_name);
         let status = Command::new("mksquashfs")

@@ -20,6 +20,7 @@ pub mod images;
 pub mod namespace;
 pub mod registry;
 pub mod system;
+pub mod systemd254;
 pub mod token_server;
 
 use std::path::Path;

@@ -2,9 +2,14 @@
 //!
 //! systemd-sysext gives up on the whole merge when one image is bad, so one broken
 //! download would take every extension down with it. The activator checks each image
-//! first (name, extension-release compatibility, image policy) and links only the good
-//! ones; each skipped image is logged with its reason and listed in the report, and the
-//! others still activate.
+//! first (name, extension-release compatibility, what else the image holds, image
+//! policy) and links only the good ones; each skipped image is logged with its reason and
+//! listed in the report, and the others still activate.
+//!
+//! An image's provenance record says what was checked when it was installed, by the
+//! version of the service that installed it; the properties that stop a merge (see
+//! [`super::blockers`]) are therefore looked up in every enabled image again, which costs
+//! two `systemd-dissect` lookups per image and nothing that grows with its size.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -12,7 +17,10 @@ use std::path::PathBuf;
 use kairos_extensions_dbus::BootState;
 use serde::Serialize;
 
-use super::{Engine, Error, Result, boot, durable, trust};
+use super::catalog::Extension;
+use super::image::ImageError;
+use super::store::EntryKind;
+use super::{Engine, Error, Result, blockers, boot, durable, trust};
 
 /// Where the report of the last activation is written, relative to the root.
 pub const REPORT: &str = "run/kairos-extensions/boot.json";
@@ -86,7 +94,8 @@ impl Engine {
             }
             let verdict = if ext.compatible {
                 let image = self.store.path_of(&ext.file);
-                trust::admit(&self.config.image_policy, &image, &self.certificate_dirs()).map(drop)
+                merges(ext, &image)
+                    .and_then(|()| trust::admit(&self.config.image_policy, &image, &self.certificate_dirs()).map(drop))
             } else {
                 Err(ext.incompatible_reason.clone())
             };
@@ -123,5 +132,27 @@ impl Engine {
         .map_err(|source| {
             Error::Store(super::store::StoreError::Io { context: format!("writing {}", path.display()), source })
         })
+    }
+}
+
+/// Whether an image whose release fits would also get past systemd-sysext's mount and
+/// merge. A lookup that cannot run says nothing about the image, so it does not keep the
+/// extension from this boot; it is logged.
+fn merges(ext: &Extension, image: &std::path::Path) -> std::result::Result<(), String> {
+    if ext.kind != EntryKind::Image {
+        return Ok(());
+    }
+    let checked = tempfile::Builder::new()
+        .prefix("kairos-ext-boot-")
+        .tempdir()
+        .map_err(ImageError::from)
+        .and_then(|scratch| blockers::check(image, scratch.path()));
+    match checked {
+        Ok(()) => Ok(()),
+        Err(e @ (ImageError::Command(_) | ImageError::Io(_))) => {
+            tracing::warn!(extension = %ext.name, error = %super::full_message(&e), "cannot look inside the image; activating it unchecked");
+            Ok(())
+        }
+        Err(refused) => Err(refused.to_string()),
     }
 }

@@ -8,11 +8,12 @@
 use std::ffi::OsStr;
 use std::fs;
 use std::io;
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use kairos_extensions_dbus::ExtensionName;
 
+use super::blockers;
 use super::command::{self, CommandError};
 use super::release::{self, ReleaseFields};
 
@@ -24,6 +25,8 @@ const RELEASE_PREFIX: &str = "extension-release.";
 const DISSECT_DEADLINE: Duration = Duration::from_secs(60);
 /// More release files than any real extension carries; a directory with more is hostile.
 const MAX_RELEASE_FILES: usize = 64;
+/// How systemd-dissect says that an image holds nothing it can mount.
+const NO_FILE_SYSTEM: &str = "Couldn't identify a suitable partition table or file system";
 
 /// Why an image's release data cannot be read or used.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +34,27 @@ pub enum ImageError {
     /// systemd-dissect could not open the image.
     #[error("not a readable system extension image: {0}")]
     Unreadable(String),
+    /// Neither a partition table nor a file system systemd can mount: systemd-sysext
+    /// fails reading its metadata and so merges nothing.
+    #[error(
+        "not a readable system extension image: no partition table or file system systemd can mount \
+         (systemd-sysext would merge nothing at all)"
+    )]
+    NotAFileSystem,
+    /// The image ships `/usr/lib/os-release`, which systemd-sysext refuses.
+    #[error("the image ships /usr/lib/os-release, which systemd-sysext refuses ({})", cost(*.whole_merge))]
+    OsRelease {
+        /// Whether the host's systemd refuses the whole merge for it (252) or skips it (254).
+        whole_merge: bool,
+    },
+    /// A hierarchy systemd-sysext merges is in the image but is not a directory.
+    #[error("the image's {hierarchy} is not a directory, which systemd-sysext cannot merge ({})", cost(*.whole_merge))]
+    NotADirectory {
+        /// The hierarchy (`/opt`).
+        hierarchy: &'static str,
+        /// Whether the host's systemd refuses the whole merge for it.
+        whole_merge: bool,
+    },
     /// The image has no `extension-release.<NAME>` file.
     #[error("no /usr/lib/extension-release.d/extension-release.<NAME> file in the image")]
     NoRelease,
@@ -59,6 +83,11 @@ pub enum ImageError {
     /// Reading the copied release files failed.
     #[error("reading the extension-release files failed")]
     Io(#[from] io::Error),
+}
+
+/// What an image's refusal costs, for the reasons above.
+fn cost(whole_merge: bool) -> &'static str {
+    if whole_merge { "it would merge nothing at all, the other extensions included" } else { "it skips this image" }
 }
 
 /// The release data an extension carries, keyed by the name in each file name.
@@ -97,7 +126,9 @@ impl Releases {
     }
 }
 
-/// Reads the release files of an image file.
+/// Reads the release files of an image file, refusing an image systemd-sysext would
+/// refuse for what else it holds ([`blockers`]): the catalog caches this answer by file
+/// identity, and install reads it first, so neither can miss the refusal.
 pub fn read_image(image: &Path) -> Result<Releases, ImageError> {
     let scratch = tempfile::Builder::new().prefix("kairos-ext-release-").tempdir()?;
     let target = scratch.path().join("release.d");
@@ -111,9 +142,14 @@ pub fn read_image(image: &Path) -> Result<Releases, ImageError> {
         if reason.contains("No such file or directory") && reason.contains("extension-release.d") {
             return Err(ImageError::NoRelease);
         }
+        if reason.contains(NO_FILE_SYSTEM) {
+            return Err(ImageError::NotAFileSystem);
+        }
         return Err(ImageError::Unreadable(strip_path(reason, image)));
     }
-    read_release_dir(&target)
+    let releases = read_release_dir(&target)?;
+    blockers::check(image, scratch.path())?;
+    Ok(releases)
 }
 
 /// Reads the release files of a disk image with verity from its data partition, without
@@ -151,8 +187,9 @@ pub fn read_directory(tree: &Path) -> Result<Releases, ImageError> {
     }
 }
 
-/// Collects `extension-release.<NAME>` regular files. Symlinks, oddly named files and
-/// oversized files are ignored: they come from the image, which is not trusted.
+/// Collects `extension-release.<NAME>` regular files. Oddly named and oversized files are
+/// ignored, and so are symlinks, unless they lead to a regular file in the same directory
+/// (systemd-sysext follows them): they come from the image, which is not trusted.
 fn read_release_dir(dir: &Path) -> Result<Releases, ImageError> {
     let mut found = Vec::new();
     for (seen, entry) in fs::read_dir(dir)?.enumerate() {
@@ -163,10 +200,17 @@ fn read_release_dir(dir: &Path) -> Result<Releases, ImageError> {
         let file_name = entry.file_name();
         let Some(name) = file_name.to_str().and_then(|f| f.strip_prefix(RELEASE_PREFIX)) else { continue };
         let Ok(name) = ExtensionName::new(name) else { continue };
-        if !entry.file_type()?.is_file() {
+        let kind = entry.file_type()?;
+        let path = if kind.is_file() {
+            entry.path()
+        } else if kind.is_symlink()
+            && let Some(target) = sibling_target(dir, &entry.path())?
+        {
+            target
+        } else {
             continue;
-        }
-        match release::read_file(&entry.path()) {
+        };
+        match release::read_file(&path) {
             Ok(fields) => found.push((name, fields)),
             Err(e) if e.kind() == io::ErrorKind::InvalidData => continue,
             Err(e) => return Err(e.into()),
@@ -174,6 +218,25 @@ fn read_release_dir(dir: &Path) -> Result<Releases, ImageError> {
     }
     found.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(Releases(found))
+}
+
+/// Where a release file symlink leads, if that is a regular file in the release
+/// directory itself: a bare file name, or the same name under the image's absolute
+/// `/usr/lib/extension-release.d/`. Anything else could lead out of the copied directory.
+fn sibling_target(dir: &Path, link: &Path) -> io::Result<Option<PathBuf>> {
+    let target = fs::read_link(link)?;
+    let absolute = Path::new("/").join(RELEASE_DIR);
+    let mut parts = target.strip_prefix(&absolute).unwrap_or(&target).components();
+    let (Some(Component::Normal(only)), None) = (parts.next(), parts.next()) else {
+        return Ok(None);
+    };
+    let path = dir.join(only);
+    match fs::symlink_metadata(&path) {
+        Ok(meta) if meta.is_file() => Ok(Some(path)),
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// systemd-dissect names the image path in its messages; for a staged download that is
@@ -222,6 +285,24 @@ mod tests {
         std::os::unix::fs::symlink("/etc/os-release", dir.join("extension-release.link"))?;
         let found = read_directory(tree.path())?;
         assert_eq!(found.0.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["good"]);
+        Ok(())
+    }
+
+    #[test]
+    fn follows_release_symlinks_only_within_the_release_directory() -> Result<(), ImageError> {
+        let tree = tempfile::tempdir()?;
+        let dir = tree.path().join(RELEASE_DIR);
+        fs::create_dir_all(&dir)?;
+        fs::write(dir.join("real"), "ID=_any\nVERSION_ID=7\n")?;
+        std::os::unix::fs::symlink("real", dir.join("extension-release.relative"))?;
+        std::os::unix::fs::symlink("/usr/lib/extension-release.d/real", dir.join("extension-release.absolute"))?;
+        std::os::unix::fs::symlink("../extension-release.d/real", dir.join("extension-release.dotdot"))?;
+        std::os::unix::fs::symlink("missing", dir.join("extension-release.dangling"))?;
+        std::os::unix::fs::symlink("extension-release.relative", dir.join("extension-release.chain"))?;
+        let found = read_directory(tree.path())?;
+        let names: Vec<&str> = found.0.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["absolute", "relative"], "only links to a regular file beside them count");
+        assert!(found.0.iter().all(|(_, f)| f.get("VERSION_ID").map(String::as_str) == Some("7")));
         Ok(())
     }
 }

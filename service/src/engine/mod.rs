@@ -6,6 +6,7 @@
 //! operation holds the store's cross-process lock for its whole duration.
 
 pub mod activation;
+pub mod blockers;
 pub mod boot;
 pub mod catalog;
 pub mod command;

@@ -135,18 +135,73 @@ pub fn merged(root: &Path) -> Result<BTreeSet<String>, SysextError> {
     Ok(names)
 }
 
-/// The most telling line systemd-sysext printed about `name`.
+/// Why `name` did not merge, in systemd-sysext's own words when it gave any.
+///
+/// What 252 and 254 print (tests/tests/verdicts.rs records it from the real binaries):
+/// - lines naming the image: `Failed to read metadata for image NAME: No medium found`,
+///   `Failed to check if hierarchy '…/extensions/NAME/opt' in extension
+///   '…/extensions/NAME' is empty: Not a directory`;
+/// - error lines naming no image: 252's `Extension image contains /usr/lib/os-release
+///   file, which is not allowed (it may carry /etc/os-release), refusing.`, 254's
+///   `Failed to mount image: No medium found`, `No suitable extensions found (1 ignored
+///   due to incompatible version).`;
+/// - progress: `Using extensions 'a', 'b'.` (names images, but is no reason),
+///   `Merged extensions into '/usr'.`.
+///
+/// A line naming this image wins. Otherwise an error line naming no image is the reason;
+/// when no hierarchy was merged it stopped the whole merge (the merge that was in place
+/// stays, on a refresh). A line naming only another
+/// image, when nothing was merged, means that image stopped the whole merge. An
+/// incompatible release is skipped silently (252 and 254 log it at debug level only).
 pub fn reason_for(name: &str, run: &RefreshRun) -> String {
-    let quoted = [format!("'{name}'"), format!("image {name}:"), format!("{name}.raw")];
-    let line = run.log.lines().find(|line| quoted.iter().any(|q| line.contains(q.as_str())));
-    match line {
-        Some(line) => format!("systemd-sysext: {}", line.trim()),
-        None if !run.success => match run.log.lines().rfind(|l| !l.trim().is_empty()) {
-            Some(last) => format!("systemd-sysext failed: {}", last.trim()),
-            None => "systemd-sysext failed without saying why".to_owned(),
-        },
-        None => "systemd-sysext skipped it without saying why (an image it cannot use, such as a verity image on a kernel without device-mapper)".to_owned(),
+    let lines: Vec<&str> = run.log.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let merged_something = lines.iter().any(|l| l.starts_with(MERGED_INTO));
+    let diagnostics: Vec<&str> = lines.iter().copied().filter(|l| !PROGRESS.iter().any(|p| l.starts_with(p))).collect();
+    if let Some(own) = diagnostics.iter().find(|l| names_image(l, name)) {
+        return format!("systemd-sysext: {own}");
     }
+    if let Some(anonymous) = diagnostics.iter().find(|l| !names_any_image(l)) {
+        return if merged_something || anonymous.starts_with(NOTHING_SUITABLE) {
+            format!("systemd-sysext: {anonymous}")
+        } else {
+            format!("systemd-sysext refused the whole merge: {anonymous}")
+        };
+    }
+    if let (Some(other), false) = (diagnostics.first(), merged_something) {
+        return format!("systemd-sysext refused the whole merge because of another image: {other}");
+    }
+    match lines.last() {
+        Some(last) if !run.success => format!("systemd-sysext failed: {last}"),
+        None if !run.success => "systemd-sysext failed without saying why".to_owned(),
+        _ => "systemd-sysext skipped it without saying why (an incompatible extension-release, or an image it cannot mount here, such as a verity image on a kernel without device-mapper)".to_owned(),
+    }
+}
+
+/// How systemd-sysext says it skipped every image for its release (and nothing more).
+const NOTHING_SUITABLE: &str = "No suitable extensions found";
+/// How systemd-sysext announces a hierarchy it merged.
+const MERGED_INTO: &str = "Merged extensions into ";
+/// Lines that report progress, not a reason.
+const PROGRESS: [&str; 4] = ["Using extensions ", MERGED_INTO, "Unmerged ", "No extensions found"];
+
+/// Whether `line` is about the image systemd-sysext calls `name`.
+fn names_image(line: &str, name: &str) -> bool {
+    let forms = [
+        format!("image {name}:"),
+        format!("image '{name}'"),
+        format!("extension '{name}'"),
+        format!("/extensions/{name}'"),
+        format!("/extensions/{name}/"),
+        format!("/{name}.raw"),
+        format!(" {name}.raw"),
+        format!("'{name}.raw'"),
+    ];
+    forms.iter().any(|form| line.contains(form.as_str()))
+}
+
+/// Whether `line` names some image, in any of the forms [`names_image`] knows.
+fn names_any_image(line: &str) -> bool {
+    ["for image ", "image '", "extension '", "/extensions/", ".raw"].iter().any(|marker| line.contains(marker))
 }
 
 #[cfg(test)]
@@ -173,17 +228,63 @@ mod tests {
         Ok(())
     }
 
+    fn run(success: bool, log: &str) -> RefreshRun {
+        RefreshRun { success, log: log.to_owned() }
+    }
+
     #[test]
     fn reasons_quote_systemd_sysext() {
-        let failed = RefreshRun {
-            success: false,
-            log: "Using extensions 'a'.\nFailed to read metadata for image bad: No medium found\n".into(),
-        };
+        let failed = run(false, "Using extensions 'a'.\nFailed to read metadata for image bad: No medium found\n");
         assert_eq!(
             reason_for("bad", &failed),
             "systemd-sysext: Failed to read metadata for image bad: No medium found"
         );
-        let silent = RefreshRun { success: true, log: String::new() };
-        assert!(reason_for("x", &silent).contains("skipped it"));
+        assert_eq!(
+            reason_for("a", &failed),
+            "systemd-sysext refused the whole merge because of another image: \
+             Failed to read metadata for image bad: No medium found"
+        );
+        assert!(reason_for("x", &run(true, "")).contains("skipped it without saying why"));
+        assert!(reason_for("x", &run(false, "")).contains("failed without saying why"));
+    }
+
+    /// What systemd-sysext 252 printed for an image shipping /usr/lib/os-release next to
+    /// a good one: the line names no image, exit status 0, nothing merged.
+    #[test]
+    fn an_anonymous_refusal_is_the_reason_and_stops_the_whole_merge() {
+        let line = "Extension image contains /usr/lib/os-release file, which is not allowed (it may carry /etc/os-release), refusing.";
+        let log = format!("{line}\n");
+        for name in ["osrel", "good"] {
+            assert_eq!(reason_for(name, &run(true, &log)), format!("systemd-sysext refused the whole merge: {line}"));
+        }
+        // 254 skips the image and merges the rest: the line is the reason, not a refusal of all.
+        let skipped = run(
+            true,
+            "Failed to mount image: No medium found\nUsing extensions 'good'.\nMerged extensions into '/usr'.\n",
+        );
+        assert_eq!(reason_for("osrel", &skipped), "systemd-sysext: Failed to mount image: No medium found");
+    }
+
+    /// The "Using extensions" line lists the image but is no reason; the hierarchy line is.
+    #[test]
+    fn a_hierarchy_failure_is_found_by_the_image_path() {
+        let log = "Using extensions 'good', 'optfile'.\n\
+                   Failed to check if hierarchy '/run/systemd/sysext/extensions/optfile/opt' in extension \
+                   '/run/systemd/sysext/extensions/optfile' is empty: Not a directory\n";
+        let own = reason_for("optfile", &run(true, log));
+        assert!(own.starts_with("systemd-sysext: Failed to check if hierarchy"), "{own}");
+        let other = reason_for("good", &run(true, log));
+        assert!(other.starts_with("systemd-sysext refused the whole merge because of another image: "), "{other}");
+        assert!(!names_image("Using extensions 'good', 'optfile'.", "goo"));
+        assert!(!names_image("Failed to read metadata for image goodness: x", "good"));
+    }
+
+    #[test]
+    fn all_ignored_says_so() {
+        let log = "No suitable extensions found (1 ignored due to incompatible version).\n";
+        assert_eq!(
+            reason_for("fed", &run(true, log)),
+            "systemd-sysext: No suitable extensions found (1 ignored due to incompatible version)."
+        );
     }
 }
