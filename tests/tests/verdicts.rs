@@ -26,6 +26,7 @@ use kairos_extensions_tests::namespace::Namespace;
 use kairos_extensions_tests::systemd254::Systemd254;
 use kairos_extensions_tests::{bins, privileged, stderr, stdout};
 use kairos_extensionsd::engine::blockers::{self, Blocker};
+use kairos_extensionsd::engine::image::Access;
 use kairos_extensionsd::engine::meta::Provenance;
 use kairos_extensionsd::engine::progress::Silent;
 use kairos_extensionsd::engine::sysext::{self, RefreshRun, Refresher, SysextError};
@@ -655,7 +656,7 @@ fn our_verdicts_agree_with_systemd_sysext() {
             }
         }
         // The blocker, and the version rule, against both binaries.
-        let found = blockers::find(&image, dir.path()).ok().flatten();
+        let found = blockers::find(&image, dir.path(), Access::AsSysext).ok().flatten();
         check(found == fixture.blocker, format!("blockers::find gave {found:?}"));
         if let Some(blocker) = found {
             for (version, observed) in [(252, &at252), (254, &at254)] {

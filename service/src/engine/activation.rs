@@ -18,7 +18,7 @@ use kairos_extensions_dbus::BootState;
 use serde::Serialize;
 
 use super::catalog::Extension;
-use super::image::ImageError;
+use super::image::{Access, ImageError};
 use super::store::EntryKind;
 use super::{Engine, Error, Result, blockers, boot, durable, trust};
 
@@ -146,7 +146,7 @@ fn merges(ext: &Extension, image: &std::path::Path) -> std::result::Result<(), S
         .prefix("kairos-ext-boot-")
         .tempdir()
         .map_err(ImageError::from)
-        .and_then(|scratch| blockers::check(image, scratch.path()));
+        .and_then(|scratch| blockers::check(image, scratch.path(), Access::AsSysext));
     match checked {
         Ok(()) => Ok(()),
         Err(e @ (ImageError::Command(_) | ImageError::Io(_))) => {

@@ -25,7 +25,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::command;
-use super::image::{DISSECT, ImageError};
+use super::image::{Access, DISSECT, ImageError};
 
 /// The systemd version from which systemd-sysext skips an image that ships
 /// `/usr/lib/os-release` instead of refusing the whole merge. 252 refuses the merge and
@@ -78,13 +78,13 @@ impl Blocker {
 /// makes. A lookup whose answer is not clear (the image cannot be mounted here, say a
 /// verity image on a kernel without device-mapper) decides nothing: whether the image
 /// can be opened at all is [`super::image::read_image`]'s question.
-pub fn find(image: &Path, scratch: &Path) -> Result<Option<Blocker>, ImageError> {
-    if lookup(image, OS_RELEASE, &scratch.join("os-release"))? == Lookup::Found {
+pub fn find(image: &Path, scratch: &Path, access: Access) -> Result<Option<Blocker>, ImageError> {
+    if lookup(image, OS_RELEASE, &scratch.join("os-release"), access)? == Lookup::Found {
         return Ok(Some(Blocker::OsRelease));
     }
     for hierarchy in HIERARCHIES {
         let probe = format!("{hierarchy}/{PROBE_CHILD}");
-        if lookup(image, &probe, &scratch.join(PROBE_CHILD))? == Lookup::NotADirectory {
+        if lookup(image, &probe, &scratch.join(PROBE_CHILD), access)? == Lookup::NotADirectory {
             return Ok(Some(Blocker::NotADirectory(hierarchy)));
         }
     }
@@ -92,8 +92,8 @@ pub fn find(image: &Path, scratch: &Path) -> Result<Option<Blocker>, ImageError>
 }
 
 /// Refuses the image file `image` if it has a blocker, worded for the host's systemd.
-pub fn check(image: &Path, scratch: &Path) -> Result<(), ImageError> {
-    match find(image, scratch)? {
+pub fn check(image: &Path, scratch: &Path, access: Access) -> Result<(), ImageError> {
+    match find(image, scratch, access)? {
         Some(blocker) => Err(blocker.into_error(super::sysext::host_systemd_version())),
         None => Ok(()),
     }
@@ -112,10 +112,11 @@ enum Lookup {
     Unknown,
 }
 
-fn lookup(image: &Path, path: &str, target: &Path) -> Result<Lookup, ImageError> {
-    let out = command::run(
+fn lookup(image: &Path, path: &str, target: &Path, access: Access) -> Result<Lookup, ImageError> {
+    let out = command::run_with_env(
         DISSECT,
         &[OsStr::new("--copy-from"), image.as_os_str(), OsStr::new(path), target.as_os_str()],
+        access.env(),
         PROBE_DEADLINE,
     )?;
     let found = classify(out.status.success(), &out.stderr);

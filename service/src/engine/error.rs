@@ -206,7 +206,10 @@ fn image_kind(error: &ImageError) -> ErrorKind {
         | ImageError::NoRelease
         | ImageError::Ambiguous(_)
         | ImageError::NameNotInImage { .. }
-        | ImageError::Twice { .. } => ErrorKind::InvalidImage,
+        | ImageError::Twice { .. }
+        | ImageError::NotAFileSystem
+        | ImageError::OsRelease { .. }
+        | ImageError::NotADirectory { .. } => ErrorKind::InvalidImage,
         // Our own tools or disk failed, not the image.
         ImageError::Command(_) | ImageError::Io(_) => ErrorKind::Failed,
     }

@@ -126,15 +126,47 @@ impl Releases {
     }
 }
 
-/// Reads the release files of an image file, refusing an image systemd-sysext would
-/// refuse for what else it holds ([`blockers`]): the catalog caches this answer by file
-/// identity, and install reads it first, so neither can miss the refusal.
+/// How systemd-dissect is to open an image file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// As systemd-sysext opens it: with dm-verity where the image has verity.
+    AsSysext,
+    /// The data partition directly, ignoring the embedded and sidecar verity data, so
+    /// that no device-mapper is needed. Only for an image whose data partition was just
+    /// proven against its root hash (`trust::read_releases`): then what is read is what
+    /// was proven.
+    ProvenData,
+}
+
+impl Access {
+    /// systemd-dissect's switches for this access (dissect-image.c reads them).
+    pub fn env(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Self::AsSysext => &[],
+            Self::ProvenData => &[("SYSTEMD_DISSECT_VERITY_EMBEDDED", "0"), ("SYSTEMD_DISSECT_VERITY_SIDECAR", "0")],
+        }
+    }
+}
+
+/// Reads the release files of an image file as systemd-sysext would, and refuses an
+/// image that systemd-sysext would refuse ([`blockers`]).
 pub fn read_image(image: &Path) -> Result<Releases, ImageError> {
+    read_image_with(image, Access::AsSysext)
+}
+
+/// Reads the release files of a disk image with verity from its proven data partition,
+/// without dm-verity; see [`Access::ProvenData`].
+pub fn read_verified_image(image: &Path) -> Result<Releases, ImageError> {
+    read_image_with(image, Access::ProvenData)
+}
+
+fn read_image_with(image: &Path, access: Access) -> Result<Releases, ImageError> {
     let scratch = tempfile::Builder::new().prefix("kairos-ext-release-").tempdir()?;
     let target = scratch.path().join("release.d");
-    let out = command::run(
+    let out = command::run_with_env(
         DISSECT,
         &[OsStr::new("--copy-from"), image.as_os_str(), OsStr::new("/usr/lib/extension-release.d"), target.as_os_str()],
+        access.env(),
         DISSECT_DEADLINE,
     )?;
     if !out.status.success() {
@@ -148,32 +180,8 @@ pub fn read_image(image: &Path) -> Result<Releases, ImageError> {
         return Err(ImageError::Unreadable(strip_path(reason, image)));
     }
     let releases = read_release_dir(&target)?;
-    blockers::check(image, scratch.path())?;
+    blockers::check(image, scratch.path(), access)?;
     Ok(releases)
-}
-
-/// Reads the release files of a disk image with verity from its data partition, without
-/// dm-verity: systemd-dissect is told to ignore the embedded and sidecar verity data and
-/// mounts the data partition itself. Only for an image whose data partition was just
-/// proven against its root hash (`trust::read_releases`); anything else goes through
-/// [`read_image`].
-pub fn read_verified_image(image: &Path) -> Result<Releases, ImageError> {
-    let scratch = tempfile::Builder::new().prefix("kairos-ext-release-").tempdir()?;
-    let target = scratch.path().join("release.d");
-    let out = command::run_with_env(
-        DISSECT,
-        &[OsStr::new("--copy-from"), image.as_os_str(), OsStr::new("/usr/lib/extension-release.d"), target.as_os_str()],
-        &[("SYSTEMD_DISSECT_VERITY_EMBEDDED", "0"), ("SYSTEMD_DISSECT_VERITY_SIDECAR", "0")],
-        DISSECT_DEADLINE,
-    )?;
-    if !out.status.success() {
-        let reason = out.stderr.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("systemd-dissect failed");
-        if reason.contains("No such file or directory") && reason.contains("extension-release.d") {
-            return Err(ImageError::NoRelease);
-        }
-        return Err(ImageError::Unreadable(strip_path(reason, image)));
-    }
-    read_release_dir(&target)
 }
 
 /// Reads the release files of a directory extension (`<dir>/usr/lib/extension-release.d`).
