@@ -89,6 +89,7 @@ pub async fn serve(root: &Path, config: Config) -> Result<(), ServeError> {
 
     let mut watched = vec![layout.store(), layout.meta_dir(), layout.runtime()];
     watched.extend(BootState::ALL.iter().map(|s| layout.state_dir(*s)));
+    watched.extend(engine::discovery::read_before_ours(layout));
     if let Err(e) = std::fs::create_dir_all(layout.runtime()) {
         tracing::warn!(error = %e, "cannot create the runtime activation directory");
     }
