@@ -95,21 +95,18 @@ fn open_inotify() -> io::Result<AsyncFd<OwnedFd>> {
 /// a missing directory is logged once.
 fn watch_dirs(inotify: &AsyncFd<OwnedFd>, dirs: &[PathBuf], warned: &mut HashSet<PathBuf>) {
     for dir in dirs {
-        let missing = match inotify::add_watch(inotify.get_ref(), dir, CHANGES) {
+        let (watched, error) = match inotify::add_watch(inotify.get_ref(), dir, CHANGES) {
             Ok(_) => continue,
-            Err(rustix::io::Errno::NOENT) => true,
-            Err(e) => {
-                if warned.insert(dir.clone()) {
-                    tracing::warn!(dir = %dir.display(), error = %e, "cannot watch directory");
-                }
-                false
-            }
+            Err(rustix::io::Errno::NOENT) => match dir.parent().filter(|p| *p != Path::new("")) {
+                Some(parent) => (parent, inotify::add_watch(inotify.get_ref(), parent, APPEARING).err()),
+                None => continue,
+            },
+            Err(e) => (dir.as_path(), Some(e)),
         };
-        let Some(parent) = dir.parent().filter(|p| missing && *p != Path::new("")) else { continue };
-        if let Err(e) = inotify::add_watch(inotify.get_ref(), parent, APPEARING)
+        if let Some(e) = error
             && warned.insert(dir.clone())
         {
-            tracing::debug!(dir = %dir.display(), error = %e, "cannot watch for a directory to appear");
+            tracing::warn!(dir = %watched.display(), error = %e, "cannot watch directory");
         }
     }
 }
