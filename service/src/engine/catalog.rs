@@ -621,7 +621,10 @@ mod tests {
         assert_eq!(ext.status, ExtensionStatus::Refused);
         assert!(ext.status_reason.contains("strict") && ext.status_reason.contains("unprotected"), "{ext:?}");
         let listed = by_name(list(&store, &host(), &probes)?);
-        assert_eq!((listed["k3s"].status, &listed["k3s"].status_reason), (ExtensionStatus::Refused, &ext.status_reason));
+        assert_eq!(
+            (listed["k3s"].status, &listed["k3s"].status_reason),
+            (ExtensionStatus::Refused, &ext.status_reason)
+        );
 
         // A new file is a new image: the verdict does not carry over.
         recorded_image(&store, "k3s")?;
