@@ -20,7 +20,13 @@ pub fn run(root: &Path, config_file: Option<&Path>, command: Command) -> Result<
     }
     let config = Config::load(&root, config_file)?;
     let refresher = Engine::exec_refresher(&root, &config);
-    let engine = Engine::open(&root, config, refresher)?;
+    // Reading verbs open the store as it is: they must work on a bare or read-only root
+    // and leave no trace there.
+    let engine = if matches!(command, Command::List { .. } | Command::Inspect { .. }) {
+        Engine::open_read_only(&root, config, refresher)?
+    } else {
+        Engine::open(&root, config, refresher)?
+    };
     match command {
         Command::List { json } => {
             let list = engine.list()?;

@@ -15,7 +15,7 @@ pub fn table(extensions: &[Extension]) -> String {
                 if e.version.is_empty() { "-".into() } else { e.version.clone() },
                 states(&e.enabled),
                 if e.merged { "yes".into() } else { "no".into() },
-                if e.compatible { "ok".into() } else { format!("incompatible: {}", e.incompatible_reason) },
+                status(e),
             ]
         })
         .collect();
@@ -48,9 +48,10 @@ pub fn table(extensions: &[Extension]) -> String {
 pub fn details(e: &Extension) -> String {
     let or_dash = |s: &str| if s.is_empty() { "-".to_owned() } else { s.to_owned() };
     let mut out = format!(
-        "Name:       {}\nVersion:    {}\nEnabled:    {}\nMerged:     {}\nCompatible: {}\nFile:       {} ({:?}, {} bytes)\nDigest:     {}\nSource:     {}\nInstalled:  {}\n",
+        "Name:       {}\nVersion:    {}\nStatus:     {}\nEnabled:    {}\nMerged:     {}\nCompatible: {}\nFile:       {} ({:?}, {} bytes)\nDigest:     {}\nSource:     {}\nInstalled:  {}\n",
         e.name,
         or_dash(&e.version),
+        status(e),
         states(&e.enabled),
         if e.merged { "yes" } else { "no" },
         if e.compatible { "yes".to_owned() } else { format!("no: {}", e.incompatible_reason) },
@@ -61,6 +62,9 @@ pub fn details(e: &Extension) -> String {
         or_dash(&e.source),
         e.installed_time,
     );
+    if !e.resolved_digest.is_empty() {
+        out.push_str(&format!("Resolved:   {}\n", e.resolved_digest));
+    }
     if let Some(protection) = &e.protection {
         out.push_str(&format!("Protection: {protection}\n"));
     }
@@ -69,6 +73,11 @@ pub fn details(e: &Extension) -> String {
         out.push_str(&format!("  {key}={value}\n"));
     }
     out
+}
+
+/// `ok`, or the status and its reason: `masked: masked by the empty directory ...`.
+fn status(e: &Extension) -> String {
+    if e.status_reason.is_empty() { e.status.to_string() } else { format!("{}: {}", e.status, e.status_reason) }
 }
 
 fn states(states: &[kairos_extensions_dbus::BootState]) -> String {

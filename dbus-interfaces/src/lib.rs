@@ -12,6 +12,7 @@ pub use errors::ErrorKind;
 mod name;
 pub mod paths;
 pub mod proxies;
+mod status;
 
 /// The interface contract, as installed to `/usr/share/dbus-1/interfaces/`.
 pub const INTERFACE_XML: &str = include_str!("../org.kairos.Extensions1.xml");
@@ -19,6 +20,7 @@ pub const INTERFACE_XML: &str = include_str!("../org.kairos.Extensions1.xml");
 pub use boot_state::{BootState, UnknownBootState};
 pub use job_state::{JobState, UnknownJobState};
 pub use name::{ExtensionName, InvalidName};
+pub use status::{ExtensionStatus, UnknownStatus};
 
 /// Well-known bus name of the service.
 pub const BUS_NAME: &str = "org.kairos.Extensions1";

@@ -75,6 +75,10 @@ pub trait Extension {
     fn enabled_boot_states(&self) -> zbus::Result<Vec<String>>;
     #[zbus(property)]
     fn merged(&self) -> zbus::Result<bool>;
+    #[zbus(property)]
+    fn status(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn status_reason(&self) -> zbus::Result<String>;
 }
 
 #[proxy(interface = "org.kairos.Extensions1.Job", default_service = "org.kairos.Extensions1")]

@@ -128,7 +128,7 @@ fn an_incompatible_image_is_refused_naming_the_field() {
     }
     let ns = Namespace::new();
     let dir = scratch();
-    assert!(live(&ns, &["list"]).status.success(), "the first start lays out the store");
+    assert!(live(&ns, &["refresh"]).status.success(), "the first writing start lays out the store");
     let before = tree(&ns.store());
     let image = ImageBuilder::new("fed").release("ID=fedora\nVERSION_ID=40\n").build(dir.path(), "fed.raw");
     let out = live(&ns, &["install", image.to_str().expect("utf-8")]);
@@ -195,12 +195,14 @@ fn leftovers_of_a_crashed_install_are_invisible_and_cleaned() {
         return;
     }
     let ns = Namespace::new();
-    assert!(live(&ns, &["list"]).status.success());
+    assert!(live(&ns, &["refresh"]).status.success());
     let staged = ns.store().join(".tmp/stage-crashed");
     fs::write(&staged, b"half an image").expect("leftover");
     let listed = list_json(&live(&ns, &["list", "--json"]));
     assert!(listed.is_empty(), "a staged file is never an extension: {listed:?}");
-    assert!(!staged.exists(), "the next start must remove the leftover");
+    assert!(staged.exists(), "reading writes nothing, so it leaves staging alone");
+    assert!(live(&ns, &["refresh"]).status.success());
+    assert!(!staged.exists(), "the next writing start must remove the leftover");
 }
 
 #[test]
@@ -370,7 +372,7 @@ fn lying_web_servers_change_nothing() {
     let image = fs::read(hello(dir.path())).expect("image bytes");
     let sentinel = dir.path().join("sentinel");
     fs::write(&sentinel, "untouched").expect("sentinel");
-    assert!(live(&ns, &["list"]).status.success());
+    assert!(live(&ns, &["refresh"]).status.success());
     let before = tree(&ns.store());
     for (behaviour, expected) in
         [(Behaviour::ShortBody, "download failed"), (Behaviour::RedirectToFile, "refusing a redirect to a file: URL")]
@@ -392,7 +394,7 @@ fn lying_web_servers_change_nothing() {
     std::thread::sleep(std::time::Duration::from_secs(2));
     let _ = child.kill();
     let _ = child.wait();
-    assert!(live(&ns, &["list"]).status.success(), "the next start cleans staging");
+    assert!(live(&ns, &["refresh"]).status.success(), "the next writing start cleans staging");
     assert_eq!(tree(&ns.store()), before, "an interrupted download leaves nothing");
     assert_eq!(fs::read_to_string(&sentinel).expect("sentinel"), "untouched");
 }

@@ -133,6 +133,19 @@ impl ExtensionObject {
         self.read(|e| e.incompatible_reason.clone())
     }
 
+    /// `ok`, `incompatible`, `invalid`, `refused`, `image-missing`, `masked` or
+    /// `shadowed`: what stops it from merging.
+    #[zbus(property)]
+    fn status(&self) -> String {
+        self.read(|e| e.status.as_str().to_owned())
+    }
+
+    /// Why, in one sentence; empty when `ok`.
+    #[zbus(property)]
+    fn status_reason(&self) -> String {
+        self.read(|e| e.status_reason.clone())
+    }
+
     /// The full extension-release.
     #[zbus(property)]
     fn release(&self) -> HashMap<String, String> {

@@ -61,8 +61,9 @@ pub fn refresher(root: &Path, config: &Config) -> Box<dyn Refresher> {
 pub async fn serve(root: &Path, config: Config) -> Result<(), ServeError> {
     let idle_exit = config.idle_exit_sec;
     let refresher = refresher(root, &config);
+    let reader = self::refresher(root, &config);
     let root_owned = root.to_path_buf();
-    let engine = tokio::task::spawn_blocking(move || Engine::open(&root_owned, config, refresher))
+    let engine = tokio::task::spawn_blocking(move || open_engine(&root_owned, config, refresher, reader))
         .await
         .map_err(|e| ServeError::Startup(e.to_string()))??;
     let engine = Arc::new(engine);
@@ -89,6 +90,7 @@ pub async fn serve(root: &Path, config: Config) -> Result<(), ServeError> {
 
     let mut watched = vec![layout.store(), layout.meta_dir(), layout.runtime()];
     watched.extend(BootState::ALL.iter().map(|s| layout.state_dir(*s)));
+    watched.extend(engine::discovery::read_before_ours(layout));
     if let Err(e) = std::fs::create_dir_all(layout.runtime()) {
         tracing::warn!(error = %e, "cannot create the runtime activation directory");
     }
@@ -102,6 +104,35 @@ pub async fn serve(root: &Path, config: Config) -> Result<(), ServeError> {
     let _ = connection.release_name(BUS_NAME).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Opens the engine; on a store that a read-only file system holds, opens it for
+/// reading, so that the service still lists and describes, and every change fails
+/// naming the path and the read-only file system.
+fn open_engine(
+    root: &Path,
+    config: Config,
+    refresher: Box<dyn Refresher>,
+    reader: Box<dyn Refresher>,
+) -> Result<Engine, engine::Error> {
+    match Engine::open(root, config.clone(), refresher) {
+        Err(e) if on_read_only_fs(&e) => {
+            tracing::warn!(error = %engine::full_message(&e), "the store is on a read-only file system; serving reads only");
+            Engine::open_read_only(root, config, reader)
+        }
+        opened => opened,
+    }
+}
+
+fn on_read_only_fs(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::ReadOnlyFilesystem) {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// Why the service is leaving.

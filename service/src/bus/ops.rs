@@ -101,5 +101,7 @@ pub async fn describe(shared: &Arc<Shared>, connection: &Connection, name: &str)
     sync::reconcile(shared, connection).await?;
     let wanted = name.clone();
     let ext = blocking(shared, move |engine| engine.describe(&wanted)).await?;
+    // Verifying may have found the image refused: the object says so from now on.
+    sync::reconcile(shared, connection).await?;
     serde_json::to_string(&ext).map_err(|e| BusError::failed(format!("cannot describe {name}: {e}")))
 }

@@ -132,6 +132,12 @@ async fn announce_changes(connection: &Connection, name: &str, old: &Extension, 
     if old.incompatible_reason != new.incompatible_reason {
         changed.insert("IncompatibleReason", Variant::from(new.incompatible_reason.clone()));
     }
+    if old.status != new.status {
+        changed.insert("Status", Variant::from(new.status.as_str().to_owned()));
+    }
+    if old.status_reason != new.status_reason {
+        changed.insert("StatusReason", Variant::from(new.status_reason.clone()));
+    }
     if old.release != new.release {
         changed.insert("Release", Variant::from(release(new)));
     }

@@ -1,14 +1,17 @@
 //! Noticing changes made by others: files copied into the store, kairos-agent editing
-//! links, `systemd-sysext` run by hand.
+//! links, a mask put in `/etc/extensions`, `systemd-sysext` run by hand.
 //!
-//! inotify reports changes to the store and the activation directories; the kernel
-//! flags `/proc/self/mountinfo` whenever the mount table changes, which is what a merge
-//! or an unmerge does. Either wakes the reconciler after a short pause, so a burst of
-//! changes (a copy, then a rename) is handled once.
+//! inotify reports changes to the store, the activation directory and the directories
+//! systemd-sysext reads before it; the kernel flags `/proc/self/mountinfo` whenever the
+//! mount table changes, which is what a merge or an unmerge does. Either wakes the
+//! reconciler after a short pause, so a burst of changes (a copy, then a rename) is
+//! handled once. A directory that does not exist yet (`/etc/extensions` usually) is
+//! watched for through its parent, and watched itself once it appears.
 
+use std::collections::HashSet;
 use std::io;
 use std::os::fd::OwnedFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,15 +26,31 @@ use super::sync;
 /// How long to wait for a burst of changes to settle.
 const SETTLE: Duration = Duration::from_millis(150);
 
+/// What a watched directory reports: every change to its entries, and its own end.
+const CHANGES: WatchFlags = WatchFlags::CREATE
+    .union(WatchFlags::DELETE)
+    .union(WatchFlags::MOVED_FROM)
+    .union(WatchFlags::MOVED_TO)
+    .union(WatchFlags::CLOSE_WRITE)
+    .union(WatchFlags::ATTRIB)
+    .union(WatchFlags::DELETE_SELF)
+    .union(WatchFlags::MOVE_SELF);
+
+/// What the parent of a missing directory reports: entries appearing. Added to what
+/// the parent already reports, which may be more: it can be a watched directory too.
+const APPEARING: WatchFlags = WatchFlags::CREATE.union(WatchFlags::MOVED_TO).union(WatchFlags::MASK_ADD);
+
 /// Watches `dirs` and the mount table until the connection goes away.
 pub async fn run(shared: Arc<Shared>, connection: Connection, dirs: Vec<PathBuf>) {
-    let inotify = match watch_dirs(&dirs) {
+    let inotify = match open_inotify() {
         Ok(fd) => fd,
         Err(e) => {
             tracing::warn!(error = %e, "cannot watch the store; changes made by others show up only on the next call");
             return;
         }
     };
+    let mut warned = HashSet::new();
+    watch_dirs(&inotify, &dirs, &mut warned);
     let mounts = match open_mountinfo() {
         Ok(fd) => Some(fd),
         Err(e) => {
@@ -53,6 +72,9 @@ pub async fn run(shared: Arc<Shared>, connection: Connection, dirs: Vec<PathBuf>
         }
         tokio::time::sleep(SETTLE).await;
         drain(&inotify);
+        // Before reading: a directory created since is watched from now on, so no
+        // change in it can fall between this reading and the next wake.
+        watch_dirs(&inotify, &dirs, &mut warned);
         if let Some(mounts) = &mounts {
             rearm_mountinfo(mounts);
         }
@@ -63,22 +85,30 @@ pub async fn run(shared: Arc<Shared>, connection: Connection, dirs: Vec<PathBuf>
     }
 }
 
-fn watch_dirs(dirs: &[PathBuf]) -> io::Result<AsyncFd<OwnedFd>> {
+fn open_inotify() -> io::Result<AsyncFd<OwnedFd>> {
     let fd = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK)?;
-    let mask = WatchFlags::CREATE
-        | WatchFlags::DELETE
-        | WatchFlags::MOVED_FROM
-        | WatchFlags::MOVED_TO
-        | WatchFlags::CLOSE_WRITE
-        | WatchFlags::ATTRIB
-        | WatchFlags::DELETE_SELF
-        | WatchFlags::MOVE_SELF;
+    register(fd, Interest::READABLE)
+}
+
+/// Watches each of `dirs`, or the parent of one that does not exist. Watching a
+/// directory again is harmless, so this runs after every wake; each failure other than
+/// a missing directory is logged once.
+fn watch_dirs(inotify: &AsyncFd<OwnedFd>, dirs: &[PathBuf], warned: &mut HashSet<PathBuf>) {
     for dir in dirs {
-        if let Err(e) = inotify::add_watch(&fd, dir, mask) {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot watch directory");
+        let (watched, error) = match inotify::add_watch(inotify.get_ref(), dir, CHANGES) {
+            Ok(_) => continue,
+            Err(rustix::io::Errno::NOENT) => match dir.parent().filter(|p| *p != Path::new("")) {
+                Some(parent) => (parent, inotify::add_watch(inotify.get_ref(), parent, APPEARING).err()),
+                None => continue,
+            },
+            Err(e) => (dir.as_path(), Some(e)),
+        };
+        if let Some(e) = error
+            && warned.insert(dir.clone())
+        {
+            tracing::warn!(dir = %watched.display(), error = %e, "cannot watch directory");
         }
     }
-    register(fd, Interest::READABLE)
 }
 
 /// Reads and discards pending events: which file changed does not matter, the

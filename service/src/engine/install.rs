@@ -250,7 +250,13 @@ impl Engine {
         let installed = self.list()?;
         let mut planned = Vec::with_capacity(verified.len());
         for image in verified {
-            let existing = installed.iter().find(|e| e.name == image.name.as_str()).cloned();
+            // An extension whose image is gone is reinstalled in place: nothing to replace.
+            let existing = installed
+                .iter()
+                .find(|e| {
+                    e.name == image.name.as_str() && e.status != kairos_extensions_dbus::ExtensionStatus::ImageMissing
+                })
+                .cloned();
             if existing.is_some() && !request.replace {
                 return Err(Error::AlreadyExists(image.name.to_string()));
             }

@@ -66,6 +66,26 @@ pub fn read(path: &Path) -> Option<Provenance> {
     }
 }
 
+/// The names of the records in `dir` (`<NAME>.json`); none when there is no such
+/// directory. Names are not checked here: a record is only as good as its content.
+pub fn names(dir: &Path) -> io::Result<Vec<String>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let file_name = entry?.file_name();
+        let Some(name) = file_name.to_str().and_then(|f| f.strip_suffix(".json")) else { continue };
+        if !name.is_empty() && !name.starts_with('.') {
+            names.push(name.to_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
 /// Writes a record atomically.
 pub fn write(dir: &Path, record: &Provenance) -> io::Result<()> {
     let json = serde_json::to_vec_pretty(record).map_err(io::Error::other)?;
@@ -95,6 +115,10 @@ mod tests {
         fs::write(dir.path().join("bad.json"), "{not json")?;
         assert_eq!(read(&dir.path().join("bad.json")), None);
         assert_eq!(read(&dir.path().join("absent.json")), None);
+        fs::write(dir.path().join(".write-x1.json"), "{}")?;
+        fs::write(dir.path().join("notes.txt"), "")?;
+        assert_eq!(names(dir.path())?, ["bad", "k3s"]);
+        assert!(names(&dir.path().join("absent"))?.is_empty());
         Ok(())
     }
 }

@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod command;
 pub mod config;
 pub mod digest;
+pub mod discovery;
 pub mod durable;
 mod error;
 pub mod failpoint;
@@ -134,6 +135,15 @@ impl Engine {
         error
     }
 
+    /// Opens the store of the system at `root` for reading only: nothing is created or
+    /// cleaned up, so listing and describing work on a bare root and on a read-only
+    /// store, and change nothing there. A change made through it fails at its first
+    /// write, naming the path.
+    pub fn open_read_only(root: &Path, config: Config, refresher: Box<dyn Refresher>) -> Result<Self> {
+        let layout = Layout::new(root, &config.store_dir, &config.runtime_dir)?;
+        Ok(Self { store: Store::existing(layout), config, refresher, probes: ProbeCache::default() })
+    }
+
     /// The refresher that runs `systemd-sysext refresh` itself.
     pub fn exec_refresher(root: &Path, config: &Config) -> Box<dyn Refresher> {
         Box::new(sysext::ExecRefresher::new(root, config.image_policy.systemd_string()))
@@ -170,18 +180,12 @@ impl Engine {
         trust::certificate_dirs(self.layout(), &self.config.trusted_certificates)
     }
 
-    /// One extension with everything known, including how its image is protected
-    /// (verified now, which reads the whole image).
+    /// One extension with everything known, including how its image is protected and
+    /// whether the image policy refuses it (verified now, which reads the whole image).
     pub fn describe(&self, name: &ExtensionName) -> Result<Extension> {
         let mut ext = self.get(name)?;
-        if ext.kind == store::EntryKind::Image {
-            let verdict = trust::TrustStore::load(&self.certificate_dirs())
-                .and_then(|store| trust::inspect(&self.store.path_of(&ext.file), &store));
-            ext.protection = Some(match verdict {
-                Ok(protection) => protection.describe(),
-                Err(e) => format!("refused: {}", full_message(&e)),
-            });
-        }
+        let image = self.store.path_of(&ext.file);
+        catalog::verify(&mut ext, &image, &self.config.image_policy, &self.certificate_dirs(), &self.probes);
         Ok(ext)
     }
 

@@ -223,6 +223,12 @@ impl Store {
         Ok(store)
     }
 
+    /// The store described by `layout` as it is, creating nothing: for readers, which
+    /// must work on a bare root and on a read-only one.
+    pub fn existing(layout: Layout) -> Self {
+        Self { layout }
+    }
+
     /// The layout this store lives in.
     pub fn layout(&self) -> &Layout {
         &self.layout
