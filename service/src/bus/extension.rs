@@ -1,35 +1,57 @@
 //! `org.kairos.Extensions1.Extension`: one object per installed extension.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Weak};
 
+use futures_util::future::BoxFuture;
+use kairos_extensions_dbus::paths::extension_path;
 use zbus::message::Header;
+use zbus::object_server::ObjectServer;
 use zbus::{Connection, interface};
 
+use super::announce::Exporter;
 use super::error::Result;
 use super::ops;
 use super::state::Shared;
 use crate::engine::Extension;
 
-/// The object of one extension. Its snapshot is replaced by the reconciler; methods act
+/// The object of one extension. Its properties are read from the model; its methods act
 /// by name, so they always work on what the store holds now.
 pub struct ExtensionObject {
     shared: Arc<Shared>,
     name: String,
-    snapshot: Arc<RwLock<Extension>>,
 }
 
 impl ExtensionObject {
-    /// The object for `name`, reading its properties from `snapshot`.
-    pub fn new(shared: Arc<Shared>, name: String, snapshot: Arc<RwLock<Extension>>) -> Self {
-        Self { shared, name, snapshot }
+    /// Reads a field of this extension from the model; a default once it is gone (a call
+    /// that raced with its removal).
+    fn read<T: Default>(&self, field: impl FnOnce(&Extension) -> T) -> T {
+        self.shared.snapshot(&self.name).map(|ext| field(&ext)).unwrap_or_default()
+    }
+}
+
+/// Exports and removes [`ExtensionObject`]s for the announcer.
+pub struct ExtensionExporter(Weak<Shared>);
+
+impl ExtensionExporter {
+    /// An exporter whose objects share `shared`. Weak, because `shared` keeps the
+    /// exporter.
+    pub fn new(shared: &Arc<Shared>) -> Self {
+        Self(Arc::downgrade(shared))
+    }
+}
+
+impl Exporter for ExtensionExporter {
+    fn export<'a>(&'a self, server: &'a ObjectServer, name: &'a str) -> BoxFuture<'a, zbus::Result<bool>> {
+        Box::pin(async move {
+            let Some(shared) = self.0.upgrade() else { return Ok(false) };
+            let object = ExtensionObject { shared, name: name.to_owned() };
+            Ok(server.at(extension_path(name), object).await?.is_none())
+        })
     }
 
-    fn read<T>(&self, field: impl FnOnce(&Extension) -> T) -> T {
-        match self.snapshot.read() {
-            Ok(ext) => field(&ext),
-            Err(poisoned) => field(&poisoned.into_inner()),
-        }
+    fn unexport<'a>(&'a self, server: &'a ObjectServer, name: &'a str) -> BoxFuture<'a, zbus::Result<bool>> {
+        Box::pin(server.remove::<ExtensionObject, _>(extension_path(name)))
     }
 }
 
@@ -74,7 +96,7 @@ impl ExtensionObject {
     }
 
     /// The name from the image's extension-release file.
-    #[zbus(property)]
+    #[zbus(property(emits_changed_signal = "const"))]
     fn name(&self) -> String {
         self.name.clone()
     }

@@ -5,18 +5,13 @@
 //! PropertiesChanged a second), and removed right after `JobRemoved`. Jobs beyond
 //! `max_jobs` wait their turn in `queued` ([`table`]).
 
-mod table;
-
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use kairos_extensions_dbus::{ErrorKind, JobState, MANAGER_PATH};
-use table::{Admission, Turn};
-pub use table::{JobTable, MAX_QUEUED};
-use tokio::sync::Notify;
+use kairos_extensions_dbus::{ErrorKind, JobState};
 use zbus::fdo::Properties;
 use zbus::message::Header;
 use zbus::object_server::Interface;
@@ -25,114 +20,16 @@ use zbus::{Connection, OwnedObjectPath, Variant, interface};
 
 use super::authz::{self, Action};
 use super::error::{BusResult, Result};
-use super::manager::Manager;
+use super::job_cells::{JobCells, JobStatus};
+use super::queue::{Admission, Turn};
+use super::resync;
+use super::signals;
 use super::state::Shared;
-use super::sync;
-use crate::engine::progress::{Phase, Progress};
+use crate::engine::progress::Progress;
 use crate::engine::{self, Installed, full_message};
 
 /// How often progress properties may be announced.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
-
-/// The externally visible state of a job.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobStatus {
-    /// Where the job is in its life.
-    pub state: JobState,
-    /// While queued, how many jobs must end before this one starts; 0 otherwise.
-    pub queue_position: u32,
-    /// The current phase.
-    pub phase: Phase,
-    /// The extension's name once known.
-    pub name: String,
-    /// Bytes through.
-    pub bytes_done: u64,
-    /// Bytes expected, 0 when unknown.
-    pub bytes_total: u64,
-    /// The error message of a failed job.
-    pub error: String,
-}
-
-impl JobStatus {
-    fn progress_percent(&self) -> u32 {
-        match self.state {
-            JobState::Done => 100,
-            _ if self.bytes_total == 0 => 0,
-            _ => u32::try_from(self.bytes_done.min(self.bytes_total) * 100 / self.bytes_total).unwrap_or(100),
-        }
-    }
-}
-
-/// One job's shared cells.
-#[derive(Clone)]
-pub struct JobCells {
-    status: Arc<Mutex<JobStatus>>,
-    cancel: Arc<AtomicBool>,
-    /// Set by every change not yet announced.
-    dirty: Arc<AtomicBool>,
-    /// Wakes the announcer after a change, from any thread.
-    changed: Arc<Notify>,
-}
-
-impl JobCells {
-    fn new() -> Self {
-        Self {
-            status: Arc::new(Mutex::new(JobStatus {
-                state: JobState::Queued,
-                queue_position: 0,
-                phase: Phase::Resolving,
-                name: String::new(),
-                bytes_done: 0,
-                bytes_total: 0,
-                error: String::new(),
-            })),
-            cancel: Arc::new(AtomicBool::new(false)),
-            dirty: Arc::new(AtomicBool::new(false)),
-            changed: Arc::new(Notify::new()),
-        }
-    }
-
-    /// Asks the job to stop at its next safe point.
-    fn cancel(&self) {
-        self.cancel.store(true, Ordering::SeqCst);
-    }
-
-    fn status(&self) -> JobStatus {
-        self.status.lock().map(|s| s.clone()).unwrap_or_else(|p| p.into_inner().clone())
-    }
-
-    fn update(&self, change: impl FnOnce(&mut JobStatus)) {
-        if let Ok(mut status) = self.status.lock() {
-            let before = status.clone();
-            change(&mut status);
-            if *status != before {
-                self.dirty.store(true, Ordering::SeqCst);
-                self.changed.notify_one();
-            }
-        }
-    }
-}
-
-impl Progress for JobCells {
-    fn phase(&self, phase: Phase) {
-        self.update(|s| s.phase = phase);
-    }
-
-    fn bytes(&self, done: u64, total: Option<u64>) {
-        self.update(|s| {
-            s.bytes_done = done;
-            s.bytes_total = total.unwrap_or(0);
-        });
-    }
-
-    fn named(&self, name: &str) {
-        self.update(|s| s.name = name.to_owned());
-    }
-
-    fn canceled(&self) -> bool {
-        self.cancel.load(Ordering::SeqCst)
-    }
-}
 
 /// What makes two install requests the same work: the source exactly as given and
 /// every option, hashed.
@@ -174,8 +71,7 @@ pub async fn start_install(
         shared.jobs.forget(id);
         return Err(e.into());
     }
-    let emitter = SignalEmitter::new(connection, MANAGER_PATH)?;
-    Manager::job_new(&emitter, id, path.as_ref()).await?;
+    signals::job_new(connection, id, &path).await?;
     match exported.queue_position {
         0 => tracing::info!(job = id, source, "install job started"),
         ahead => tracing::info!(job = id, source, ahead, "install job queued"),
@@ -226,19 +122,21 @@ impl JobRun {
             tokio::time::sleep_until(sent + PROGRESS_INTERVAL).await;
         }
         announce_changes(&self.connection, &self.path, &announced, &self.cells.status()).await;
+        // The documented order of a job's last announcements: its final properties
+        // (above), the model's changes, Refreshed, JobRemoved, and the object goes.
         if outcome.is_some()
-            && let Err(e) = sync::reconcile(&self.shared, &self.connection).await
+            && let Err(e) = resync::resync(&self.shared, &self.connection).await
         {
             tracing::warn!(error = %e, "updating objects after the job failed");
         }
-        if refreshes
-            && matches!(outcome, Some(Ok(_)))
-            && let Ok(emitter) = SignalEmitter::new(&self.connection, MANAGER_PATH)
-        {
-            let _ = Manager::refreshed(&emitter, self.shared.merged_names()).await;
+        if refreshes && matches!(outcome, Some(Ok(_))) {
+            let merged = self.shared.merged_names();
+            if let Err(e) = signals::refreshed(&self.connection, &merged).await {
+                tracing::debug!(error = %e, "could not announce the refresh");
+            }
         }
-        if let Ok(emitter) = SignalEmitter::new(&self.connection, MANAGER_PATH) {
-            let _ = Manager::job_removed(&emitter, self.id, self.path.as_ref(), result.as_str()).await;
+        if let Err(e) = signals::job_removed(&self.connection, self.id, &self.path, result).await {
+            tracing::debug!(error = %e, "could not announce the job's end");
         }
         let _ = self.connection.object_server().remove::<JobObject, _>(&self.path).await;
         self.shared.jobs.forget(self.id);
@@ -393,19 +291,19 @@ impl JobObject {
     }
 
     /// The job id.
-    #[zbus(property)]
+    #[zbus(property(emits_changed_signal = "const"))]
     fn id(&self) -> u64 {
         self.id
     }
 
     /// What the job does: `install`.
-    #[zbus(property)]
+    #[zbus(property(emits_changed_signal = "const"))]
     fn r#type(&self) -> &str {
         "install"
     }
 
     /// The source being installed, without credentials.
-    #[zbus(property)]
+    #[zbus(property(emits_changed_signal = "const"))]
     fn source(&self) -> &str {
         &self.source
     }

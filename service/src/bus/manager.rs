@@ -13,7 +13,7 @@ use zbus::{Connection, ObjectPath, OwnedFd, OwnedObjectPath, OwnedVariant, inter
 use super::authz::{self, Action};
 use super::error::{BusError, Result};
 use super::state::Shared;
-use super::{args, job, ops, sync};
+use super::{args, job, ops};
 use crate::engine::boot;
 use crate::engine::sources::{self, Source};
 
@@ -37,32 +37,23 @@ impl Manager {
     /// Every installed extension: name, version, enabled boot states, merged now, object
     /// path.
     #[zbus(out_args("extensions"))]
-    async fn list_extensions(
-        &self,
-        #[zbus(connection)] connection: &Connection,
-    ) -> Result<Vec<(String, String, Vec<String>, bool, OwnedObjectPath)>> {
+    fn list_extensions(&self) -> Vec<(String, String, Vec<String>, bool, OwnedObjectPath)> {
         let _busy = self.shared.activity.busy();
-        sync::reconcile(&self.shared, connection).await?;
-        Ok(self
-            .shared
-            .snapshots()
-            .into_iter()
+        self.shared
+            .model()
+            .extensions()
             .map(|e| {
                 let enabled = e.enabled.iter().map(|s| s.as_str().to_owned()).collect();
-                let path = extension_path(&e.name);
-                (e.name, e.version, enabled, e.merged, path)
+                (e.name.clone(), e.version.clone(), enabled, e.merged, extension_path(&e.name))
             })
-            .collect())
+            .collect()
     }
 
     /// The object path of the extension called `name`.
     #[zbus(out_args("path"))]
-    async fn get_extension(&self, name: &str, #[zbus(connection)] connection: &Connection) -> Result<OwnedObjectPath> {
+    fn get_extension(&self, name: &str) -> Result<OwnedObjectPath> {
         let _busy = self.shared.activity.busy();
         let name = args::name(name)?;
-        if self.shared.snapshot(name.as_str()).is_none() {
-            sync::reconcile(&self.shared, connection).await?;
-        }
         match self.shared.snapshot(name.as_str()) {
             Some(_) => Ok(extension_path(name.as_str())),
             None => Err(crate::engine::Error::NotFound(name.to_string()).into()),
@@ -209,15 +200,7 @@ impl Manager {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] connection: &Connection,
     ) -> Result<Vec<String>> {
-        let _busy = self.shared.activity.busy();
-        args::flags(flags)?;
-        authz::authorize(connection, &header, Action::Manage, &[]).await?;
-        let report = ops::blocking(&self.shared, |engine| engine.refresh()).await?;
-        sync::reconcile(&self.shared, connection).await?;
-        let emitter = SignalEmitter::new(connection, kairos_extensions_dbus::MANAGER_PATH)?;
-        Manager::refreshed(&emitter, self.shared.merged_names()).await?;
-        let merged = report.into_result()?;
-        Ok(merged.into_iter().collect())
+        ops::refresh(&self.shared, connection, &header, flags).await
     }
 
     /// Every job: id, type, state, object path.
@@ -227,19 +210,19 @@ impl Manager {
     }
 
     /// The service version.
-    #[zbus(property)]
+    #[zbus(property(emits_changed_signal = "const"))]
     fn version(&self) -> &str {
         env!("CARGO_PKG_VERSION")
     }
 
     /// The current boot: `active`, `passive`, `recovery` or `none`.
-    #[zbus(property)]
+    #[zbus(property(emits_changed_signal = "false"))]
     fn boot_state(&self) -> &str {
         boot::describe(self.shared.engine.boot_state())
     }
 
     /// The boot states extensions can be enabled for.
-    #[zbus(property)]
+    #[zbus(property(emits_changed_signal = "const"))]
     fn boot_states(&self) -> Vec<String> {
         BootState::ALL.iter().map(|s| s.as_str().to_owned()).collect()
     }
@@ -251,13 +234,13 @@ impl Manager {
     }
 
     /// The image policy in force (`permissive`, `verity`, `strict` or a policy string).
-    #[zbus(property)]
+    #[zbus(property(emits_changed_signal = "const"))]
     fn image_policy(&self) -> String {
         self.shared.engine.config().image_policy.to_string()
     }
 
     /// Where images are stored.
-    #[zbus(property)]
+    #[zbus(property(emits_changed_signal = "const"))]
     fn store_directory(&self) -> String {
         self.shared.engine.layout().store_system().display().to_string()
     }

@@ -1,19 +1,18 @@
-//! Enable, disable, remove and refresh, as both the Manager and the Extension objects
-//! offer them: validate, authorize, run the engine on a blocking thread, then let the
-//! reconciler announce what changed.
+//! Enable, disable, remove, refresh and describe, as both the Manager and the Extension
+//! objects offer them. One direction: validate the arguments, authorize, run the engine
+//! on a blocking thread, bring the model up to date and announce, then reply.
 
 use std::sync::Arc;
 
-use kairos_extensions_dbus::{BootState, ExtensionName, MANAGER_PATH};
+use kairos_extensions_dbus::{BootState, ExtensionName};
 use zbus::Connection;
 use zbus::message::Header;
-use zbus::object_server::SignalEmitter;
 
 use super::authz::{self, Action};
 use super::error::{BusError, BusResult};
-use super::manager::Manager;
+use super::resync::resync;
+use super::signals;
 use super::state::Shared;
-use super::sync;
 use crate::engine::{self, Engine};
 
 /// Runs an engine call on a blocking thread.
@@ -30,10 +29,9 @@ pub async fn blocking<T: Send + 'static>(
 
 /// After a mutation: update objects and signals; announce the refresh when there was one.
 async fn settle(shared: &Arc<Shared>, connection: &Connection, refreshed: bool) -> BusResult<()> {
-    sync::reconcile(shared, connection).await?;
+    resync(shared, connection).await?;
     if refreshed {
-        let emitter = SignalEmitter::new(connection, MANAGER_PATH)?;
-        Manager::refreshed(&emitter, shared.merged_names()).await?;
+        signals::refreshed(connection, &shared.merged_names()).await?;
     }
     Ok(())
 }
@@ -94,14 +92,39 @@ pub async fn remove(
     result.map(drop)
 }
 
-/// The JSON description of `name`: every field plus the full extension-release.
+/// Merges the activated extensions again; the names merged afterwards, or an error
+/// naming the activated extensions that did not merge.
+pub async fn refresh(
+    shared: &Arc<Shared>,
+    connection: &Connection,
+    header: &Header<'_>,
+    flags: u64,
+) -> BusResult<Vec<String>> {
+    let _busy = shared.activity.busy();
+    super::args::flags(flags)?;
+    authz::authorize(connection, header, Action::Manage, &[]).await?;
+    let report = blocking(shared, |engine| engine.refresh()).await?;
+    settle(shared, connection, true).await?;
+    Ok(report.into_result()?.into_iter().collect())
+}
+
+/// The JSON description of `name`: every field plus the full extension-release, from
+/// the model, with how the image is protected (read once per image identity).
 pub async fn describe(shared: &Arc<Shared>, connection: &Connection, name: &str) -> BusResult<String> {
     let _busy = shared.activity.busy();
     let name = super::args::name(name)?;
-    sync::reconcile(shared, connection).await?;
-    let wanted = name.clone();
-    let ext = blocking(shared, move |engine| engine.describe(&wanted)).await?;
-    // Verifying may have found the image refused: the object says so from now on.
-    sync::reconcile(shared, connection).await?;
-    serde_json::to_string(&ext).map_err(|e| BusError::failed(format!("cannot describe {name}: {e}")))
+    let listed = shared.snapshot(name.as_str()).ok_or_else(|| engine::Error::NotFound(name.to_string()))?;
+    let snapshot = (*listed).clone();
+    let described = blocking(shared, move |engine| Ok(engine.verified(snapshot))).await?;
+    if described.status != listed.status {
+        // Verifying found what listing cannot see (the policy refuses the image): the
+        // model learns it after this reply, and clients with it.
+        let (shared, connection) = (shared.clone(), connection.clone());
+        tokio::spawn(async move {
+            if let Err(e) = resync(&shared, &connection).await {
+                tracing::warn!(error = %e, "updating objects after a description failed");
+            }
+        });
+    }
+    serde_json::to_string(&described).map_err(|e| BusError::failed(format!("cannot describe {name}: {e}")))
 }

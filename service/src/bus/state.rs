@@ -1,13 +1,13 @@
-//! What the bus objects share: the engine, the jobs, the exported snapshot, activity.
+//! What the bus objects share: the engine, the jobs, the model, activity.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard};
 use std::time::Instant;
 
+use super::announce::Exporter;
+use super::model::Model;
+use super::queue::JobTable;
 use crate::engine::{Engine, Extension};
-
-use super::job::JobTable;
 
 /// State shared by every object the service exports.
 pub struct Shared {
@@ -17,12 +17,12 @@ pub struct Shared {
     pub jobs: JobTable,
     /// When the service was last busy, for idle exit.
     pub activity: Activity,
-    /// The extensions as last exported, by name.
-    pub exported: RwLock<BTreeMap<String, Arc<RwLock<Extension>>>>,
-    /// Names merged at the last look.
-    pub merged: RwLock<Vec<String>>,
-    /// Serialises reconciliation so signals come out in order.
-    pub reconciling: tokio::sync::Mutex<()>,
+    /// What the service knows of the store; every read is served from it.
+    model: RwLock<Model>,
+    /// Serialises model updates, so that announcements come out in order.
+    pub updating: tokio::sync::Mutex<()>,
+    /// Puts extension objects on the bus; set once when the service starts.
+    exporter: OnceLock<Box<dyn Exporter>>,
 }
 
 impl Shared {
@@ -33,28 +33,43 @@ impl Shared {
             engine,
             jobs: JobTable::new(max_jobs),
             activity: Activity::default(),
-            exported: RwLock::default(),
-            merged: RwLock::default(),
-            reconciling: tokio::sync::Mutex::new(()),
+            model: RwLock::default(),
+            updating: tokio::sync::Mutex::new(()),
+            exporter: OnceLock::new(),
         })
     }
 
-    /// A copy of the snapshot of `name`, if it is exported.
-    pub fn snapshot(&self, name: &str) -> Option<Extension> {
-        let exported = self.exported.read().ok()?;
-        let cell = exported.get(name)?;
-        cell.read().ok().map(|e| e.clone())
+    /// The model, for reading. Held briefly and never across an await.
+    pub fn model(&self) -> RwLockReadGuard<'_, Model> {
+        self.model.read().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Copies of every exported snapshot, by name.
-    pub fn snapshots(&self) -> Vec<Extension> {
-        let Ok(exported) = self.exported.read() else { return Vec::new() };
-        exported.values().filter_map(|cell| cell.read().ok().map(|e| e.clone())).collect()
+    /// Changes the model; only [`super::resync`] does, with [`Shared::updating`] held.
+    pub fn update_model<T>(&self, change: impl FnOnce(&mut Model) -> T) -> T {
+        let mut model = self.model.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        change(&mut model)
     }
 
-    /// The merged names as last seen.
+    /// The extension called `name`, as the model has it.
+    pub fn snapshot(&self, name: &str) -> Option<Arc<Extension>> {
+        self.model().get(name)
+    }
+
+    /// The merged names, as the model has them.
     pub fn merged_names(&self) -> Vec<String> {
-        self.merged.read().map(|m| m.clone()).unwrap_or_default()
+        self.model().merged().to_vec()
+    }
+
+    /// Sets the exporter of extension objects (once, at startup).
+    pub fn set_exporter(&self, exporter: Box<dyn Exporter>) {
+        if self.exporter.set(exporter).is_err() {
+            tracing::warn!("the exporter of extension objects was set twice; keeping the first");
+        }
+    }
+
+    /// The exporter of extension objects.
+    pub fn exporter(&self) -> Option<&dyn Exporter> {
+        self.exporter.get().map(|e| e.as_ref())
     }
 }
 

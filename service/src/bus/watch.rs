@@ -20,8 +20,8 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use zbus::Connection;
 
+use super::resync::resync;
 use super::state::Shared;
-use super::sync;
 
 /// How long to wait for a burst of changes to settle.
 const SETTLE: Duration = Duration::from_millis(150);
@@ -79,7 +79,7 @@ pub async fn run(shared: Arc<Shared>, connection: Connection, dirs: Vec<PathBuf>
             rearm_mountinfo(mounts);
         }
         let _busy = shared.activity.busy();
-        if let Err(e) = sync::reconcile(&shared, &connection).await {
+        if let Err(e) = resync(&shared, &connection).await {
             tracing::warn!(error = %e, "updating objects after an outside change failed");
         }
     }

@@ -88,7 +88,14 @@ pub struct Probe {
 #[derive(Debug, Default)]
 pub struct ProbeCache {
     probes: Mutex<HashMap<FileKey, Probe>>,
-    refusals: Mutex<HashMap<FileKey, Option<String>>>,
+    verdicts: Mutex<HashMap<FileKey, Verdict>>,
+}
+
+/// What verifying an image found: how it is protected, and why the policy refuses it.
+#[derive(Debug, Clone)]
+struct Verdict {
+    protection: String,
+    refusal: Option<String>,
 }
 
 impl ProbeCache {
@@ -106,12 +113,16 @@ impl ProbeCache {
 
     /// Why the image policy refuses the file with `key`, if it was verified and refused.
     fn refusal(&self, key: &FileKey) -> Option<String> {
-        self.refusals.lock().ok().and_then(|verdicts| verdicts.get(key).cloned().flatten())
+        self.verdict(key).and_then(|verdict| verdict.refusal)
     }
 
-    fn remember_verdict(&self, key: FileKey, refusal: Option<String>) {
-        if let Ok(mut verdicts) = self.refusals.lock() {
-            verdicts.insert(key, refusal);
+    fn verdict(&self, key: &FileKey) -> Option<Verdict> {
+        self.verdicts.lock().ok().and_then(|verdicts| verdicts.get(key).cloned())
+    }
+
+    fn remember_verdict(&self, key: FileKey, verdict: Verdict) {
+        if let Ok(mut verdicts) = self.verdicts.lock() {
+            verdicts.insert(key, verdict);
         }
     }
 }
@@ -430,7 +441,8 @@ fn assemble(
 /// Verifies the image of `ext` (reading all of it) to say how it is protected, and
 /// marks it `refused` when `policy` would not admit it: the verdict install and boot
 /// activation reach with [`trust::admit`], short of systemd's own second opinion. The
-/// verdict is remembered for this file, so later listings say `refused` too.
+/// verdict is remembered for this file's identity ([`FileKey`]), so later listings say
+/// `refused` too, and a second description reads nothing.
 pub fn verify(
     ext: &mut Extension,
     image: &Path,
@@ -442,8 +454,25 @@ pub fn verify(
         return;
     }
     let key = std::fs::symlink_metadata(image).ok().map(|meta| FileKey::of(&meta));
-    // One proof (one read of the image) serves both the description and the verdict.
-    let (protection, refusal) = match trust::prove(image) {
+    let verdict = match key.and_then(|key| probes.verdict(&key)) {
+        Some(known) => known,
+        None => {
+            let verdict = verdict_of(image, policy, certificate_dirs);
+            if let Some(key) = key {
+                probes.remember_verdict(key, verdict.clone());
+            }
+            verdict
+        }
+    };
+    ext.protection = Some(verdict.protection);
+    if let Some(reason) = verdict.refusal {
+        raise(ext, ExtensionStatus::Refused, reason);
+    }
+}
+
+/// Reads the whole image once: one proof serves both the description and the verdict.
+fn verdict_of(image: &Path, policy: &ImagePolicy, certificate_dirs: &[PathBuf]) -> Verdict {
+    match trust::prove(image) {
         Ok(proof) => {
             let described = trust::TrustStore::load(certificate_dirs).and_then(|store| proof.protection(&store));
             let refusal = trust::admit_proven(policy, &proof, image, certificate_dirs).err();
@@ -451,20 +480,16 @@ pub fn verify(
                 Ok(protection) => protection.describe(),
                 Err(e) => format!("refused: {}", super::full_message(&e)),
             };
-            (protection, refusal)
+            Verdict { protection, refusal }
         }
         // Install refuses an image whose verity does not hold under every policy.
         Err(e) => {
             let reason = super::full_message(&e);
-            (format!("refused: {reason}"), Some(format!("its verity data does not verify: {reason}")))
+            Verdict {
+                protection: format!("refused: {reason}"),
+                refusal: Some(format!("its verity data does not verify: {reason}")),
+            }
         }
-    };
-    ext.protection = Some(protection);
-    if let Some(key) = key {
-        probes.remember_verdict(key, refusal.clone());
-    }
-    if let Some(reason) = refusal {
-        raise(ext, ExtensionStatus::Refused, reason);
     }
 }
 

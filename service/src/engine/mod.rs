@@ -183,10 +183,15 @@ impl Engine {
     /// One extension with everything known, including how its image is protected and
     /// whether the image policy refuses it (verified now, which reads the whole image).
     pub fn describe(&self, name: &ExtensionName) -> Result<Extension> {
-        let mut ext = self.get(name)?;
+        Ok(self.verified(self.get(name)?))
+    }
+
+    /// `ext` as listed, with how its image is protected and whether the image policy
+    /// refuses it. The image is read once per identity; later calls read nothing.
+    pub fn verified(&self, mut ext: Extension) -> Extension {
         let image = self.store.path_of(&ext.file);
         catalog::verify(&mut ext, &image, &self.config.image_policy, &self.certificate_dirs(), &self.probes);
-        Ok(ext)
+        ext
     }
 
     /// One extension by exact name.

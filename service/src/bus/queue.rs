@@ -14,7 +14,7 @@ use kairos_extensions_dbus::paths::job_path;
 use tokio::sync::oneshot;
 use zbus::OwnedObjectPath;
 
-use super::JobCells;
+use super::job_cells::JobCells;
 use crate::bus::error::{BusError, BusResult};
 use crate::engine::progress::Progress as _;
 

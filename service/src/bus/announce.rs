@@ -1,0 +1,118 @@
+//! The one place that tells clients what changed: it turns a [`Diff`] of the model into
+//! exported or removed extension objects, the Manager's signals, and PropertiesChanged.
+//!
+//! Nothing else emits for extensions, so every change is announced once and in one
+//! order: extensions that went (their states disabled, then `ExtensionRemoved`), then
+//! extensions that came (`ExtensionInstalled`, then their states enabled) and changed
+//! (their properties, then enabled and disabled states), then the Manager's `Merged`.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use futures_util::future::BoxFuture;
+use kairos_extensions_dbus::paths::extension_path;
+use kairos_extensions_dbus::{BootState, MANAGER_PATH};
+use zbus::fdo::Properties;
+use zbus::names::InterfaceName;
+use zbus::object_server::{ObjectServer, SignalEmitter};
+use zbus::{Connection, Variant};
+
+use super::model::{Diff, newly_enabled};
+use super::signals::{self, MANAGER_INTERFACE};
+use crate::engine::Extension;
+
+/// The interface of extension objects.
+pub const EXTENSION_INTERFACE: &str = "org.kairos.Extensions1.Extension";
+
+/// Puts extension objects on the bus and takes them off; implemented where the object
+/// type lives, so that this module does not depend on it.
+pub trait Exporter: Send + Sync {
+    /// Exports the object of the extension `name`.
+    fn export<'a>(&'a self, server: &'a ObjectServer, name: &'a str) -> BoxFuture<'a, zbus::Result<bool>>;
+    /// Removes the object of the extension `name`.
+    fn unexport<'a>(&'a self, server: &'a ObjectServer, name: &'a str) -> BoxFuture<'a, zbus::Result<bool>>;
+}
+
+/// Announces `diff`.
+pub async fn publish(connection: &Connection, exporter: &dyn Exporter, diff: &Diff) -> zbus::Result<()> {
+    let server = connection.object_server();
+    for gone in &diff.removed {
+        for state in &gone.enabled {
+            signals::extension_disabled(connection, &gone.name, state.as_str()).await?;
+        }
+        exporter.unexport(server, &gone.name).await?;
+        tracing::info!(extension = %gone.name, "extension is gone");
+        signals::extension_removed(connection, &gone.name, &extension_path(&gone.name)).await?;
+    }
+    for new in &diff.added {
+        exporter.export(server, &new.name).await?;
+        tracing::info!(extension = %new.name, "extension appeared");
+        signals::extension_installed(connection, &new.name, &extension_path(&new.name)).await?;
+        for state in &new.enabled {
+            signals::extension_enabled(connection, &new.name, state.as_str()).await?;
+        }
+    }
+    for (before, now) in &diff.changed {
+        properties_changed(connection, &extension_path(&now.name), EXTENSION_INTERFACE, extension_changes(before, now))
+            .await?;
+        for state in newly_enabled(before, now) {
+            signals::extension_enabled(connection, &now.name, state.as_str()).await?;
+        }
+        for state in newly_enabled(now, before) {
+            signals::extension_disabled(connection, &now.name, state.as_str()).await?;
+        }
+    }
+    if let Some(merged) = &diff.merged {
+        let changed = HashMap::from([("Merged", Variant::from(merged.clone()))]);
+        properties_changed(connection, &MANAGER_PATH.try_into()?, MANAGER_INTERFACE, changed).await?;
+    }
+    Ok(())
+}
+
+/// Every property of an extension object that differs between `before` and `now`.
+fn extension_changes<'a>(before: &Extension, now: &'a Extension) -> HashMap<&'static str, Variant<'a>> {
+    let mut changed = HashMap::new();
+    let mut note = |property: &'static str, differs: bool, value: Variant<'a>| {
+        if differs {
+            changed.insert(property, value);
+        }
+    };
+    let states = |e: &Extension| e.enabled.iter().map(|s: &BootState| s.as_str().to_owned()).collect::<Vec<_>>();
+    note("Version", before.version != now.version, Variant::from(now.version.as_str()));
+    note("Source", before.source != now.source, Variant::from(now.source.as_str()));
+    note("Digest", before.digest != now.digest, Variant::from(now.digest.as_str()));
+    note("Size", before.size != now.size, Variant::from(now.size));
+    note("InstalledTime", before.installed_time != now.installed_time, Variant::from(now.installed_time));
+    note("EnabledBootStates", before.enabled != now.enabled, Variant::from(states(now)));
+    note("Merged", before.merged != now.merged, Variant::from(now.merged));
+    note("Compatible", before.compatible != now.compatible, Variant::from(now.compatible));
+    note(
+        "IncompatibleReason",
+        before.incompatible_reason != now.incompatible_reason,
+        Variant::from(now.incompatible_reason.as_str()),
+    );
+    note("Status", before.status != now.status, Variant::from(now.status.as_str()));
+    note("StatusReason", before.status_reason != now.status_reason, Variant::from(now.status_reason.as_str()));
+    let release: HashMap<&str, &str> = now.release.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    note("Release", before.release != now.release, Variant::from(release));
+    changed
+}
+
+async fn properties_changed(
+    connection: &Connection,
+    path: &zbus::ObjectPath<'_>,
+    interface: &'static str,
+    changed: HashMap<&str, Variant<'_>>,
+) -> zbus::Result<()> {
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let emitter = SignalEmitter::new(connection, path.clone())?;
+    Properties::properties_changed(
+        &emitter,
+        InterfaceName::from_static_str_unchecked(interface),
+        changed,
+        Cow::Borrowed(&[]),
+    )
+    .await
+}

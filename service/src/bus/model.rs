@@ -1,0 +1,154 @@
+//! The service's picture of the store, kept in memory so that every read is served
+//! without touching the disk.
+//!
+//! The model changes in one way only: it is handed what the engine lists now (after one
+//! of our own changes, or after the watcher saw someone else's) and answers with the
+//! [`Diff`] from what it held before. [`super::announce`] turns that diff into objects,
+//! signals and property changes, so a change is announced exactly once, whoever made it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use kairos_extensions_dbus::BootState;
+
+use crate::engine::Extension;
+
+/// What the service knows right now.
+#[derive(Debug, Default)]
+pub struct Model {
+    extensions: BTreeMap<String, Arc<Extension>>,
+    merged: Vec<String>,
+}
+
+/// What changed between two pictures.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Diff {
+    /// Extensions that appeared.
+    pub added: Vec<Arc<Extension>>,
+    /// Extensions that went away.
+    pub removed: Vec<Arc<Extension>>,
+    /// Extensions that are still there but differ: `(before, now)`.
+    pub changed: Vec<(Arc<Extension>, Arc<Extension>)>,
+    /// The merged names, when they changed.
+    pub merged: Option<Vec<String>>,
+}
+
+impl Diff {
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty() && self.merged.is_none()
+    }
+}
+
+/// The boot states `now` is enabled for and `before` is not.
+pub fn newly_enabled<'a>(before: &'a Extension, now: &'a Extension) -> impl Iterator<Item = BootState> + 'a {
+    now.enabled.iter().copied().filter(|s| !before.enabled.contains(s))
+}
+
+impl Model {
+    /// Takes `listed` and `merged` as the new picture and says what changed.
+    pub fn replace(&mut self, listed: Vec<Extension>, merged: BTreeSet<String>) -> Diff {
+        let mut diff = Diff::default();
+        let mut next: BTreeMap<String, Arc<Extension>> = BTreeMap::new();
+        for ext in listed {
+            let name = ext.name.clone();
+            match self.extensions.remove(&name) {
+                Some(before) if *before == ext => {
+                    next.insert(name, before);
+                }
+                Some(before) => {
+                    let now = Arc::new(ext);
+                    diff.changed.push((before, now.clone()));
+                    next.insert(name, now);
+                }
+                None => {
+                    let now = Arc::new(ext);
+                    diff.added.push(now.clone());
+                    next.insert(name, now);
+                }
+            }
+        }
+        diff.removed = std::mem::take(&mut self.extensions).into_values().collect();
+        self.extensions = next;
+        let merged: Vec<String> = merged.into_iter().collect();
+        if merged != self.merged {
+            self.merged = merged.clone();
+            diff.merged = Some(merged);
+        }
+        diff
+    }
+
+    /// The extension called `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<Extension>> {
+        self.extensions.get(name).cloned()
+    }
+
+    /// Every extension, by name.
+    pub fn extensions(&self) -> impl Iterator<Item = &Arc<Extension>> {
+        self.extensions.values()
+    }
+
+    /// The names merged now.
+    pub fn merged(&self) -> &[String] {
+        &self.merged
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kairos_extensions_dbus::ExtensionStatus;
+
+    use super::*;
+    use crate::engine::release::ReleaseFields;
+    use crate::engine::store::EntryKind;
+
+    fn ext(name: &str, enabled: &[BootState]) -> Extension {
+        Extension {
+            name: name.into(),
+            version: String::new(),
+            enabled: enabled.to_vec(),
+            merged: false,
+            source: String::new(),
+            digest: String::new(),
+            resolved_digest: String::new(),
+            size: 0,
+            installed_time: 0,
+            compatible: true,
+            incompatible_reason: String::new(),
+            status: ExtensionStatus::Ok,
+            status_reason: String::new(),
+            file: format!("{name}.raw"),
+            kind: EntryKind::Image,
+            release: ReleaseFields::new(),
+            protection: None,
+        }
+    }
+
+    fn merged(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(|n| (*n).to_owned()).collect()
+    }
+
+    #[test]
+    fn says_what_appeared_changed_and_went() {
+        let mut model = Model::default();
+        let first = model.replace(vec![ext("a", &[]), ext("b", &[])], merged(&[]));
+        assert_eq!(first.added.len(), 2);
+        assert!(first.removed.is_empty() && first.changed.is_empty() && first.merged.is_none());
+
+        let second = model.replace(vec![ext("a", &[BootState::Common]), ext("c", &[])], merged(&["a"]));
+        assert_eq!(second.added.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["c"]);
+        assert_eq!(second.removed.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["b"]);
+        let (before, now) = &second.changed[0];
+        assert_eq!(newly_enabled(before, now).collect::<Vec<_>>(), [BootState::Common]);
+        assert_eq!(second.merged, Some(vec!["a".to_owned()]));
+        assert_eq!(model.get("a").map(|e| e.enabled.clone()), Some(vec![BootState::Common]));
+        assert_eq!(model.merged(), ["a"]);
+    }
+
+    #[test]
+    fn the_same_picture_twice_changes_nothing() {
+        let mut model = Model::default();
+        model.replace(vec![ext("a", &[BootState::Active])], merged(&["a"]));
+        assert!(model.replace(vec![ext("a", &[BootState::Active])], merged(&["a"])).is_empty());
+    }
+}
