@@ -13,11 +13,15 @@ fn attr<'a>(line: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// Every member of the `org.kairos.Extensions1.*` interfaces in `xml`, one string each:
-/// `Iface.method.Name(in)->(out)`, `Iface.signal.Name(args)`, `Iface.property.Name:type:access`.
+/// `Iface.method.Name(in)->(out)`, `Iface.signal.Name(args)`,
+/// `Iface.property.Name:type:access:emits`, where `emits` is the property's
+/// `org.freedesktop.DBus.Property.EmitsChangedSignal` annotation, `true` (the D-Bus
+/// default, which zbus leaves unwritten) when it has none.
 pub fn members(xml: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let mut interface: Option<String> = None;
     let mut member: Option<(&'static str, String, String, String)> = None;
+    let mut property: Option<(String, String)> = None;
     let finish = |m: (&str, String, String, String), iface: &str, out: &mut BTreeSet<String>| {
         let (kind, name, ins, outs) = m;
         if kind == "method" {
@@ -63,7 +67,23 @@ pub fn members(xml: &str) -> BTreeSet<String> {
             let name = attr(line, "name").unwrap_or_default();
             let ty = attr(line, "type").unwrap_or_default();
             let access = attr(line, "access").unwrap_or_default();
-            out.insert(format!("{iface}.property.{name}:{ty}:{access}"));
+            let described = format!("{iface}.property.{name}:{ty}:{access}");
+            if line.ends_with("/>") {
+                out.insert(format!("{described}:true"));
+            } else {
+                property = Some((described, "true".to_owned()));
+            }
+        }
+        if line.starts_with("<annotation ")
+            && attr(line, "name") == Some("org.freedesktop.DBus.Property.EmitsChangedSignal")
+            && let Some((_, emits)) = property.as_mut()
+        {
+            *emits = attr(line, "value").unwrap_or_default().to_owned();
+        }
+        if line.starts_with("</property")
+            && let Some((described, emits)) = property.take()
+        {
+            out.insert(format!("{described}:{emits}"));
         }
     }
     out
@@ -97,7 +117,10 @@ mod tests {
     <signal name="S">
       <arg name="n" type="s"/>
     </signal>
-    <property name="Id" type="t" access="read"/>
+    <property name="Id" type="t" access="read">
+      <annotation name="org.freedesktop.DBus.Property.EmitsChangedSignal" value="const"/>
+    </property>
+    <property name="State" type="s" access="read"/>
   </interface>
   <interface name="org.freedesktop.DBus.Peer"><method name="Ping"/></interface>
 </node>"#;
@@ -107,7 +130,8 @@ mod tests {
             [
                 "org.kairos.Extensions1.Job.method.Cancel()->()",
                 "org.kairos.Extensions1.Job.method.X(s)->(t)",
-                "org.kairos.Extensions1.Job.property.Id:t:read",
+                "org.kairos.Extensions1.Job.property.Id:t:read:const",
+                "org.kairos.Extensions1.Job.property.State:s:read:true",
                 "org.kairos.Extensions1.Job.signal.S(s)",
             ]
         );
