@@ -47,7 +47,7 @@ const TOOLS: [(&str, &str); 9] = [
 /// with what to install.
 pub fn privileged(test: &str) -> bool {
     let mut missing = Vec::new();
-    if !rustix_is_root() {
+    if !is_root() {
         missing.push("root privileges".to_owned());
     }
     for (tool, package) in TOOLS {
@@ -66,7 +66,8 @@ pub fn privileged(test: &str) -> bool {
     panic!("{reason}; run `make test` (it installs them) or set {SKIP_VAR}=1 to skip on purpose");
 }
 
-fn rustix_is_root() -> bool {
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))

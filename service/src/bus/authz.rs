@@ -1,12 +1,15 @@
-//! Authorization of mutating calls through polkit.
+//! Authorization of mutating calls.
 //!
-//! The subject is always the caller's unique bus name (never a pid, which can be
-//! recycled, and never our own process). Anything short of a clear "yes" from polkit is a
-//! denial: an unreachable polkit, an error, a timeout or an odd reply all deny.
+//! The service asks an [`Authority`]: [`Polkit`] in production, a double in the tests
+//! that run without root. With polkit, the subject is always the caller's unique bus name
+//! (never a pid, which can be recycled, and never our own process), and anything short
+//! of a clear "yes" is a denial: an unreachable polkit, an error, a timeout or an odd
+//! reply all deny.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use zbus::Connection;
 use zbus::message::{Flags, Header};
 use zbus_polkit::policykit1::{AuthorityProxy, CheckAuthorizationFlags, Subject};
@@ -39,8 +42,47 @@ impl Action {
 const CHECK_TIMEOUT: Duration = Duration::from_secs(25);
 const INTERACTIVE_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// Asks polkit whether the sender of `header` may perform `action`.
+/// Who decides whether a caller may act, and who the caller is.
+pub trait Authority: Send + Sync {
+    /// Whether the caller of `header` may perform `action`; `interactive` when the
+    /// caller allows a password prompt. Anything but `Ok` refuses the call.
+    fn check<'a>(
+        &'a self,
+        connection: &'a Connection,
+        header: &'a Header<'a>,
+        action: Action,
+        details: &'a [(&'a str, &'a str)],
+        interactive: bool,
+    ) -> BoxFuture<'a, BusResult<()>>;
+
+    /// The Unix user id of the caller of `header`.
+    fn caller_uid<'a>(&'a self, connection: &'a Connection, header: &'a Header<'a>) -> BoxFuture<'a, BusResult<u32>>;
+}
+
+/// polkit on the system bus, and the bus daemon for the caller's uid.
+pub struct Polkit;
+
+impl Authority for Polkit {
+    fn check<'a>(
+        &'a self,
+        connection: &'a Connection,
+        header: &'a Header<'a>,
+        action: Action,
+        details: &'a [(&'a str, &'a str)],
+        interactive: bool,
+    ) -> BoxFuture<'a, BusResult<()>> {
+        Box::pin(check(connection, header, action, details, interactive))
+    }
+
+    fn caller_uid<'a>(&'a self, connection: &'a Connection, header: &'a Header<'a>) -> BoxFuture<'a, BusResult<u32>> {
+        Box::pin(bus_caller_uid(connection, header))
+    }
+}
+
+/// Asks `authority` whether the sender of `header` may perform `action`, with the
+/// interaction the caller allowed, and logs the verdict.
 pub async fn authorize(
+    authority: &dyn Authority,
     connection: &Connection,
     header: &Header<'_>,
     action: Action,
@@ -48,7 +90,7 @@ pub async fn authorize(
 ) -> BusResult<()> {
     let interactive = header.primary().flags().contains(Flags::ALLOW_INTERACTIVE_AUTH);
     let sender = header.sender().map(|s| s.to_string()).unwrap_or_default();
-    let outcome = check(connection, header, action, details, interactive).await;
+    let outcome = authority.check(connection, header, action, details, interactive).await;
     match &outcome {
         Ok(()) => tracing::debug!(action = action.id(), sender, "authorized"),
         Err(e) => tracing::info!(action = action.id(), sender, error = %e, "not authorized"),
@@ -90,7 +132,7 @@ async fn check(
 }
 
 /// The Unix user id of the sender of `header`, as the bus daemon knows it.
-pub async fn caller_uid(connection: &Connection, header: &Header<'_>) -> BusResult<u32> {
+async fn bus_caller_uid(connection: &Connection, header: &Header<'_>) -> BusResult<u32> {
     let sender = header.sender().ok_or_else(|| BusError::access_denied("the call has no sender"))?;
     let dbus = zbus::fdo::DBusProxy::new(connection).await?;
     dbus.get_connection_unix_user(sender.clone().into())

@@ -278,10 +278,17 @@ impl JobObject {
         #[zbus(connection)] connection: &Connection,
     ) -> Result<()> {
         let _busy = self.shared.activity.busy();
-        let uid = authz::caller_uid(connection, &header).await?;
+        let uid = self.shared.authority.caller_uid(connection, &header).await?;
         if uid != self.owner_uid {
             let id = self.id.to_string();
-            authz::authorize(connection, &header, Action::Install, &[("source", &self.source), ("job", &id)]).await?;
+            authz::authorize(
+                self.shared.authority.as_ref(),
+                connection,
+                &header,
+                Action::Install,
+                &[("source", &self.source), ("job", &id)],
+            )
+            .await?;
         }
         tracing::info!(job = self.id, uid, "cancel requested");
         self.cells.cancel();

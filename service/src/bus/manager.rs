@@ -80,7 +80,7 @@ impl Manager {
         let request = args::install_options(options)?;
         let parsed = Source::parse(source)?;
         let display = parsed.display();
-        let uid = authz::caller_uid(connection, &header).await?;
+        let uid = self.shared.authority.caller_uid(connection, &header).await?;
         match &parsed {
             Source::File(_) if uid != 0 => {
                 return Err(BusError::access_denied(
@@ -90,7 +90,14 @@ impl Manager {
             _ => {}
         }
         let name = request.name.as_ref().map(|n| n.to_string()).unwrap_or_default();
-        authz::authorize(connection, &header, Action::Install, &[("source", &display), ("name", &name)]).await?;
+        authz::authorize(
+            self.shared.authority.as_ref(),
+            connection,
+            &header,
+            Action::Install,
+            &[("source", &display), ("name", &name)],
+        )
+        .await?;
         let engine = self.shared.engine.clone();
         let refreshes = request.now && !request.enable.is_empty();
         // The same source with the same options is the same work, whoever asks. The
@@ -133,9 +140,16 @@ impl Manager {
         })?;
         let total = file.metadata().ok().map(|m| m.len());
         let display = if filename.is_empty() { "fd:".to_owned() } else { format!("fd:{filename}") };
-        let uid = authz::caller_uid(connection, &header).await?;
+        let uid = self.shared.authority.caller_uid(connection, &header).await?;
         let name = request.name.as_ref().map(|n| n.to_string()).unwrap_or_default();
-        authz::authorize(connection, &header, Action::Install, &[("source", &display), ("name", &name)]).await?;
+        authz::authorize(
+            self.shared.authority.as_ref(),
+            connection,
+            &header,
+            Action::Install,
+            &[("source", &display), ("name", &name)],
+        )
+        .await?;
         let engine = self.shared.engine.clone();
         let refreshes = request.now && !request.enable.is_empty();
         let source = display.clone();

@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kairos_extensions_dbus::{BUS_NAME, BootState, MANAGER_PATH};
+use zbus::Connection;
 use zbus::fdo::{ObjectManager, RequestNameFlags, RequestNameReply};
 
 use crate::engine::config::RefreshMode;
@@ -72,16 +73,9 @@ pub async fn serve(root: &Path, config: Config) -> Result<(), ServeError> {
         .await
         .map_err(|e| ServeError::Startup(e.to_string()))??;
     let engine = Arc::new(engine);
-    let shared = state::Shared::new(engine.clone());
-    shared.set_exporter(Box::new(extension::ExtensionExporter::new(&shared)));
-
-    let connection = zbus::connection::Builder::system()
-        .serve_at(MANAGER_PATH, manager::Manager::new(shared.clone()))
-        .serve_at(MANAGER_PATH, ObjectManager)
-        .build()
-        .await?;
+    let shared = state::Shared::new(engine.clone(), Box::new(authz::Polkit));
     // Export the extensions before taking the name, so the first caller sees them all.
-    resync::resync(&shared, &connection).await.map_err(|e| ServeError::Startup(e.to_string()))?;
+    let connection = attach(zbus::connection::Builder::system(), &shared).await?;
     match connection.request_name_with_flags(BUS_NAME, RequestNameFlags::DO_NOT_QUEUE).await? {
         RequestNameReply::PrimaryOwner | RequestNameReply::AlreadyOwner => {}
         RequestNameReply::Exists | RequestNameReply::InQueue => return Err(ServeError::NameTaken),
@@ -110,6 +104,23 @@ pub async fn serve(root: &Path, config: Config) -> Result<(), ServeError> {
     let _ = connection.release_name(BUS_NAME).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Builds the service's connection from `builder` (the system bus, or one end of a
+/// peer-to-peer socket in tests), with the Manager and the ObjectManager at the root and
+/// an object for every extension the store holds.
+pub async fn attach(
+    builder: zbus::connection::Builder<'_>,
+    shared: &Arc<state::Shared>,
+) -> Result<Connection, ServeError> {
+    shared.set_exporter(Box::new(extension::ExtensionExporter::new(shared)));
+    let connection = builder
+        .serve_at(MANAGER_PATH, manager::Manager::new(shared.clone()))
+        .serve_at(MANAGER_PATH, ObjectManager)
+        .build()
+        .await?;
+    resync::resync(shared, &connection).await.map_err(|e| ServeError::Startup(e.to_string()))?;
+    Ok(connection)
 }
 
 /// Opens the engine; on a store that a read-only file system holds, opens it for

@@ -60,8 +60,14 @@ pub async fn set_enabled(
     let name = super::args::name(name)?;
     let state: BootState = super::args::boot_state(state)?;
     let now = super::args::flags(flags)?;
-    authz::authorize(connection, header, Action::Manage, &[("name", name.as_str()), ("boot_state", state.as_str())])
-        .await?;
+    authz::authorize(
+        shared.authority.as_ref(),
+        connection,
+        header,
+        Action::Manage,
+        &[("name", name.as_str()), ("boot_state", state.as_str())],
+    )
+    .await?;
     let result =
         blocking(
             shared,
@@ -86,7 +92,7 @@ pub async fn remove(
     let _busy = shared.activity.busy();
     let name: ExtensionName = super::args::name(name)?;
     let now = super::args::flags(flags)?;
-    authz::authorize(connection, header, Action::Remove, &[("name", name.as_str())]).await?;
+    authz::authorize(shared.authority.as_ref(), connection, header, Action::Remove, &[("name", name.as_str())]).await?;
     let result = blocking(shared, move |engine| engine.remove(&name, now)).await;
     settle(shared, connection, now && refresh_ran(&result)).await?;
     result.map(drop)
@@ -102,7 +108,7 @@ pub async fn refresh(
 ) -> BusResult<Vec<String>> {
     let _busy = shared.activity.busy();
     super::args::flags(flags)?;
-    authz::authorize(connection, header, Action::Manage, &[]).await?;
+    authz::authorize(shared.authority.as_ref(), connection, header, Action::Manage, &[]).await?;
     let report = blocking(shared, |engine| engine.refresh()).await?;
     settle(shared, connection, true).await?;
     Ok(report.into_result()?.into_iter().collect())

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard};
 use std::time::Instant;
 
 use super::announce::Exporter;
+use super::authz::Authority;
 use super::model::Model;
 use super::queue::JobTable;
 use crate::engine::{Engine, Extension};
@@ -13,6 +14,8 @@ use crate::engine::{Engine, Extension};
 pub struct Shared {
     /// The engine doing the work.
     pub engine: Arc<Engine>,
+    /// Who may do what.
+    pub authority: Box<dyn Authority>,
     /// Running jobs.
     pub jobs: JobTable,
     /// When the service was last busy, for idle exit.
@@ -26,11 +29,12 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Shared state around `engine`.
-    pub fn new(engine: Arc<Engine>) -> Arc<Self> {
+    /// Shared state around `engine`, asking `authority`.
+    pub fn new(engine: Arc<Engine>, authority: Box<dyn Authority>) -> Arc<Self> {
         let max_jobs = engine.config().max_jobs as usize;
         Arc::new(Self {
             engine,
+            authority,
             jobs: JobTable::new(max_jobs),
             activity: Activity::default(),
             model: RwLock::default(),

@@ -88,7 +88,8 @@ pub struct Probe {
 #[derive(Debug, Default)]
 pub struct ProbeCache {
     probes: Mutex<HashMap<FileKey, Probe>>,
-    verdicts: Mutex<HashMap<FileKey, Verdict>>,
+    /// By file identity and the policy the verdict was reached under.
+    verdicts: Mutex<HashMap<(FileKey, String), Verdict>>,
 }
 
 /// What verifying an image found: how it is protected, and why the policy refuses it.
@@ -112,17 +113,20 @@ impl ProbeCache {
     }
 
     /// Why the image policy refuses the file with `key`, if it was verified and refused.
+    /// Why the image policy refuses the file with `key`, if a verification under any
+    /// policy found a refusal (an engine has one policy; tests switch).
     fn refusal(&self, key: &FileKey) -> Option<String> {
-        self.verdict(key).and_then(|verdict| verdict.refusal)
+        let verdicts = self.verdicts.lock().ok()?;
+        verdicts.iter().find(|((k, _), v)| k == key && v.refusal.is_some()).and_then(|(_, v)| v.refusal.clone())
     }
 
-    fn verdict(&self, key: &FileKey) -> Option<Verdict> {
-        self.verdicts.lock().ok().and_then(|verdicts| verdicts.get(key).cloned())
+    fn verdict(&self, key: &FileKey, policy: &ImagePolicy) -> Option<Verdict> {
+        self.verdicts.lock().ok().and_then(|verdicts| verdicts.get(&(*key, policy.to_string())).cloned())
     }
 
-    fn remember_verdict(&self, key: FileKey, verdict: Verdict) {
+    fn remember_verdict(&self, key: FileKey, policy: &ImagePolicy, verdict: Verdict) {
         if let Ok(mut verdicts) = self.verdicts.lock() {
-            verdicts.insert(key, verdict);
+            verdicts.insert((key, policy.to_string()), verdict);
         }
     }
 }
@@ -454,12 +458,12 @@ pub fn verify(
         return;
     }
     let key = std::fs::symlink_metadata(image).ok().map(|meta| FileKey::of(&meta));
-    let verdict = match key.and_then(|key| probes.verdict(&key)) {
+    let verdict = match key.and_then(|key| probes.verdict(&key, policy)) {
         Some(known) => known,
         None => {
             let verdict = verdict_of(image, policy, certificate_dirs);
             if let Some(key) = key {
-                probes.remember_verdict(key, verdict.clone());
+                probes.remember_verdict(key, policy, verdict.clone());
             }
             verdict
         }
