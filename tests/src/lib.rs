@@ -17,6 +17,7 @@ pub mod bins;
 pub mod contract;
 pub mod http;
 pub mod images;
+pub mod monitor;
 pub mod namespace;
 pub mod registry;
 pub mod system;

@@ -10,28 +10,18 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kairos_extensions_dbus::proxies::ManagerProxy;
 use kairos_extensions_tests::images::ImageBuilder;
 use kairos_extensions_tests::system::Rig;
 use kairos_extensions_tests::{bins, privileged, stdout};
+use kairos_extensions_tests::monitor::{Monitor, eventually};
 use serde_json::Value;
 
 /// One job at a time: everything after the first waits in line.
 const ONE_AT_A_TIME: &str = "idle_exit_sec = 0\nmax_jobs = 1\n";
 
-/// Polls `check` until it holds or `within` passes.
-fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let started = Instant::now();
-    while started.elapsed() < within {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    check()
-}
 
 /// What the gate guards: whether it is open, and which paths were asked for, in order.
 #[derive(Default)]
@@ -146,71 +136,6 @@ fn serve_images(rig: &Rig, names: &[&str]) -> GatedServer {
     GatedServer::start(files)
 }
 
-/// `kairos-ext monitor --json` on its own connection, collecting every signal.
-struct Monitor {
-    child: Child,
-    log: tempfile::NamedTempFile,
-}
-
-impl Monitor {
-    fn start(rig: &Rig) -> Self {
-        let log = tempfile::NamedTempFile::new().expect("monitor log");
-        let child = rig
-            .bus
-            .command(bins::kairos_ext())
-            .args(["monitor", "--json"])
-            .stdout(log.reopen().expect("log handle"))
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("kairos-ext monitor runs");
-        // Give the match rule time to be registered before anything happens.
-        std::thread::sleep(Duration::from_millis(700));
-        Self { child, log }
-    }
-
-    fn signals(&self) -> Vec<Value> {
-        fs::read_to_string(self.log.path())
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-
-    fn saw(&self, name: &str, args: &[Value]) -> bool {
-        self.signals().iter().any(|s| {
-            s["signal"] == name
-                && s["args"].as_array().is_some_and(|a| a.len() >= args.len() && a[..args.len()] == *args)
-        })
-    }
-
-    fn wait_for(&self, name: &str, args: &[Value]) -> bool {
-        eventually(Duration::from_secs(30), || self.saw(name, args))
-    }
-
-    /// `(id, result)` of every JobRemoved, in the order they came.
-    fn removed(&self) -> Vec<(u64, String)> {
-        self.signals()
-            .iter()
-            .filter(|s| s["signal"] == "JobRemoved")
-            .map(|s| (s["args"][0].as_u64().unwrap_or(0), s["args"][2].as_str().unwrap_or("").to_owned()))
-            .collect()
-    }
-
-    /// Whether a PropertiesChanged of job `id` carried `property` = `value`.
-    fn announced(&self, id: u64, property: &str, value: Value) -> bool {
-        let path = format!("/org/kairos/Extensions1/job/{id}");
-        self.signals().iter().any(|s| {
-            s["signal"] == "PropertiesChanged" && s["path"] == path.as_str() && s["args"][1][property] == value
-        })
-    }
-}
-
-impl Drop for Monitor {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A job's property as busctl prints it: `u 2`, `s "queued"`.
 fn job_property(rig: &Rig, id: u64, property: &str) -> String {
@@ -338,7 +263,7 @@ fn jobs_beyond_max_jobs_wait_in_line_run_in_order_and_leave_the_line_when_cancel
     let queued: Vec<u64> =
         ["q2", "q3", "q4"].iter().map(|name| start(&rig, &server.url(&format!("{name}.raw")))).collect();
     for (ahead, id) in (1..).zip(&queued) {
-        assert!(monitor.wait_for("JobNew", &[Value::from(*id)]), "a queued job is announced: {:?}", monitor.signals());
+        assert!(monitor.wait_for_within(Duration::from_secs(30), "JobNew", &[Value::from(*id)]), "a queued job is announced: {:?}", monitor.signals());
         assert_eq!(job_property(&rig, *id, "State"), "s \"queued\"");
         assert_eq!(job_property(&rig, *id, "QueuePosition"), format!("u {ahead}"));
     }
@@ -358,7 +283,7 @@ fn jobs_beyond_max_jobs_wait_in_line_run_in_order_and_leave_the_line_when_cancel
     // Canceling the second in line ends it at once; the one behind it moves up.
     let canceled = queued[1];
     assert!(rig.kairos_ext(&["cancel", &canceled.to_string()]).status.success());
-    assert!(monitor.wait_for("JobRemoved", &[Value::from(canceled)]), "{:?}", monitor.signals());
+    assert!(monitor.wait_for_within(Duration::from_secs(30), "JobRemoved", &[Value::from(canceled)]), "{:?}", monitor.signals());
     assert_eq!(monitor.removed(), [(canceled, "canceled".to_owned())], "only the canceled job ended");
     assert!(
         eventually(Duration::from_secs(10), || monitor.announced(queued[2], "QueuePosition", Value::from(2))),
@@ -370,7 +295,7 @@ fn jobs_beyond_max_jobs_wait_in_line_run_in_order_and_leave_the_line_when_cancel
 
     server.open();
     for id in [first, queued[0], queued[2]] {
-        assert!(monitor.wait_for("JobRemoved", &[Value::from(id)]), "{:?}", monitor.signals());
+        assert!(monitor.wait_for_within(Duration::from_secs(30), "JobRemoved", &[Value::from(id)]), "{:?}", monitor.signals());
     }
     let done = |id: u64| (id, "done".to_owned());
     assert_eq!(monitor.removed(), [(canceled, "canceled".to_owned()), done(first), done(queued[0]), done(queued[2])]);

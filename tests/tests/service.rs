@@ -10,78 +10,12 @@ use std::time::{Duration, Instant};
 use kairos_extensions_tests::images::{ImageBuilder, junk};
 use kairos_extensions_tests::system::{ALLOW_NOBODY, Rig};
 use kairos_extensions_tests::{contract, namespace, privileged, stderr, stdout};
+use kairos_extensions_tests::monitor::{Monitor, eventually};
 use serde_json::Value;
 
 const NOBODY: u32 = 65534;
 const QUICK: &str = "idle_exit_sec = 0\n";
 
-/// Polls `check` until it holds or `within` passes.
-fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let started = Instant::now();
-    while started.elapsed() < within {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    check()
-}
-
-/// `kairos-ext monitor --json` on its own connection, collecting every signal.
-struct Monitor {
-    child: Child,
-    log: tempfile::NamedTempFile,
-}
-
-impl Monitor {
-    fn start(rig: &Rig) -> Self {
-        let log = tempfile::NamedTempFile::new().expect("monitor log");
-        let child = rig
-            .bus
-            .command(kairos_extensions_tests::bins::kairos_ext())
-            .args(["monitor", "--json"])
-            .stdout(log.reopen().expect("log handle"))
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("kairos-ext monitor runs");
-        // Give the match rule time to be registered before anything happens.
-        std::thread::sleep(Duration::from_millis(700));
-        Self { child, log }
-    }
-
-    fn signals(&self) -> Vec<Value> {
-        fs::read_to_string(self.log.path())
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-
-    /// Whether a signal `name` with exactly these leading `args` was seen.
-    fn saw(&self, name: &str, args: &[Value]) -> bool {
-        self.signals().iter().any(|s| {
-            s["signal"] == name
-                && s["args"].as_array().is_some_and(|a| a.len() >= args.len() && a[..args.len()] == *args)
-        })
-    }
-
-    /// The result (`done`, `failed`, `canceled`) the first JobRemoved seen gave.
-    fn job_result(&self) -> String {
-        let ended = self.signals().into_iter().find(|s| s["signal"] == "JobRemoved").expect("a JobRemoved was seen");
-        ended["args"][2].as_str().unwrap_or_default().to_owned()
-    }
-
-    fn wait_for(&self, name: &str, args: &[Value]) -> bool {
-        eventually(Duration::from_secs(10), || self.saw(name, args))
-    }
-}
-
-impl Drop for Monitor {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn error_name(verdict: &Value) -> &str {
     verdict["error"]["name"].as_str().unwrap_or("")

@@ -6,84 +6,21 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Duration;
 
 use kairos_extensions_tests::images::ImageBuilder;
 use kairos_extensions_tests::namespace::Namespace;
 use kairos_extensions_tests::registry::{Registry, gzip_layer_layout, tar};
 use kairos_extensions_tests::system::{Polkit, Rig, Service, SystemBus};
 use kairos_extensions_tests::{bins, privileged, stderr, stdout};
+use kairos_extensions_tests::monitor::{Monitor, eventually};
 use serde_json::Value;
 
 const QUICK: &str = "idle_exit_sec = 0\n";
 const HELLO: &str = "/org/kairos/Extensions1/extension/hello";
 
-/// Polls `check` until it holds or `within` passes.
-fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let started = Instant::now();
-    while started.elapsed() < within {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    check()
-}
 
-/// `kairos-ext monitor --json` on its own connection, collecting every signal.
-struct Monitor {
-    child: Child,
-    log: tempfile::NamedTempFile,
-}
-
-impl Monitor {
-    fn start(rig: &Rig) -> Self {
-        let log = tempfile::NamedTempFile::new().expect("monitor log");
-        let child = rig
-            .bus
-            .command(bins::kairos_ext())
-            .args(["monitor", "--json"])
-            .stdout(log.reopen().expect("log handle"))
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("kairos-ext monitor runs");
-        // Give the match rule time to be registered before anything happens.
-        std::thread::sleep(Duration::from_millis(700));
-        Self { child, log }
-    }
-
-    fn signals(&self) -> Vec<Value> {
-        fs::read_to_string(self.log.path())
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-
-    /// Waits for a PropertiesChanged of `path` that sets `property` to what `accept`
-    /// accepts; returns the changed properties of the first such signal.
-    fn wait_for_change(&self, path: &str, property: &str, accept: impl Fn(&Value) -> bool) -> Option<Value> {
-        let found = || {
-            self.signals()
-                .into_iter()
-                .find(|s| s["signal"] == "PropertiesChanged" && s["path"] == path && accept(&s["args"][1][property]))
-        };
-        eventually(Duration::from_secs(10), || found().is_some());
-        found().map(|s| s["args"][1].clone())
-    }
-
-    fn saw(&self, name: &str, first_arg: &str) -> bool {
-        self.signals().iter().any(|s| s["signal"] == name && s["args"][0] == first_arg)
-    }
-}
-
-impl Drop for Monitor {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Bus, polkitd, a namespace prepared by `prepare`, then the service: for tests that
 /// must change the namespace before the service starts in it.
@@ -168,7 +105,7 @@ fn an_image_deleted_behind_the_services_back_stays_listed_with_its_links() {
         .unwrap_or_else(|| panic!("no Status change: {:?}", monitor.signals()));
     let reason = changed["StatusReason"].as_str().unwrap_or_default();
     assert!(reason.contains("/var/lib/kairos/extensions/hello.raw") && reason.contains("passive link"), "{reason}");
-    assert!(!monitor.saw("ExtensionRemoved", "hello"), "it must stay listed");
+    assert!(!monitor.saw("ExtensionRemoved", &[Value::from("hello")]), "it must stay listed");
     assert_eq!(property(&rig, "EnabledBootStates"), serde_json::json!(["passive"]));
     assert_eq!(property(&rig, "Status"), "image-missing");
     let listed = json(&succeeded(rig.kairos_ext(&["list", "--json"]), "list"));
@@ -191,7 +128,7 @@ fn an_image_deleted_behind_the_services_back_stays_listed_with_its_links() {
     assert!(eventually(Duration::from_secs(10), || property(&rig, "Status") == "image-missing"));
     succeeded(rig.kairos_ext(&["remove", "hello"]), "remove");
     assert!(
-        eventually(Duration::from_secs(10), || monitor.saw("ExtensionRemoved", "hello")),
+        eventually(Duration::from_secs(10), || monitor.saw("ExtensionRemoved", &[Value::from("hello")])),
         "{:?}",
         monitor.signals()
     );
@@ -266,7 +203,7 @@ fn describe_finds_an_image_the_policy_refuses_and_the_object_then_says_so() {
     // Installing an unsigned image is refused under strict; a copy by hand is not.
     let image = hello(rig.scratch.path(), "unsigned");
     fs::copy(&image, rig.ns.store().join("hello.raw")).expect("copy into the store");
-    assert!(eventually(Duration::from_secs(10), || monitor.saw("ExtensionInstalled", "hello")));
+    assert!(eventually(Duration::from_secs(10), || monitor.saw("ExtensionInstalled", &[Value::from("hello")])));
     assert_eq!(property(&rig, "Status"), "ok", "a listing reads no image");
 
     let described = rig.probe(0, &["describe", "hello"]);
