@@ -14,14 +14,13 @@ use std::time::Duration;
 
 use kairos_extensions_dbus::proxies::ManagerProxy;
 use kairos_extensions_tests::images::ImageBuilder;
+use kairos_extensions_tests::monitor::{Monitor, eventually};
 use kairos_extensions_tests::system::Rig;
 use kairos_extensions_tests::{bins, privileged, stdout};
-use kairos_extensions_tests::monitor::{Monitor, eventually};
 use serde_json::Value;
 
 /// One job at a time: everything after the first waits in line.
 const ONE_AT_A_TIME: &str = "idle_exit_sec = 0\nmax_jobs = 1\n";
-
 
 /// What the gate guards: whether it is open, and which paths were asked for, in order.
 #[derive(Default)]
@@ -135,7 +134,6 @@ fn serve_images(rig: &Rig, names: &[&str]) -> GatedServer {
         .collect();
     GatedServer::start(files)
 }
-
 
 /// A job's property as busctl prints it: `u 2`, `s "queued"`.
 fn job_property(rig: &Rig, id: u64, property: &str) -> String {
@@ -263,7 +261,11 @@ fn jobs_beyond_max_jobs_wait_in_line_run_in_order_and_leave_the_line_when_cancel
     let queued: Vec<u64> =
         ["q2", "q3", "q4"].iter().map(|name| start(&rig, &server.url(&format!("{name}.raw")))).collect();
     for (ahead, id) in (1..).zip(&queued) {
-        assert!(monitor.wait_for_within(Duration::from_secs(30), "JobNew", &[Value::from(*id)]), "a queued job is announced: {:?}", monitor.signals());
+        assert!(
+            monitor.wait_for_within(Duration::from_secs(30), "JobNew", &[Value::from(*id)]),
+            "a queued job is announced: {:?}",
+            monitor.signals()
+        );
         assert_eq!(job_property(&rig, *id, "State"), "s \"queued\"");
         assert_eq!(job_property(&rig, *id, "QueuePosition"), format!("u {ahead}"));
     }
@@ -283,7 +285,11 @@ fn jobs_beyond_max_jobs_wait_in_line_run_in_order_and_leave_the_line_when_cancel
     // Canceling the second in line ends it at once; the one behind it moves up.
     let canceled = queued[1];
     assert!(rig.kairos_ext(&["cancel", &canceled.to_string()]).status.success());
-    assert!(monitor.wait_for_within(Duration::from_secs(30), "JobRemoved", &[Value::from(canceled)]), "{:?}", monitor.signals());
+    assert!(
+        monitor.wait_for_within(Duration::from_secs(30), "JobRemoved", &[Value::from(canceled)]),
+        "{:?}",
+        monitor.signals()
+    );
     assert_eq!(monitor.removed(), [(canceled, "canceled".to_owned())], "only the canceled job ended");
     assert!(
         eventually(Duration::from_secs(10), || monitor.announced(queued[2], "QueuePosition", Value::from(2))),
@@ -295,7 +301,11 @@ fn jobs_beyond_max_jobs_wait_in_line_run_in_order_and_leave_the_line_when_cancel
 
     server.open();
     for id in [first, queued[0], queued[2]] {
-        assert!(monitor.wait_for_within(Duration::from_secs(30), "JobRemoved", &[Value::from(id)]), "{:?}", monitor.signals());
+        assert!(
+            monitor.wait_for_within(Duration::from_secs(30), "JobRemoved", &[Value::from(id)]),
+            "{:?}",
+            monitor.signals()
+        );
     }
     let done = |id: u64| (id, "done".to_owned());
     assert_eq!(monitor.removed(), [(canceled, "canceled".to_owned()), done(first), done(queued[0]), done(queued[2])]);

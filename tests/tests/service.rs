@@ -8,14 +8,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kairos_extensions_tests::images::{ImageBuilder, junk};
+use kairos_extensions_tests::monitor::{Monitor, eventually};
 use kairos_extensions_tests::system::{ALLOW_NOBODY, Rig};
 use kairos_extensions_tests::{contract, namespace, privileged, stderr, stdout};
-use kairos_extensions_tests::monitor::{Monitor, eventually};
 use serde_json::Value;
 
 const NOBODY: u32 = 65534;
 const QUICK: &str = "idle_exit_sec = 0\n";
-
 
 fn error_name(verdict: &Value) -> &str {
     verdict["error"]["name"].as_str().unwrap_or("")

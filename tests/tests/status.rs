@@ -10,17 +10,15 @@ use std::process::Output;
 use std::time::Duration;
 
 use kairos_extensions_tests::images::ImageBuilder;
+use kairos_extensions_tests::monitor::{Monitor, eventually};
 use kairos_extensions_tests::namespace::Namespace;
 use kairos_extensions_tests::registry::{Registry, gzip_layer_layout, tar};
 use kairos_extensions_tests::system::{Polkit, Rig, Service, SystemBus};
 use kairos_extensions_tests::{bins, privileged, stderr, stdout};
-use kairos_extensions_tests::monitor::{Monitor, eventually};
 use serde_json::Value;
 
 const QUICK: &str = "idle_exit_sec = 0\n";
 const HELLO: &str = "/org/kairos/Extensions1/extension/hello";
-
-
 
 /// Bus, polkitd, a namespace prepared by `prepare`, then the service: for tests that
 /// must change the namespace before the service starts in it.
