@@ -12,7 +12,7 @@ use kairos_extensionsd::engine::{Config, Engine};
 /// change what.
 #[derive(Debug, Parser)]
 #[command(version, about)]
-struct Args {
+pub(crate) struct Args {
     /// Manage the system at this root instead of /.
     #[arg(long, default_value = "/")]
     root: PathBuf,
