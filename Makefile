@@ -7,6 +7,8 @@ DESTDIR ?=
 # Real components the tests and the demo run (see shared TESTING notes in the README).
 PACKAGES := dbus polkitd systemd systemd-container squashfs-tools erofs-utils \
             docker-registry skopeo openssl util-linux curl libssl-dev pkg-config
+# The Cockpit page's browser test (node 20 and npm come with the machine).
+PACKAGES += cockpit-ws cockpit-bridge chromium
 
 .PHONY: all build release deps test lint unit demo sandbox sandbox-stop bench install clean
 
@@ -31,7 +33,7 @@ lint:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
 ## test: everything CI runs: packages, lint, the whole suite against real components
-test: deps lint build
+test: deps lint build cockpit
 	$(CARGO) test --workspace --locked
 
 ## demo: a tour of the service and kairos-ext on a sandboxed system (the host is untouched)
@@ -72,3 +74,34 @@ install:
 
 clean:
 	$(CARGO) clean
+
+## cockpit: the Cockpit page (cockpit/dist): npm ci from the lock file, type check, bundle
+.PHONY: cockpit cockpit-screenshots install-cockpit clean-cockpit
+COCKPIT_SOURCES := $(shell find cockpit/src -type f 2>/dev/null) cockpit/build.mjs cockpit/tsconfig.json
+
+cockpit: cockpit/dist/index.js.gz
+
+# No package needs its install script (esbuild's only checks the binary that its
+# platform package brings), so none runs.
+cockpit/node_modules/.installed: cockpit/package.json cockpit/package-lock.json
+	cd cockpit && npm ci --no-audit --no-fund --ignore-scripts
+	touch $@
+
+cockpit/dist/index.js.gz: cockpit/node_modules/.installed $(COCKPIT_SOURCES)
+	cd cockpit && node_modules/.bin/tsc --noEmit -p . && node build.mjs
+
+## cockpit-screenshots: run the browser test and keep its screenshots in docs/ (needs root)
+cockpit-screenshots: deps build cockpit
+	KAIROS_COCKPIT_SCREENSHOTS=$(CURDIR)/docs $(CARGO) test -p kairos-extensions-tests --test cockpit --locked
+
+install: install-cockpit
+
+install-cockpit: cockpit
+	install -d $(DESTDIR)$(PREFIX)/share/cockpit/kairos-extensions
+	cp -R cockpit/dist/. $(DESTDIR)$(PREFIX)/share/cockpit/kairos-extensions/
+	chmod -R u=rwX,go=rX $(DESTDIR)$(PREFIX)/share/cockpit/kairos-extensions
+
+clean: clean-cockpit
+
+clean-cockpit:
+	rm -rf cockpit/dist cockpit/node_modules
