@@ -221,7 +221,7 @@ describe("an administrator", () => {
     await failed.getByRole("button", { name: "Dismiss" }).click();
   });
 
-  it("lists slow installs with phase, bytes and rate, and Cancel leaves nothing behind", async () => {
+  it("lists slow installs with phase, bytes and rate or their place in line, and Cancel leaves nothing behind", async () => {
     const before = storeListing();
     for (const source of SLOW) {
       const dialog = await installThroughDialog(page, source);
@@ -230,14 +230,14 @@ describe("an administrator", () => {
     const list = page.getByRole("list", { name: "Installs in progress" });
     const items = list.getByRole("listitem");
     await until("two installs listed", async () => (await items.count()) === 2);
-    for (const item of await items.all()) {
-      await until("an install's phase, bytes and rate", async () => {
-        const text = await item.innerText();
-        return /Downloading · [\d.]+ (B|KiB|MiB) of 16\.\d MiB · [\d.]+ (B|KiB|MiB)\/s/.test(text) && text;
-      });
-      const bar = item.getByRole("progressbar");
-      await until("the bar moving", async () => Number(await bar.getAttribute("aria-valuenow")) > 0);
-    }
+    // max_jobs = 1: the first downloads, the second waits for it (jobs are listed by id).
+    const [running, queued] = await items.all();
+    await until("the running install's phase, bytes and rate", async () => {
+      const text = await running.innerText();
+      return /Downloading · [\d.]+ (B|KiB|MiB) of 16\.\d MiB · [\d.]+ (B|KiB|MiB)\/s/.test(text) && text;
+    });
+    await until("the bar moving", async () => Number(await running.getByRole("progressbar").getAttribute("aria-valuenow")) > 0);
+    await until("the queued install's place", async () => /Waiting for 1 job ahead/.test(await queued.innerText()));
     // Handles, not positions: the list shrinks as each job ends.
     for (const button of await list.getByRole("button", { name: /^Cancel the install of / }).elementHandles()) {
       await button.click();
@@ -299,6 +299,12 @@ describe("an administrator", () => {
     t.diagnostic(`a file copied into the store showed ${Date.now() - copied} ms later`);
     assert.equal(await cell(page, "copied", "Version"), "3");
     assert.equal(navigations, 0, "the page never reloaded");
+  });
+
+  it("refreshes the merge and says what is merged", async () => {
+    await page.getByRole("button", { name: "Refresh" }).click();
+    await page.locator(".pf-v6-c-alert", { hasText: "Refreshed: merged hello" }).waitFor();
+    assert.deepEqual(mergedInNamespace(), ["hello"]);
   });
 
   it("asks before Remove, then the row goes", async () => {

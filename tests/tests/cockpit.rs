@@ -162,7 +162,7 @@ fn the_cockpit_page_in_a_real_browser() {
     let dir = scratch.path();
     let registry = Registry::start();
     let config = dir.join("extensions.toml");
-    fs::write(&config, format!("idle_exit_sec = 0\ninsecure_registries = [\"{}\"]\n", registry.host()))
+    fs::write(&config, format!("idle_exit_sec = 0\nmax_jobs = 1\ninsecure_registries = [\"{}\"]\n", registry.host()))
         .expect("config");
 
     // A Kairos active boot that already happened: hello enabled for active and activated
@@ -184,7 +184,8 @@ fn the_cockpit_page_in_a_real_browser() {
     assert!(merge.status.success(), "systemd-sysext refresh: {}", stderr(&merge));
     assert_eq!(ns.merged(), ["hello"], "the boot merged hello");
 
-    // What the page installs: tools from the registry, and two slow downloads to cancel.
+    // What the page installs: tools from the registry, and two slow downloads to cancel
+    // (one at a time, max_jobs = 1: the second waits in line).
     let tools = ImageBuilder::new("tools")
         .release("ID=_any\nVERSION_ID=2.0\n")
         .command("kx-tools", "tools")
