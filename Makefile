@@ -75,9 +75,9 @@ install:
 clean:
 	$(CARGO) clean
 
-## cockpit: the Cockpit page (cockpit/dist): npm ci from the lock file, type check, bundle
+## cockpit: the Cockpit page (cockpit/dist): npm ci from the lock file, type check, unit tests, bundle
 .PHONY: cockpit cockpit-screenshots install-cockpit clean-cockpit
-COCKPIT_SOURCES := $(shell find cockpit/src -type f 2>/dev/null) cockpit/build.mjs cockpit/tsconfig.json
+COCKPIT_SOURCES := $(shell find cockpit/src cockpit/test/unit -type f 2>/dev/null) cockpit/build.mjs cockpit/tsconfig.json
 
 cockpit: cockpit/dist/index.js.gz
 
@@ -88,7 +88,7 @@ cockpit/node_modules/.installed: cockpit/package.json cockpit/package-lock.json
 	touch $@
 
 cockpit/dist/index.js.gz: cockpit/node_modules/.installed $(COCKPIT_SOURCES)
-	cd cockpit && node_modules/.bin/tsc --noEmit -p . && node build.mjs
+	cd cockpit && node_modules/.bin/tsc --noEmit -p . && node --test test/unit/ && node build.mjs
 
 ## cockpit-screenshots: run the browser test and keep its screenshots in docs/ (needs root)
 cockpit-screenshots: deps build cockpit

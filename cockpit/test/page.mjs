@@ -257,9 +257,9 @@ describe("an administrator", () => {
 
   it("merges tools when common is turned on with Apply now", async () => {
     await page.getByRole("button", { name: "tools Details" }).click();
-    const now = page.getByRole("checkbox", { name: "Apply the common change for tools to the running system now" });
+    const now = page.getByRole("checkbox", { name: "Apply now: common for tools on the running system" });
     await now.check();
-    const passiveNow = page.getByRole("checkbox", { name: "Apply the passive change for tools to the running system now" });
+    const passiveNow = page.getByRole("checkbox", { name: "Apply now: passive for tools on the running system" });
     assert.ok(await passiveNow.isDisabled(), "passive does not apply to this active boot");
     // By keyboard, as a screen-reader user would.
     await page.getByRole("switch", { name: "Enable tools for common" }).focus();

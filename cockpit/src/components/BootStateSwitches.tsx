@@ -60,7 +60,7 @@ function StateRow(props: {
         <Checkbox
           id={`${id}-now`}
           label="Apply now"
-          aria-label={`Apply the ${state} change for ${extension.name} to the running system now`}
+          aria-label={`Apply now: ${state} for ${extension.name} on the running system`}
           isChecked={now && applies}
           isDisabled={!admin || !applies || pending}
           onChange={(_e, checked) => setNow(checked)}

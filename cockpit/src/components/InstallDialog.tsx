@@ -14,18 +14,7 @@ import { TextInput } from "@patternfly/react-core/dist/esm/components/TextInput/
 import { type BootState, type CurrentBoot, concernsThisBoot } from "../api/contract";
 import { describeFailure } from "../api/errors";
 import type { ExtensionsService } from "../api/service";
-
-const SCHEMES = ["oci://", "docker://", "container://", "http://", "https://", "file://"];
-const DIGEST = /^sha256:[0-9a-f]{64}$/;
-
-/** The source as the service wants it: a bare registry reference means OCI. */
-export function normalizeSource(input: string): string {
-  const source = input.trim();
-  if (!source || SCHEMES.some((s) => source.startsWith(s)) || source.startsWith("catalog:")) {
-    return source;
-  }
-  return `oci://${source}`;
-}
+import { isDigest, normalizeSource } from "../api/source";
 
 export function InstallDialog(props: {
   service: ExtensionsService;
@@ -46,7 +35,7 @@ export function InstallDialog(props: {
   const normalized = normalizeSource(source);
   const digestValue = digest.trim().toLowerCase();
   const sourceError = normalized ? "" : "Enter where to install from.";
-  const digestError = digestValue && !DIGEST.test(digestValue) ? "A digest is sha256: followed by 64 hexadecimal digits." : "";
+  const digestError = digestValue && !isDigest(digestValue) ? "A digest is sha256: followed by 64 hexadecimal digits." : "";
   const nowApplies = enable.some((s) => concernsThisBoot(s, current));
 
   const toggleState = (state: BootState, checked: boolean) =>
