@@ -184,7 +184,7 @@ const FINISHED_KEPT = 8;
 
 export class ExtensionsService {
   private readonly client: CockpitDBusClient;
-  /** The Manager's properties; null until read, and while the service is gone. */
+  /** The Manager's properties; null until first read. */
   private manager: Record<string, unknown> | null = null;
   private readonly extensionProxies: CockpitDBusProxies;
   private readonly jobProxies: CockpitDBusProxies;
@@ -228,8 +228,8 @@ export class ExtensionsService {
     );
     // The service exits when idle (idle_exit_sec) and the bus starts it again on the next
     // call; its objects are then announced anew. The page asks at once, so that signals
-    // keep coming, and keeps showing what it knew until the answer replaces it: a page
-    // left open would otherwise go blank once a minute.
+    // keep coming, and keeps showing what it knew until the answer replaces it, rather
+    // than blanking out at every idle exit.
     this.client.addEventListener("owner", (_e, owner) => {
       if (owner === null) {
         this.connection = { kind: "connecting" };
