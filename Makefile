@@ -10,6 +10,8 @@ DESTDIR ?=
 PACKAGES := dbus polkitd systemd systemd-container squashfs-tools erofs-utils \
             docker-registry skopeo openssl util-linux curl libssl-dev pkg-config \
             man-db groff-base binutils zsh fish dpkg
+# The Cockpit page's browser test (node 20 and npm come with the machine).
+PACKAGES += cockpit-ws cockpit-bridge chromium
 
 .PHONY: all build release deps test lint unit demo sandbox sandbox-stop bench install clean systemd254 \
         gendoc dist uninstall manifest deb deb-only
@@ -35,7 +37,7 @@ lint:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
 ## test: everything CI runs: packages, lint, the whole suite against real components
-test: deps lint build systemd254
+test: deps lint build systemd254 cockpit
 	$(CARGO) test --workspace --locked
 
 ## systemd254: systemd 254 unpacked beside the host's (nothing installed), for version comparisons
@@ -96,6 +98,9 @@ BASHCOMPDIR ?= $(DATADIR)/bash-completion/completions
 # Debian's zsh reads packages' completions from vendor-completions, local ones from site-functions.
 ZSHCOMPDIR ?= $(if $(filter /usr,$(PREFIX)),/usr/share/zsh/vendor-completions,$(DATADIR)/zsh/site-functions)
 FISHCOMPDIR ?= $(DATADIR)/fish/vendor_completions.d
+COCKPITDIR ?= $(DATADIR)/cockpit/kairos-extensions
+# The built Cockpit page (`make cockpit`), relative to cockpit/dist.
+COCKPIT_PAGE = $(patsubst cockpit/dist/%,%,$(shell find cockpit/dist -type f 2>/dev/null | sort))
 
 # Every file `make install` writes, and `make uninstall` removes.
 MANIFEST = \
@@ -118,7 +123,8 @@ MANIFEST = \
 	$(DOCDIR)/README.md \
 	$(DOCDIR)/extensions.toml.example \
 	$(DOCDIR)/org.kairos.Extensions1.rules.example \
-	$(addprefix $(DOCDIR)/,$(notdir $(wildcard docs/*.md)))
+	$(addprefix $(DOCDIR)/,$(notdir $(wildcard docs/*.md))) \
+	$(addprefix $(COCKPITDIR)/,$(COCKPIT_PAGE))
 
 # The templates name the binary's directory; everything else is copied as it is.
 # $(call install-subst,TEMPLATE,PATH,MODE)
@@ -175,7 +181,7 @@ install: dist
 ## uninstall: remove what `make install` installed (same PREFIX and DESTDIR)
 uninstall:
 	rm -f $(addprefix $(DESTDIR),$(MANIFEST))
-	-rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null
+	-rmdir $(DESTDIR)$(DOCDIR) $(DESTDIR)$(COCKPITDIR)/assets $(DESTDIR)$(COCKPITDIR) 2>/dev/null
 
 ## manifest: the files `make install` writes, one per line
 manifest:
@@ -231,3 +237,34 @@ deb-only:
 
 clean:
 	$(CARGO) clean
+
+## cockpit: the Cockpit page (cockpit/dist): npm ci from the lock file, type check, unit tests, bundle
+.PHONY: cockpit cockpit-screenshots install-cockpit clean-cockpit
+COCKPIT_SOURCES := $(shell find cockpit/src cockpit/test/unit -type f 2>/dev/null) cockpit/build.mjs cockpit/tsconfig.json
+
+cockpit: cockpit/dist/index.js.gz
+
+# No package needs its install script (esbuild's only checks the binary that its
+# platform package brings), so none runs.
+cockpit/node_modules/.installed: cockpit/package.json cockpit/package-lock.json
+	cd cockpit && npm ci --no-audit --no-fund --ignore-scripts
+	touch $@
+
+cockpit/dist/index.js.gz: cockpit/node_modules/.installed $(COCKPIT_SOURCES)
+	cd cockpit && node_modules/.bin/tsc --noEmit -p . && node --test test/unit/ && node build.mjs
+
+## cockpit-screenshots: run the browser test and keep its screenshots in docs/ (needs root)
+cockpit-screenshots: deps build cockpit
+	KAIROS_COCKPIT_SCREENSHOTS=$(CURDIR)/docs $(CARGO) test -p kairos-extensions-tests --test cockpit --locked
+
+install: install-cockpit
+
+install-cockpit: cockpit
+	install -d $(DESTDIR)$(COCKPITDIR)
+	cp -R cockpit/dist/. $(DESTDIR)$(COCKPITDIR)/
+	chmod -R u=rwX,go=rX $(DESTDIR)$(COCKPITDIR)
+
+clean: clean-cockpit
+
+clean-cockpit:
+	rm -rf cockpit/dist cockpit/node_modules

@@ -156,7 +156,32 @@ fn expected_usr() -> BTreeSet<String> {
     .collect();
     assert!(docs().len() >= 3, "docs/ has the operator guide, the image builders' page and the image page");
     expected.extend(docs().into_iter().map(|name| format!("/usr/share/doc/kairos-extensions/{name}")));
+    expected.extend(cockpit_page().into_iter().map(|file| format!("/usr/share/cockpit/kairos-extensions/{file}")));
     expected
+}
+
+/// The files of the built Cockpit page, relative to cockpit/dist (`make cockpit`, which
+/// `make test` runs first, builds it).
+fn cockpit_page() -> Vec<String> {
+    let dist = repo().join("cockpit/dist");
+    assert!(dist.join("index.html").exists(), "{} has no page: run `make cockpit` (make test does)", dist.display());
+    let mut files = Vec::new();
+    let mut stack = vec![dist.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).expect("cockpit/dist is readable").flatten() {
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(path);
+            } else if let Ok(relative) = path.strip_prefix(&dist) {
+                files.push(relative.display().to_string());
+            }
+        }
+    }
+    for wanted in ["index.html", "manifest.json", "index.js.gz", "index.css.gz"] {
+        assert!(files.iter().any(|f| f == wanted), "the page has {wanted}: {files:?}");
+    }
+    files.sort();
+    files
 }
 
 /// Installs with `PREFIX=prefix` into a fresh DESTDIR.

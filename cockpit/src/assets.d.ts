@@ -1,0 +1,2 @@
+// Style sheets are bundled by esbuild as side-effect imports.
+declare module "*.css";
