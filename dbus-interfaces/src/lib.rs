@@ -6,7 +6,9 @@
 
 mod boot_state;
 pub mod errors;
+mod job_result;
 mod job_state;
+mod job_type;
 
 pub use errors::ErrorKind;
 mod name;
@@ -18,7 +20,9 @@ mod status;
 pub const INTERFACE_XML: &str = include_str!("../org.kairos.Extensions1.xml");
 
 pub use boot_state::{BootState, UnknownBootState};
+pub use job_result::{JobResult, NotFinal, UnknownJobResult};
 pub use job_state::{JobState, UnknownJobState};
+pub use job_type::{JobType, UnknownJobType};
 pub use name::{ExtensionName, InvalidName};
 pub use status::{ExtensionStatus, UnknownStatus};
 
