@@ -5,6 +5,7 @@
 
 pub mod args;
 pub mod authz;
+pub mod describe;
 pub mod error;
 pub mod extension;
 pub mod job;

@@ -103,5 +103,7 @@ pub async fn describe(shared: &Arc<Shared>, connection: &Connection, name: &str)
     let ext = blocking(shared, move |engine| engine.describe(&wanted)).await?;
     // Verifying may have found the image refused: the object says so from now on.
     sync::reconcile(shared, connection).await?;
-    serde_json::to_string(&ext).map_err(|e| BusError::failed(format!("cannot describe {name}: {e}")))
+    kairos_extensions_dbus::ExtensionDescription::from(&ext)
+        .to_json()
+        .map_err(|e| BusError::failed(format!("cannot describe {name}: {e}")))
 }
