@@ -1,25 +1,36 @@
-//! Bus mode: every verb as a call to kairos-extensionsd.
+//! Bus mode: every verb as a call to kairos-extensionsd, through the contract's proxies.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use futures_util::StreamExt;
-use kairos_extensions_dbus::paths::job_path;
-use kairos_extensions_dbus::proxies::{ExtensionProxy, JobProxy, ManagerProxy};
-use kairos_extensions_dbus::{BUS_NAME, BootState, ErrorKind, FLAG_NOW, JobState};
-use kairos_extensionsd::engine::Extension;
-use kairos_extensionsd::engine::sources::Source;
+use kairos_extensions_dbus::properties::JobProperties;
+use kairos_extensions_dbus::proxies::{ExtensionProxy, JobProxy, JobRemoved, ManagerProxy, ObjectManagerProxy};
+use kairos_extensions_dbus::{BUS_NAME, BootState, ErrorKind, ExtensionDescription, FLAG_NOW, JobResult, JobState};
+use zbus::fdo::PropertiesChanged;
 use zbus::message::Type;
-use zbus::proxy::MethodFlags;
-use zbus::{Connection, MatchRule, MessageStream, OwnedObjectPath, OwnedVariant, Variant};
+use zbus::names::InterfaceName;
+use zbus::{Connection, MatchRule, Message, MessageStream, OwnedObjectPath, OwnedVariant, Variant};
 
 use crate::agent::{self, Agent};
 use crate::args::{Command, InstallArgs};
+use crate::local::{file_uri, local_file};
 use crate::outcome::{self, After};
 use crate::{monitor, render};
+
+/// Calls a mutating proxy method, in its `_interactive` form (which lets polkit ask for
+/// a password) when this invocation may ask, and explains a failure for people:
+/// `authorized!(client, proxy.method / method_interactive(args...))`.
+macro_rules! authorized {
+    ($client:expr, $proxy:ident . $plain:ident / $interactive:ident ( $($arg:expr),* $(,)? )) => {{
+        let client: &Client = $client;
+        let reply =
+            if client.interactive { $proxy.$interactive($($arg),*).await } else { $proxy.$plain($($arg),*).await };
+        reply.map_err(|e| explain(e, client.interactive))
+    }};
+}
 
 /// A connection to the service, with the interaction policy of this invocation.
 pub struct Client {
@@ -45,25 +56,6 @@ impl Client {
         Ok(Self { connection, manager, interactive, _agent: agent })
     }
 
-    fn flags(&self) -> MethodFlags {
-        if self.interactive { MethodFlags::ALLOW_INTERACTIVE_AUTH } else { MethodFlags::empty() }
-    }
-
-    /// Calls a mutating manager method, allowing interactive authorization when this
-    /// invocation may ask for a password.
-    async fn call<B, R>(&self, method: &'static str, body: &B) -> Result<R>
-    where
-        B: serde::Serialize + zbus::DynamicType,
-        R: for<'d> zbus::wire::DynamicDeserialize<'d>,
-    {
-        self.manager
-            .inner()
-            .call_with_flags(method, self.flags(), body)
-            .await
-            .map_err(|e| explain(e, self.interactive))?
-            .ok_or_else(|| anyhow!("{method} returned no reply"))
-    }
-
     /// The running boot and one extension's enablement and merge, read fresh after a
     /// change: `(boot, enabled states, merged)`.
     async fn live(&self, name: &str) -> Result<(Option<BootState>, Vec<BootState>, bool)> {
@@ -74,8 +66,8 @@ impl Client {
             .cache_properties(zbus::proxy::CacheProperties::No)
             .build()
             .await?;
-        let enabled = ext.enabled_boot_states().await?.iter().filter_map(|s| s.parse().ok()).collect();
-        Ok((boot.parse().ok(), enabled, ext.merged().await?))
+        let enabled = ext.enabled_boot_states().await.map_err(|e| explain(e, false))?;
+        Ok((boot.parse().ok(), enabled, ext.merged().await.map_err(|e| explain(e, false))?))
     }
 
     /// What a change of `name` did, in the words of [`outcome`].
@@ -84,23 +76,44 @@ impl Client {
         Ok(line(&After { name, boot, enabled: &enabled, merged }))
     }
 
-    async fn describe(&self, name: &str) -> Result<Extension> {
-        let json = self.manager.describe(name).await.map_err(|e| explain(e, self.interactive))?;
-        serde_json::from_str(&json)
+    /// `Describe`: everything known about `name`, the image verified.
+    async fn describe(&self, name: &str) -> Result<ExtensionDescription> {
+        let json = self.manager.describe(name).await.map_err(|e| explain(e, false))?;
+        ExtensionDescription::from_json(&json)
             .context("the service described the extension in a form this kairos-ext does not understand")
+    }
+
+    /// Every extension, from one `GetManagedObjects`: the properties of all extension
+    /// objects at once, sorted by name as offline mode lists them.
+    async fn list(&self) -> Result<Vec<ExtensionDescription>> {
+        let objects = ObjectManagerProxy::new(&self.connection)
+            .await?
+            .get_managed_objects()
+            .await
+            .map_err(|e| explain(e, false))?;
+        let mut list: Vec<ExtensionDescription> =
+            objects.into_values().filter_map(|object| object.extension).map(ExtensionDescription::from).collect();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(list)
+    }
+
+    /// A proxy for the job at `path`, reading its properties fresh.
+    async fn job(&self, path: OwnedObjectPath) -> Result<JobProxy<'static>> {
+        Ok(JobProxy::builder(&self.connection)
+            .path(path)
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await?)
     }
 }
 
 /// Runs one command against the service.
 pub async fn run(command: Command, no_ask_password: bool) -> Result<()> {
     let client = Client::connect(no_ask_password).await?;
+    let manager = &client.manager;
     match command {
         Command::List { json } => {
-            let rows = client.manager.list_extensions().await.map_err(|e| explain(e, false))?;
-            let mut list = Vec::with_capacity(rows.len());
-            for (name, ..) in rows {
-                list.push(client.describe(&name).await?);
-            }
+            let list = client.list().await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
@@ -120,7 +133,7 @@ pub async fn run(command: Command, no_ask_password: bool) -> Result<()> {
             let state = args.state();
             let flags = if args.now { FLAG_NOW } else { 0 };
             let (_, before, _) = client.live(args.name.as_str()).await?;
-            client.call::<_, ()>("Enable", &(args.name.as_str(), state.as_str(), flags)).await?;
+            authorized!(&client, manager.enable / enable_interactive(args.name.as_str(), state, flags))?;
             let changed = !before.contains(&state);
             println!("{}", client.after(args.name.as_str(), |a| outcome::enabled(a, state, changed, args.now)).await?);
         }
@@ -128,20 +141,20 @@ pub async fn run(command: Command, no_ask_password: bool) -> Result<()> {
             let state = args.state();
             let flags = if args.now { FLAG_NOW } else { 0 };
             let (_, before, _) = client.live(args.name.as_str()).await?;
-            client.call::<_, ()>("Disable", &(args.name.as_str(), state.as_str(), flags)).await?;
+            authorized!(&client, manager.disable / disable_interactive(args.name.as_str(), state, flags))?;
             let changed = before.contains(&state);
             println!("{}", client.after(args.name.as_str(), |a| outcome::disabled(a, state, changed, args.now)).await?);
         }
         Command::Remove { name, now } => {
             let flags = if now { FLAG_NOW } else { 0 };
             let (_, _, merged_before) = client.live(name.as_str()).await?;
-            client.call::<_, ()>("Remove", &(name.as_str(), flags)).await?;
+            authorized!(&client, manager.remove / remove_interactive(name.as_str(), flags))?;
             let merged_after =
-                client.manager.merged().await.map_err(|e| explain(e, false))?.iter().any(|m| m == name.as_str());
+                manager.merged().await.map_err(|e| explain(e, false))?.iter().any(|m| m == name.as_str());
             println!("{}", outcome::removed(name.as_str(), merged_before, merged_after));
         }
         Command::Refresh => {
-            let merged: Vec<String> = client.call("Refresh", &(0u64,)).await?;
+            let merged = authorized!(&client, manager.refresh / refresh_interactive(0))?;
             if merged.is_empty() {
                 println!("No extensions merged.");
             } else {
@@ -149,47 +162,75 @@ pub async fn run(command: Command, no_ask_password: bool) -> Result<()> {
             }
         }
         Command::Jobs => {
-            let jobs = client.manager.list_jobs().await.map_err(|e| explain(e, false))?;
+            let jobs = manager.list_jobs().await.map_err(|e| explain(e, false))?;
             if jobs.is_empty() {
                 println!("No jobs running.");
             }
-            for (id, kind, state, _) in jobs {
-                let job = JobProxy::builder(&client.connection).path(job_path(id)).build().await?;
-                let source = job.inner().get_property::<String>("Source").await.unwrap_or_default();
+            for (id, kind, state, path) in jobs {
+                let job = client.job(path).await?;
+                let source = job.source().await.unwrap_or_default();
                 // A queued job has no phase yet, only its place in line.
-                let phase = if state == JobState::Queued.as_str() {
+                let phase = if state == JobState::Queued {
                     jobs_ahead(job.queue_position().await.unwrap_or(0))
                 } else {
                     job.phase().await.unwrap_or_default()
                 };
                 let progress = job.progress().await.unwrap_or(0);
-                println!("{id:>4}  {kind:<8} {state:<9} {phase:<12} {progress:>3}%  {source}");
+                println!("{id:>4}  {:<8} {:<9} {phase:<12} {progress:>3}%  {source}", kind.as_str(), state.as_str());
             }
         }
         Command::Cancel { id } => {
-            let job = JobProxy::builder(&client.connection).path(job_path(id)).build().await?;
-            job.inner()
-                .call_with_flags::<_, _, ()>("Cancel", client.flags(), &())
-                .await
-                .map_err(|e| explain(e, client.interactive))?;
+            let job = client.job(kairos_extensions_dbus::paths::job_path(id)).await?;
+            authorized!(&client, job.cancel / cancel_interactive())?;
             println!("Cancel requested for job {id}");
         }
         Command::Status => {
-            let m = &client.manager;
-            let merged = m.merged().await?;
-            println!("Service:      {BUS_NAME} {}", m.version().await?);
-            println!("Boot state:   {}", m.boot_state().await?);
+            let merged = manager.merged().await?;
+            println!("Service:      {BUS_NAME} {}", manager.version().await?);
+            println!("Boot state:   {}", manager.boot_state().await?);
             println!("Merged:       {}", if merged.is_empty() { "-".to_owned() } else { merged.join(", ") });
-            println!("Image policy: {}", m.image_policy().await?);
-            println!("Store:        {}", m.store_directory().await?);
+            println!("Image policy: {}", manager.image_policy().await?);
+            println!("Store:        {}", manager.store_directory().await?);
         }
         Command::Monitor { json } => monitor::run(&client.connection, json).await?,
     }
     Ok(())
 }
 
+/// What one signal of the service says about the job being followed.
+enum JobSignal {
+    /// Some of its properties changed.
+    Changed(JobProperties),
+    /// It ended.
+    Ended(Result<JobResult>),
+}
+
+/// Reads `message` as news of the job `id` at `path`; `None` when it is about anything else.
+fn job_signal(message: Message, id: u64, path: &OwnedObjectPath) -> Option<JobSignal> {
+    if let Some(removed) = JobRemoved::from_message(message.clone()) {
+        return match removed.args() {
+            Ok(args) => (args.id == id).then_some(JobSignal::Ended(Ok(args.result))),
+            // A result this kairos-ext does not know still ends the job it names.
+            Err(e) => match removed.message().body().deserialize::<(u64, OwnedObjectPath, String)>() {
+                Ok((ended, _, result)) if ended == id => {
+                    Some(JobSignal::Ended(Err(anyhow!("job {id} ended with the unknown result {result:?}: {e}"))))
+                }
+                _ => None,
+            },
+        };
+    }
+    let changed = PropertiesChanged::from_message(message)?;
+    if changed.message().header().path().map(|p| p.as_str()) != Some(path.as_str()) {
+        return None;
+    }
+    let (_, properties, _) =
+        changed.message().body().deserialize::<(InterfaceName<'_>, JobProperties, Vec<String>)>().ok()?;
+    Some(JobSignal::Changed(properties))
+}
+
 /// Installs through a job and follows it to the end; Ctrl-C cancels the job.
 async fn install(client: &Client, args: InstallArgs) -> Result<()> {
+    let manager = &client.manager;
     let mut options: HashMap<&str, OwnedVariant> = HashMap::new();
     let variant = |v: Variant<'static>| OwnedVariant::try_from(v).map_err(|e| anyhow!("cannot encode an option: {e}"));
     if let Some(name) = &args.name {
@@ -220,36 +261,35 @@ async fn install(client: &Client, args: InstallArgs) -> Result<()> {
     let bus = zbus::fdo::DBusProxy::new(&client.connection).await?;
     let mut owner_changes = bus.receive_name_owner_changed_with_args(&[(0, BUS_NAME)]).await?;
 
-    let (id, path): (u64, OwnedObjectPath) = match local_file(&args.source)? {
+    let (id, path) = match local_file(&args.source)? {
         Some(path) if rustix::process::geteuid().is_root() => {
             let uri = file_uri(&path);
-            client.call("Install", &(uri.as_str(), &options)).await?
+            authorized!(client, manager.install / install_interactive(uri.as_str(), options))?
         }
         Some(path) => {
             let file = std::fs::File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
-            let fd = zbus::Fd::from(&file);
             let shown = path.display().to_string();
-            client.call("InstallFromFd", &(fd, shown.as_str(), &options)).await?
+            authorized!(
+                client,
+                manager.install_from_fd / install_from_fd_interactive(zbus::Fd::from(&file), shown.as_str(), options)
+            )?
         }
-        None => client.call("Install", &(args.source.as_str(), &options)).await?,
+        None => authorized!(client, manager.install / install_interactive(args.source.as_str(), options))?,
     };
 
     let mut view = JobView::new(std::io::stderr().is_terminal());
     // Signals carry changes only: where the job stands (in line, or its phase) comes
     // from asking once. Signals already on their way may be older; the next one puts
     // that right.
-    if let Ok(job) = JobProxy::builder(&client.connection)
-        .path(path.clone())
-        .cache_properties(zbus::proxy::CacheProperties::No)
-        .build()
-        .await
+    if let Ok(job) = client.job(path.clone()).await
         && let (Ok(state), Ok(position), Ok(phase)) = (job.state().await, job.queue_position().await, job.phase().await)
     {
-        let mut current = HashMap::new();
-        current.insert("State".to_owned(), OwnedVariant::from(zbus::Str::from(state)));
-        current.insert("QueuePosition".to_owned(), OwnedVariant::from(position));
-        current.insert("Phase".to_owned(), OwnedVariant::from(zbus::Str::from(phase)));
-        view.apply(current);
+        view.apply(JobProperties {
+            state: Some(state),
+            queue_position: Some(position),
+            phase: Some(phase),
+            ..JobProperties::default()
+        });
     }
     let mut cancel_sent = false;
     let result = loop {
@@ -257,20 +297,10 @@ async fn install(client: &Client, args: InstallArgs) -> Result<()> {
             message = signals.next() => {
                 let Some(message) = message else { bail!("lost the connection to the service while job {id} was running") };
                 let Ok(message) = message else { continue };
-                let header = message.header();
-                match header.member().map(|m| m.as_str()) {
-                    Some("JobRemoved") => {
-                        if let Ok((ended, _, result)) = message.body().deserialize::<(u64, OwnedObjectPath, String)>()
-                            && ended == id {
-                                break result;
-                            }
-                    }
-                    Some("PropertiesChanged") if header.path().map(|p| p.as_str()) == Some(path.as_str()) => {
-                        if let Ok((_, changed, _)) = message.body().deserialize::<(String, HashMap<String, OwnedVariant>, Vec<String>)>() {
-                            view.apply(changed);
-                        }
-                    }
-                    _ => {}
+                match job_signal(message, id, &path) {
+                    Some(JobSignal::Changed(changed)) => view.apply(changed),
+                    Some(JobSignal::Ended(result)) => break result,
+                    None => {}
                 }
             }
             Some(change) = owner_changes.next() => {
@@ -288,16 +318,16 @@ async fn install(client: &Client, args: InstallArgs) -> Result<()> {
             _ = tokio::signal::ctrl_c(), if !cancel_sent => {
                 eprintln!("\nCanceling job {id}… (Ctrl-C again to stop waiting)");
                 cancel_sent = true;
-                let job = JobProxy::builder(&client.connection).path(path.clone()).build().await?;
-                if let Err(e) = job.inner().call_with_flags::<_, _, ()>("Cancel", client.flags(), &()).await {
-                    eprintln!("kairos-ext: {}", explain(e, client.interactive));
+                let job = client.job(path.clone()).await?;
+                if let Err(e) = authorized!(client, job.cancel / cancel_interactive()) {
+                    eprintln!("kairos-ext: {e}");
                 }
             }
         }
     };
     view.finish();
-    match result.as_str() {
-        "done" => {
+    match result? {
+        JobResult::Done => {
             println!("Installed {}", if view.name.is_empty() { args.source.as_str() } else { view.name.as_str() });
             if !args.enable.is_empty() && !view.name.is_empty() {
                 let lines = client
@@ -311,8 +341,8 @@ async fn install(client: &Client, args: InstallArgs) -> Result<()> {
             }
             Ok(())
         }
-        "canceled" => bail!("install canceled"),
-        _ => {
+        JobResult::Canceled => bail!("install canceled"),
+        JobResult::Failed => {
             let error = if view.error.is_empty() { format!("job {id} failed") } else { view.error.clone() };
             bail!("install failed: {error}")
         }
@@ -372,28 +402,19 @@ impl JobView {
         (self.state == Some(JobState::Queued) && self.queue_position > 0).then_some(self.queue_position)
     }
 
-    fn apply(&mut self, changed: HashMap<String, OwnedVariant>) {
-        let mut phase_changed = false;
+    fn apply(&mut self, changed: JobProperties) {
         let waited = self.waiting_for();
-        for (key, value) in changed {
-            match key.as_str() {
-                "State" => {
-                    self.state = String::try_from(value).ok().and_then(|s| s.parse().ok()).or(self.state);
-                }
-                "QueuePosition" => self.queue_position = u32::try_from(value).unwrap_or(self.queue_position),
-                "Phase" => {
-                    if let Ok(phase) = String::try_from(value) {
-                        phase_changed = phase != self.phase;
-                        self.phase = phase;
-                    }
-                }
-                "Name" => self.name = String::try_from(value).unwrap_or_default(),
-                "Error" => self.error = String::try_from(value).unwrap_or_default(),
-                "BytesDone" => self.bytes_done = u64::try_from(value).unwrap_or(self.bytes_done),
-                "BytesTotal" => self.bytes_total = u64::try_from(value).unwrap_or(self.bytes_total),
-                _ => {}
-            }
+        self.state = changed.state.or(self.state);
+        self.queue_position = changed.queue_position.unwrap_or(self.queue_position);
+        let mut phase_changed = false;
+        if let Some(phase) = changed.phase {
+            phase_changed = phase != self.phase;
+            self.phase = phase;
         }
+        self.name = changed.name.unwrap_or(std::mem::take(&mut self.name));
+        self.error = changed.error.unwrap_or(std::mem::take(&mut self.error));
+        self.bytes_done = changed.bytes_done.unwrap_or(self.bytes_done);
+        self.bytes_total = changed.bytes_total.unwrap_or(self.bytes_total);
         let waiting = self.waiting_for();
         match (&self.bar, waiting) {
             (Some(bar), Some(ahead)) => {
@@ -426,39 +447,6 @@ impl JobView {
             bar.finish_and_clear();
         }
     }
-}
-
-/// The local file an install source names, if it names one.
-/// The local image a source names, if it names one, as the absolute path the service
-/// will open: `file://` URLs are decoded exactly as the service decodes them, and plain
-/// paths are resolved (`..`, symlinks), since the service refuses `..`.
-fn local_file(source: &str) -> Result<Option<PathBuf>> {
-    if source.starts_with("file://") {
-        return match Source::parse(source) {
-            Ok(Source::File(path)) => Ok(Some(path)),
-            Ok(_) => Ok(None),
-            Err(e) => Err(anyhow!("{e}")),
-        };
-    }
-    if source.contains("://") {
-        return Ok(None);
-    }
-    Ok(Some(std::fs::canonicalize(source).with_context(|| format!("cannot open {source}"))?))
-}
-
-/// A `file://` URL the service decodes back to exactly `path`: every byte but the
-/// plainest is percent-escaped, `%` itself included.
-fn file_uri(path: &Path) -> String {
-    use std::os::unix::ffi::OsStrExt as _;
-    let mut uri = String::from("file://");
-    for &byte in path.as_os_str().as_bytes() {
-        if byte.is_ascii_alphanumeric() || b"/-._~+,=@:".contains(&byte) {
-            uri.push(char::from(byte));
-        } else {
-            uri.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    uri
 }
 
 /// Turns a D-Bus failure into a sentence for people.
@@ -494,6 +482,8 @@ pub fn explain(error: zbus::Error, interactive: bool) -> anyhow::Error {
 
 #[cfg(test)]
 mod tests {
+    use kairos_extensions_dbus::properties::JobProperties;
+
     use super::*;
 
     #[test]
@@ -506,43 +496,75 @@ mod tests {
     #[test]
     fn a_queued_job_shows_how_many_are_ahead_until_it_runs() {
         let mut view = JobView::new(false);
-        let change = |pairs: &[(&str, OwnedVariant)]| -> HashMap<String, OwnedVariant> {
-            pairs.iter().map(|(k, v)| ((*k).to_owned(), v.try_clone().expect("clone"))).collect()
+        let queued = |position| JobProperties {
+            state: Some(JobState::Queued),
+            queue_position: Some(position),
+            ..JobProperties::default()
         };
-        let text = |s: &str| OwnedVariant::from(zbus::Str::from(s));
-        view.apply(change(&[("State", text("queued")), ("QueuePosition", OwnedVariant::from(2u32))]));
+        view.apply(queued(2));
         assert_eq!(view.waiting_for(), Some(2));
-        view.apply(change(&[("QueuePosition", OwnedVariant::from(1u32))]));
+        view.apply(JobProperties { queue_position: Some(1), ..JobProperties::default() });
         assert_eq!(view.waiting_for(), Some(1));
-        view.apply(change(&[("State", text("running")), ("QueuePosition", OwnedVariant::from(0u32))]));
+        view.apply(JobProperties {
+            state: Some(JobState::Running),
+            queue_position: Some(0),
+            name: Some("k3s".into()),
+            ..JobProperties::default()
+        });
         assert_eq!(view.waiting_for(), None);
-        view.apply(change(&[("State", text("bogus"))]));
-        assert_eq!(view.state, Some(JobState::Running), "an unknown state changes nothing");
+        view.apply(JobProperties { phase: Some("downloading".into()), ..JobProperties::default() });
+        assert_eq!(
+            (view.state, view.name.as_str()),
+            (Some(JobState::Running), "k3s"),
+            "what a change leaves out stays"
+        );
+    }
+
+    fn signal(path: &str, member: &str, body: &(impl serde::Serialize + zbus::Type)) -> Message {
+        let interface = if member == "PropertiesChanged" {
+            "org.freedesktop.DBus.Properties"
+        } else {
+            kairos_extensions_dbus::MANAGER_INTERFACE
+        };
+        Message::signal(path, interface, member).build(body).expect("signal")
     }
 
     #[test]
-    fn file_uris_name_exactly_the_path_the_service_will_open() {
-        for path in ["/tmp/k3s.raw", "/tmp/k3s%41.raw", "/tmp/a b#c?d.raw", "/tmp/ünïcode.raw"] {
-            let uri = file_uri(Path::new(path));
-            match Source::parse(&uri) {
-                Ok(Source::File(parsed)) => assert_eq!(parsed, Path::new(path), "{uri}"),
-                other => panic!("{uri} parsed as {other:?}"),
-            }
+    fn only_the_followed_jobs_changes_and_end_are_news() {
+        let ours = OwnedObjectPath::try_from("/org/kairos/Extensions1/job/7").expect("path");
+        let theirs = OwnedObjectPath::try_from("/org/kairos/Extensions1/job/8").expect("path");
+        let changed =
+            JobProperties { state: Some(JobState::Running), bytes_done: Some(10), ..JobProperties::default() };
+        let change = (kairos_extensions_dbus::JOB_INTERFACE, &changed, Vec::<String>::new());
+        match job_signal(signal(ours.as_str(), "PropertiesChanged", &change), 7, &ours) {
+            Some(JobSignal::Changed(got)) => assert_eq!(got, changed),
+            _ => panic!("a change of our job is news"),
         }
+        assert!(job_signal(signal(theirs.as_str(), "PropertiesChanged", &change), 7, &ours).is_none());
+
+        let ended = |id: u64, path: &OwnedObjectPath, result: &str| {
+            signal("/org/kairos/Extensions1", "JobRemoved", &(id, path.clone(), result.to_owned()))
+        };
+        assert!(matches!(
+            job_signal(ended(7, &ours, "canceled"), 7, &ours),
+            Some(JobSignal::Ended(Ok(JobResult::Canceled)))
+        ));
+        assert!(job_signal(ended(8, &theirs, "done"), 7, &ours).is_none());
+        match job_signal(ended(7, &ours, "exploded"), 7, &ours) {
+            Some(JobSignal::Ended(Err(e))) => assert!(e.to_string().contains("\"exploded\""), "{e}"),
+            _ => panic!("an unknown result still ends the job"),
+        }
+        assert!(job_signal(ended(8, &theirs, "exploded"), 7, &ours).is_none());
+        let refreshed = signal("/org/kairos/Extensions1", "Refreshed", &(vec!["k3s".to_owned()],));
+        assert!(job_signal(refreshed, 7, &ours).is_none());
     }
 
     #[test]
-    fn local_files_resolve_parent_references_and_decode_urls() {
-        let dir = tempfile::tempdir().expect("dir");
-        let image = dir.path().join("k3s%41.raw");
-        std::fs::write(&image, "image").expect("image");
-        let nested = dir.path().join("sub");
-        std::fs::create_dir(&nested).expect("sub");
-        let through_parent = format!("{}/../k3s%41.raw", nested.display());
-        let resolved = local_file(&through_parent).expect("resolves").expect("a local file");
-        assert_eq!(resolved, std::fs::canonicalize(&image).expect("canonical"));
-        let url = format!("file://{}/k3s%2541.raw", dir.path().display());
-        assert_eq!(local_file(&url).expect("parses"), Some(image.clone()), "%25 is a percent sign");
-        assert_eq!(local_file("oci://registry.example/k3s:v1").expect("not local"), None);
+    fn a_change_with_a_state_this_client_does_not_know_is_not_applied() {
+        let path = OwnedObjectPath::try_from("/org/kairos/Extensions1/job/7").expect("path");
+        let mut raw: HashMap<&str, Variant<'_>> = HashMap::new();
+        raw.insert("State", Variant::from("bogus"));
+        let body = (kairos_extensions_dbus::JOB_INTERFACE, raw, Vec::<String>::new());
+        assert!(job_signal(signal(path.as_str(), "PropertiesChanged", &body), 7, &path).is_none());
     }
 }

@@ -4,6 +4,7 @@
 mod agent;
 mod args;
 mod client;
+mod local;
 mod monitor;
 mod offline;
 mod outcome;

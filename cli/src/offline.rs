@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use kairos_extensions_dbus::ExtensionDescription;
 use kairos_extensionsd::engine::digest::Sha256Digest;
 use kairos_extensionsd::engine::progress::Silent;
 use kairos_extensionsd::engine::sources::Source;
@@ -29,7 +30,7 @@ pub fn run(root: &Path, config_file: Option<&Path>, command: Command) -> Result<
     };
     match command {
         Command::List { json } => {
-            let list = engine.list()?;
+            let list: Vec<ExtensionDescription> = engine.list()?.iter().map(ExtensionDescription::from).collect();
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
@@ -37,7 +38,7 @@ pub fn run(root: &Path, config_file: Option<&Path>, command: Command) -> Result<
             }
         }
         Command::Inspect { name, json } => {
-            let ext = engine.describe(&name)?;
+            let ext = ExtensionDescription::from(&engine.describe(&name)?);
             if json {
                 println!("{}", serde_json::to_string_pretty(&ext)?);
             } else {

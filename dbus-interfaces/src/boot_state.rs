@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 ///
 /// `common` applies to every boot; the other three are the Kairos boot modes that
 /// immucore announces through `/run/cos/<state>_mode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, zbus::Type)]
 #[serde(rename_all = "lowercase")]
+#[zbus(signature = "s")]
 pub enum BootState {
     /// The normal boot of the active system image.
     Active,

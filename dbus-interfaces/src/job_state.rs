@@ -1,9 +1,13 @@
 use std::fmt;
 use std::str::FromStr;
 
+use serde::{Deserialize, Serialize};
+
 /// Where a job is in its life: the `State` property of a job and the state column of
-/// `ListJobs`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// `ListJobs`. On the bus it is a string (signature `s`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, zbus::Type)]
+#[serde(rename_all = "lowercase")]
+#[zbus(signature = "s")]
 pub enum JobState {
     /// Admitted, waiting for one of the `max_jobs` places to run.
     Queued,

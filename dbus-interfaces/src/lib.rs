@@ -5,12 +5,16 @@
 //! exactly one place.
 
 mod boot_state;
+mod description;
 pub mod errors;
+mod job_result;
 mod job_state;
+mod job_type;
 
 pub use errors::ErrorKind;
 mod name;
 pub mod paths;
+pub mod properties;
 pub mod proxies;
 mod status;
 
@@ -18,7 +22,10 @@ mod status;
 pub const INTERFACE_XML: &str = include_str!("../org.kairos.Extensions1.xml");
 
 pub use boot_state::{BootState, UnknownBootState};
+pub use description::{DESCRIPTION_FORMAT, ExtensionDescription, ExtensionKind};
+pub use job_result::{JobResult, NotFinal, UnknownJobResult};
 pub use job_state::{JobState, UnknownJobState};
+pub use job_type::{JobType, UnknownJobType};
 pub use name::{ExtensionName, InvalidName};
 pub use status::{ExtensionStatus, UnknownStatus};
 
@@ -26,6 +33,12 @@ pub use status::{ExtensionStatus, UnknownStatus};
 pub const BUS_NAME: &str = "org.kairos.Extensions1";
 /// Object path of the manager object.
 pub const MANAGER_PATH: &str = "/org/kairos/Extensions1";
+/// Interface of the manager object.
+pub const MANAGER_INTERFACE: &str = "org.kairos.Extensions1.Manager";
+/// Interface of each extension object.
+pub const EXTENSION_INTERFACE: &str = "org.kairos.Extensions1.Extension";
+/// Interface of each job object.
+pub const JOB_INTERFACE: &str = "org.kairos.Extensions1.Job";
 
 /// Flag bit: apply the change to the running system as well.
 pub const FLAG_NOW: u64 = 1;

@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 /// else can be said; a mask or an image that shadows ours means systemd never looks at
 /// our image at all, so what is wrong with that image comes after them. `Compatible` and
 /// `IncompatibleReason` still tell the image's own verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, zbus::Type)]
 #[serde(rename_all = "kebab-case")]
+#[zbus(signature = "s")]
 pub enum ExtensionStatus {
     /// Nothing stops it.
     Ok,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use kairos_extensions_dbus::{ErrorKind, JobState};
+use kairos_extensions_dbus::{ErrorKind, JobResult, JobState, JobType};
 use zbus::fdo::Properties;
 use zbus::message::Header;
 use zbus::object_server::Interface;
@@ -55,7 +55,7 @@ pub async fn start_install(
     work: InstallWork,
 ) -> BusResult<(u64, OwnedObjectPath)> {
     let cells = JobCells::new();
-    let (id, path, turn) = match shared.jobs.admit("install", key, cells.clone())? {
+    let (id, path, turn) = match shared.jobs.admit(JobType::Install, key, cells.clone())? {
         Admission::New(id, path, turn) => (id, path, turn),
         Admission::Shared(id, path) => {
             tracing::info!(job = id, source, "the same install is already queued or running; sharing its job");
@@ -143,38 +143,38 @@ impl JobRun {
     }
 
     /// Records how the job ended (`None`: it never ran) and returns its final state.
-    fn settle(&self, outcome: Option<&engine::Result<Vec<Installed>>>) -> JobState {
+    fn settle(&self, outcome: Option<&engine::Result<Vec<Installed>>>) -> JobResult {
         let id = self.id;
-        let state = match outcome {
+        let result = match outcome {
             Some(Ok(installed)) => {
                 let names: Vec<String> = installed.iter().map(|i| i.name.to_string()).collect();
                 tracing::info!(job = id, extensions = %names.join(", "), "install job done");
                 self.cells.update(|s| s.name = names.join(", "));
-                JobState::Done
+                JobResult::Done
             }
             None => {
                 tracing::info!(job = id, "install job canceled before it ran");
-                JobState::Canceled
+                JobResult::Canceled
             }
             Some(Err(e)) if e.kind() == ErrorKind::Canceled => {
                 tracing::info!(job = id, "install job canceled");
-                JobState::Canceled
+                JobResult::Canceled
             }
             Some(Err(e)) => {
                 let message = full_message(e);
                 tracing::warn!(job = id, error = %message, "install job failed");
                 self.cells.update(|s| s.error = format!("{}: {message}", e.kind().short_name()));
-                JobState::Failed
+                JobResult::Failed
             }
         };
         self.cells.update(|s| {
-            s.state = state;
+            s.state = JobState::from(result);
             s.queue_position = 0;
-            if state == JobState::Canceled {
+            if result == JobResult::Canceled {
                 s.error = "canceled".into();
             }
         });
-        state
+        result
     }
 }
 
@@ -306,7 +306,7 @@ impl JobObject {
     /// What the job does: `install`.
     #[zbus(property(emits_changed_signal = "const"))]
     fn r#type(&self) -> &str {
-        "install"
+        JobType::Install.as_str()
     }
 
     /// The source being installed, without credentials.

@@ -6,6 +6,7 @@
 pub mod announce;
 pub mod args;
 pub mod authz;
+pub mod describe;
 pub mod error;
 pub mod extension;
 pub mod job;
@@ -232,6 +233,7 @@ mod layering {
     const SOURCES: &[(&str, &str)] = &[
         ("announce", include_str!("announce.rs")),
         ("args", include_str!("args.rs")),
+        ("describe", include_str!("describe.rs")),
         ("authz", include_str!("authz.rs")),
         ("error", include_str!("error.rs")),
         ("extension", include_str!("extension.rs")),
@@ -264,6 +266,16 @@ mod layering {
             }
         }
         found
+    }
+
+    #[test]
+    fn every_module_of_the_bus_adapter_is_checked() {
+        let declared: BTreeSet<&str> = include_str!("mod.rs")
+            .lines()
+            .filter_map(|l| l.strip_prefix("pub mod ").and_then(|rest| rest.strip_suffix(';')))
+            .collect();
+        let checked: BTreeSet<&str> = SOURCES.iter().map(|(name, _)| *name).collect();
+        assert_eq!(declared, checked, "SOURCES must list every module of bus/");
     }
 
     #[test]

@@ -132,5 +132,7 @@ pub async fn describe(shared: &Arc<Shared>, connection: &Connection, name: &str)
             }
         });
     }
-    serde_json::to_string(&described).map_err(|e| BusError::failed(format!("cannot describe {name}: {e}")))
+    kairos_extensions_dbus::ExtensionDescription::from(&described)
+        .to_json()
+        .map_err(|e| BusError::failed(format!("cannot describe {name}: {e}")))
 }

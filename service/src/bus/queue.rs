@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use kairos_extensions_dbus::ErrorKind;
 use kairos_extensions_dbus::paths::job_path;
+use kairos_extensions_dbus::{ErrorKind, JobType};
 use tokio::sync::oneshot;
 use zbus::OwnedObjectPath;
 
@@ -32,7 +32,7 @@ enum Place {
 }
 
 struct Entry {
-    kind: &'static str,
+    kind: JobType,
     path: OwnedObjectPath,
     cells: JobCells,
     /// What makes two requests the same job; `None` for work that is never shared.
@@ -128,7 +128,9 @@ impl JobTable {
         let Ok(jobs) = self.jobs.lock() else { return Vec::new() };
         jobs.entries
             .iter()
-            .map(|(id, job)| (*id, job.kind.to_owned(), job.cells.status().state.as_str().to_owned(), job.path.clone()))
+            .map(|(id, job)| {
+                (*id, job.kind.as_str().to_owned(), job.cells.status().state.as_str().to_owned(), job.path.clone())
+            })
             .collect()
     }
 
@@ -165,7 +167,7 @@ impl JobTable {
 
     /// Admits a job for `key`: the existing job for the same work if there is one, else
     /// a new one that runs now or waits in line.
-    pub(super) fn admit(&self, kind: &'static str, key: Option<String>, cells: JobCells) -> BusResult<Admission> {
+    pub(super) fn admit(&self, kind: JobType, key: Option<String>, cells: JobCells) -> BusResult<Admission> {
         let mut jobs = self.jobs.lock().map_err(|_| BusError::failed("job table lock poisoned"))?;
         // A job asked to cancel is winding down: joining it would fail the new caller too.
         let same = jobs.entries.iter().find(|(_, job)| key.is_some() && job.key == key && !job.cells.canceled());
@@ -220,7 +222,7 @@ mod tests {
     /// Admits a new job, failing the test otherwise.
     fn new_job(table: &JobTable, key: Option<String>) -> (u64, JobCells, Turn) {
         let cells = JobCells::new();
-        match table.admit("install", key, cells.clone()) {
+        match table.admit(JobType::Install, key, cells.clone()) {
             Ok(Admission::New(id, _, turn)) => (id, cells, turn),
             Ok(Admission::Shared(id, _)) => panic!("expected a new job, got the existing job {id}"),
             Err(e) => panic!("expected a new job, got {}", e.message()),
@@ -292,16 +294,19 @@ mod tests {
         let _running = new_job(&table, None);
         let waiting: Vec<_> = (0..MAX_QUEUED).map(|_| new_job(&table, None)).collect();
         assert_eq!(waiting.last().map(|(_, cells, _)| position(cells)), Some(64));
-        match table.admit("install", None, JobCells::new()) {
+        match table.admit(JobType::Install, None, JobCells::new()) {
             Err(e) => {
                 assert_eq!(e.error_name(), ErrorKind::Busy.dbus_name());
                 assert!(e.message().contains("64 are waiting"), "{}", e.message());
             }
             Ok(_) => panic!("the 65th waiting job must be refused"),
         }
-        assert!(table.admit("install", key("x"), JobCells::new()).is_err(), "new work is refused whatever its key");
+        assert!(
+            table.admit(JobType::Install, key("x"), JobCells::new()).is_err(),
+            "new work is refused whatever its key"
+        );
         table.forget(waiting[0].0);
-        assert!(matches!(table.admit("install", None, JobCells::new()), Ok(Admission::New(..))), "room again");
+        assert!(matches!(table.admit(JobType::Install, None, JobCells::new()), Ok(Admission::New(..))), "room again");
     }
 
     #[test]
@@ -310,13 +315,13 @@ mod tests {
         let (running, _, _) = new_job(&table, key("a"));
         let (queued, _, _) = new_job(&table, key("b"));
         assert!(
-            matches!(table.admit("install", key("a"), JobCells::new()), Ok(Admission::Shared(id, _)) if id == running)
+            matches!(table.admit(JobType::Install, key("a"), JobCells::new()), Ok(Admission::Shared(id, _)) if id == running)
         );
         assert!(
-            matches!(table.admit("install", key("b"), JobCells::new()), Ok(Admission::Shared(id, _)) if id == queued)
+            matches!(table.admit(JobType::Install, key("b"), JobCells::new()), Ok(Admission::Shared(id, _)) if id == queued)
         );
-        assert!(matches!(table.admit("install", None, JobCells::new()), Ok(Admission::New(..))));
-        assert!(matches!(table.admit("install", None, JobCells::new()), Ok(Admission::New(..))), "never shared");
+        assert!(matches!(table.admit(JobType::Install, None, JobCells::new()), Ok(Admission::New(..))));
+        assert!(matches!(table.admit(JobType::Install, None, JobCells::new()), Ok(Admission::New(..))), "never shared");
         assert_eq!(table.len(), 4);
     }
 
@@ -342,7 +347,7 @@ mod tests {
         assert!(running_cells.canceled() && queued_cells.canceled());
         assert_eq!(started(&mut running_turn), Some(true), "a running job stops by its flag");
         assert_eq!(started(&mut queued_turn), Some(false), "a waiting job ends without running");
-        match table.admit("install", key("c"), JobCells::new()) {
+        match table.admit(JobType::Install, key("c"), JobCells::new()) {
             Err(e) => assert_eq!(e.error_name(), ErrorKind::Busy.dbus_name()),
             Ok(_) => panic!("a stopping service admits no new job"),
         }

@@ -4,7 +4,7 @@
 //! from here by name, so that the modules that announce (the announcer, jobs) do not
 //! depend on the Manager object, which depends on them.
 
-use kairos_extensions_dbus::{JobState, MANAGER_PATH};
+use kairos_extensions_dbus::{JobResult, MANAGER_PATH};
 use zbus::ObjectPath;
 use zbus::{Connection, Result};
 
@@ -49,7 +49,7 @@ pub async fn job_new(connection: &Connection, id: u64, path: &ObjectPath<'_>) ->
     send(connection, "JobNew", &(id, path)).await
 }
 
-/// `JobRemoved(t id, o path, s result)`, where the result is the final state.
-pub async fn job_removed(connection: &Connection, id: u64, path: &ObjectPath<'_>, result: JobState) -> Result<()> {
+/// `JobRemoved(t id, o path, s result)`.
+pub async fn job_removed(connection: &Connection, id: u64, path: &ObjectPath<'_>, result: JobResult) -> Result<()> {
     send(connection, "JobRemoved", &(id, path, result.as_str())).await
 }

@@ -1,0 +1,126 @@
+//! Local images named on the command line, and the `file://` URLs the service reads.
+//!
+//! Through the service, root hands a local image over as a `file://` URL and everyone
+//! else as an open file. Either way kairos-ext must know the exact file the service
+//! would open, so `file://` URLs are decoded here by the service's rules: an absolute
+//! path, `%XX` escapes of UTF-8 without NUL, no control characters, no `..`.
+
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+/// The local image `source` names, if it names one, as the absolute path the service
+/// will open: `file://` URLs are decoded, plain paths resolved (`..`, symlinks), since
+/// the service refuses `..`.
+pub fn local_file(source: &str) -> Result<Option<PathBuf>> {
+    if let Some(rest) = source.strip_prefix("file://") {
+        return decode_file_url(rest).map(Some).with_context(|| format!("invalid source {source:?}"));
+    }
+    if source.contains("://") {
+        return Ok(None);
+    }
+    Ok(Some(std::fs::canonicalize(source).with_context(|| format!("cannot open {source}"))?))
+}
+
+/// The path of `file://<rest>`.
+fn decode_file_url(rest: &str) -> Result<PathBuf> {
+    if rest.chars().any(char::is_control) {
+        bail!("control characters are not allowed");
+    }
+    if !rest.starts_with('/') {
+        bail!("file:// URLs need an absolute path (file:///path/to/image.raw)");
+    }
+    let path = PathBuf::from(percent_decode(rest).context("bad %-escape in the path")?);
+    if path.components().any(|c| c == Component::ParentDir) {
+        bail!("'..' is not allowed in the path");
+    }
+    Ok(path)
+}
+
+/// Decodes `%XX` escapes; `None` for a bad escape, bytes that are not UTF-8, or NUL.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = text.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    let decoded = String::from_utf8(out).ok()?;
+    (!decoded.contains('\0')).then_some(decoded)
+}
+
+/// A `file://` URL the service decodes back to exactly `path`: every byte but the
+/// plainest is percent-escaped, `%` itself included.
+pub fn file_uri(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt as _;
+    let mut uri = String::from("file://");
+    for &byte in path.as_os_str().as_bytes() {
+        if byte.is_ascii_alphanumeric() || b"/-._~+,=@:".contains(&byte) {
+            uri.push(char::from(byte));
+        } else {
+            uri.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    uri
+}
+
+#[cfg(test)]
+mod tests {
+    use kairos_extensionsd::engine::sources::Source;
+
+    use super::*;
+
+    #[test]
+    fn file_uris_name_exactly_the_path_the_service_will_open() {
+        for path in ["/tmp/k3s.raw", "/tmp/k3s%41.raw", "/tmp/a b#c?d.raw", "/tmp/ünïcode.raw"] {
+            let uri = file_uri(Path::new(path));
+            match Source::parse(&uri) {
+                Ok(Source::File(parsed)) => assert_eq!(parsed, Path::new(path), "{uri}"),
+                other => panic!("{uri} parsed as {other:?}"),
+            }
+            assert_eq!(local_file(&uri).expect("decodes"), Some(PathBuf::from(path)), "{uri}");
+        }
+    }
+
+    #[test]
+    fn file_urls_are_refused_exactly_where_the_service_refuses_them() {
+        for bad in [
+            "file://relative",
+            "file:///tmp/%zz",
+            "file:///tmp/%4",
+            "file:///tmp/%00x",
+            "file:///tmp/%ff.raw",
+            "file:///tmp/../etc/shadow",
+            "file:///tmp/a\nb",
+        ] {
+            assert!(Source::parse(bad).is_err(), "the service takes {bad:?}");
+            assert!(local_file(bad).is_err(), "kairos-ext takes {bad:?}");
+        }
+        for good in ["file:///tmp/a%20b.raw", "file:///tmp/..x/y.raw", "file:///tmp/./k3s.raw"] {
+            let Ok(Source::File(expected)) = Source::parse(good) else { panic!("the service refuses {good:?}") };
+            assert_eq!(local_file(good).expect("decodes"), Some(expected), "{good}");
+        }
+    }
+
+    #[test]
+    fn local_files_resolve_parent_references_and_decode_urls() {
+        let dir = tempfile::tempdir().expect("dir");
+        let image = dir.path().join("k3s%41.raw");
+        std::fs::write(&image, "image").expect("image");
+        let nested = dir.path().join("sub");
+        std::fs::create_dir(&nested).expect("sub");
+        let through_parent = format!("{}/../k3s%41.raw", nested.display());
+        let resolved = local_file(&through_parent).expect("resolves").expect("a local file");
+        assert_eq!(resolved, std::fs::canonicalize(&image).expect("canonical"));
+        let url = format!("file://{}/k3s%2541.raw", dir.path().display());
+        assert_eq!(local_file(&url).expect("parses"), Some(image.clone()), "%25 is a percent sign");
+        assert_eq!(local_file("oci://registry.example/k3s:v1").expect("not local"), None);
+    }
+}
