@@ -6,7 +6,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::os::unix::fs::symlink;
+use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 
 use super::failpoint;
@@ -19,9 +19,14 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Atomically replaces `dir/file_name` with `contents`.
+/// Atomically replaces `dir/file_name` with `contents`, readable by everyone (0644):
+/// what the service writes this way (provenance records, the boot report) is what any
+/// caller may read over the bus anyway.
 pub fn write_file(dir: &Path, file_name: &str, contents: &[u8]) -> io::Result<()> {
-    let mut temp = tempfile::Builder::new().prefix(WRITE_PREFIX).tempfile_in(dir)?;
+    let mut temp = tempfile::Builder::new()
+        .prefix(WRITE_PREFIX)
+        .permissions(std::fs::Permissions::from_mode(0o644))
+        .tempfile_in(dir)?;
     temp.write_all(contents)?;
     temp.as_file().sync_all()?;
     failpoint::point("file written, not yet renamed");
@@ -91,6 +96,8 @@ mod tests {
         write_file(dir.path(), "a.json", b"one")?;
         write_file(dir.path(), "a.json", b"two")?;
         assert_eq!(fs::read(dir.path().join("a.json"))?, b"two");
+        let mode = fs::metadata(dir.path().join("a.json"))?.permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644, "everyone may read what the bus tells everyone anyway");
         let names: Vec<_> = fs::read_dir(dir.path())?.filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("a.json")], "temp files left behind");
         Ok(())
