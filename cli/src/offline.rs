@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use kairos_extensions_dbus::ExtensionDescription;
+use kairos_extensions_dbus::{ExtensionDescription, ExtensionName};
 use kairos_extensionsd::engine::digest::Sha256Digest;
 use kairos_extensionsd::engine::progress::Silent;
 use kairos_extensionsd::engine::sources::Source;
@@ -73,26 +73,12 @@ pub fn run(root: &Path, config_file: Option<&Path>, command: Command) -> Result<
         Command::Enable(args) => {
             let state = args.state();
             let changed = engine.enable(&args.name, state, args.now)?;
-            let ext = engine.get(&args.name)?;
-            let after = After {
-                name: args.name.as_str(),
-                boot: engine.boot_state(),
-                enabled: &ext.enabled,
-                merged: ext.merged,
-            };
-            println!("{}", outcome::enabled(&after, state, changed, args.now));
+            println!("{}", after(&engine, &args.name, |a| outcome::enabled(a, state, changed, args.now))?);
         }
         Command::Disable(args) => {
             let state = args.state();
             let changed = engine.disable(&args.name, state, args.now)?;
-            let ext = engine.get(&args.name)?;
-            let after = After {
-                name: args.name.as_str(),
-                boot: engine.boot_state(),
-                enabled: &ext.enabled,
-                merged: ext.merged,
-            };
-            println!("{}", outcome::disabled(&after, state, changed, args.now));
+            println!("{}", after(&engine, &args.name, |a| outcome::disabled(a, state, changed, args.now))?);
         }
         Command::Remove { name, now } => {
             let removed = engine.remove(&name, now)?;
@@ -112,6 +98,12 @@ pub fn run(root: &Path, config_file: Option<&Path>, command: Command) -> Result<
         }
     }
     Ok(())
+}
+
+/// What a change of `name` did, in the words of [`outcome`], read from the store after it.
+fn after(engine: &Engine, name: &ExtensionName, line: impl FnOnce(&After<'_>) -> String) -> Result<String> {
+    let ext = engine.get(name)?;
+    Ok(line(&After { name: name.as_str(), boot: engine.boot_state(), enabled: &ext.enabled, merged: ext.merged }))
 }
 
 /// The install source; a relative path is taken from the current directory, as users
