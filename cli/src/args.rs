@@ -106,13 +106,20 @@ impl Command {
     }
 }
 
+/// Boot states as clap sees them: the four spellings are the possible values, so help
+/// and shell completions list them.
+fn boot_states() -> impl clap::builder::TypedValueParser<Value = BootState> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(BootState::ALL.map(BootState::as_str)).try_map(|s| s.parse::<BootState>())
+}
+
 /// Arguments of `install`.
 #[derive(Debug, Args)]
 pub struct InstallArgs {
     /// A local path or file:// URL, oci://REFERENCE, or https://URL.
     pub source: String,
     /// Enable for this boot state once installed (repeatable).
-    #[arg(long = "enable", value_name = "STATE")]
+    #[arg(long = "enable", value_name = "STATE", value_parser = boot_states())]
     pub enable: Vec<BootState>,
     /// Apply --enable to the running system too (only with the live root).
     #[arg(long)]
@@ -137,7 +144,7 @@ pub struct StateArgs {
     /// The extension's exact name.
     pub name: ExtensionName,
     /// The boot state: active, passive, recovery or common (every boot).
-    #[arg(long, value_name = "STATE")]
+    #[arg(long, value_name = "STATE", value_parser = boot_states())]
     pub boot: Option<BootState>,
     /// Same as --boot active.
     #[arg(long)]

@@ -380,6 +380,11 @@ fn every_verb_is_in_the_help_the_man_page_and_every_completion() {
     assert_eq!(bash_complete(&bash, &["inst"]), ["install"], "bash completes a prefix");
     let install_options = bash_complete(&bash, &["install", "--re"]);
     assert!(install_options.contains(&"--replace".to_owned()), "bash completes install's options: {install_options:?}");
+    let states = bash_complete(&bash, &["enable", "k3s", "--boot", ""]);
+    assert_eq!(states, ["active", "passive", "recovery", "common"], "bash offers the boot states");
+    for state in ["active", "passive", "recovery", "common"] {
+        assert!(zsh.contains(state) && fish.contains(state), "zsh and fish offer {state}");
+    }
 
     // Each shell parses its script.
     for (shell, args, file) in [
