@@ -30,30 +30,12 @@ fn decode_file_url(rest: &str) -> Result<PathBuf> {
     if !rest.starts_with('/') {
         bail!("file:// URLs need an absolute path (file:///path/to/image.raw)");
     }
-    let path = PathBuf::from(percent_decode(rest).context("bad %-escape in the path")?);
+    let path =
+        PathBuf::from(kairos_extensionsd::engine::sources::percent_decode(rest).context("bad %-escape in the path")?);
     if path.components().any(|c| c == Component::ParentDir) {
         bail!("'..' is not allowed in the path");
     }
     Ok(path)
-}
-
-/// Decodes `%XX` escapes; `None` for a bad escape, bytes that are not UTF-8, or NUL.
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = text.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    let decoded = String::from_utf8(out).ok()?;
-    (!decoded.contains('\0')).then_some(decoded)
 }
 
 /// A `file://` URL the service decodes back to exactly `path`: every byte but the

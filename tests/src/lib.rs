@@ -56,6 +56,12 @@ pub fn privileged(test: &str) -> bool {
             missing.push(format!("{tool} (Debian package {package})"));
         }
     }
+    require(test, &missing)
+}
+
+/// `true` when nothing is `missing`. Otherwise `false` after printing `SKIPPED:` when
+/// [`SKIP_VAR`] is set, and a panic naming what is missing when it is not.
+pub fn require(test: &str, missing: &[String]) -> bool {
     if missing.is_empty() {
         return true;
     }
@@ -64,7 +70,7 @@ pub fn privileged(test: &str) -> bool {
         eprintln!("SKIPPED: {reason} ({SKIP_VAR}=1)");
         return false;
     }
-    panic!("{reason}; run `make test` (it installs them) or set {SKIP_VAR}=1 to skip on purpose");
+    panic!("{reason}; run `make test` (it installs and builds them) or set {SKIP_VAR}=1 to skip on purpose");
 }
 
 /// Whether this process runs as root.

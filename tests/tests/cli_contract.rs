@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::process::Output;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kairos_extensions_dbus::proxies::{
     ExtensionDisabled, ExtensionEnabled, ExtensionInstalled, ExtensionProxy, ExtensionRemoved, JobNew, JobProxy,
@@ -15,6 +15,7 @@ use kairos_extensions_dbus::proxies::{
 };
 use kairos_extensions_dbus::{BUS_NAME, BootState, INTERFACE_XML, MANAGER_INTERFACE, MANAGER_PATH};
 use kairos_extensions_tests::images::ImageBuilder;
+use kairos_extensions_tests::monitor::eventually;
 use kairos_extensions_tests::system::{Rig, SystemBus};
 use kairos_extensions_tests::{bins, contract, privileged, stderr, stdout};
 use serde_json::Value;
@@ -319,18 +320,6 @@ fn the_proxies_cover_every_member_of_the_xml_with_its_signature() {
     let missing: Vec<&String> = callable.difference(&covered).collect();
     assert!(missing.is_empty(), "no proxy call for {missing:?}");
     assert!(!signals.is_empty() && covered.len() > 40, "the XML was read: {covered:?}");
-}
-
-/// Polls `check` until it holds or `within` passes.
-fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let started = Instant::now();
-    while started.elapsed() < within {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    check()
 }
 
 fn succeeded(output: Output, what: &str) -> Output {

@@ -22,7 +22,7 @@ use kairos_extensions_tests::images::ImageBuilder;
 use kairos_extensions_tests::namespace::Namespace;
 use kairos_extensions_tests::registry::{Registry, gzip_layer_layout, tar};
 use kairos_extensions_tests::system::{Polkit, Service, SystemBus};
-use kairos_extensions_tests::{SKIP_VAR, bins, privileged, stderr, stdout};
+use kairos_extensions_tests::{bins, privileged, require, stderr, stdout};
 
 const NOBODY: u32 = 65534;
 
@@ -31,7 +31,7 @@ fn repo() -> PathBuf {
 }
 
 /// What the browser test needs beyond the other privileged tests; like
-/// [`privileged`], a missing piece fails the test unless [`SKIP_VAR`] is set.
+/// [`privileged`], a missing piece fails the test unless `KAIROS_TESTS_SKIP_PRIVILEGED=1`.
 fn browser_prerequisites(test: &str) -> bool {
     let cockpit = repo().join("cockpit");
     let node_found = Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
@@ -46,16 +46,8 @@ fn browser_prerequisites(test: &str) -> bool {
             "playwright-core in cockpit/node_modules (run `make cockpit`)",
         ),
     ];
-    let missing: Vec<&str> = checks.iter().filter(|(ok, _)| !ok).map(|(_, what)| *what).collect();
-    if missing.is_empty() {
-        return true;
-    }
-    let reason = format!("{test} needs {}", missing.join(", "));
-    if std::env::var_os(SKIP_VAR).is_some_and(|v| v == "1") {
-        eprintln!("SKIPPED: {reason} ({SKIP_VAR}=1)");
-        return false;
-    }
-    panic!("{reason}; run `make test` (it installs and builds them) or set {SKIP_VAR}=1 to skip on purpose");
+    let missing: Vec<String> = checks.iter().filter(|(ok, _)| !ok).map(|(_, what)| (*what).to_owned()).collect();
+    require(test, &missing)
 }
 
 fn free_port() -> u16 {

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use kairos_extensions_tests::{SKIP_VAR, privileged, stderr, stdout};
+use kairos_extensions_tests::{privileged, require, stderr, stdout};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -46,15 +46,7 @@ fn tools(test: &str) -> bool {
         .filter(|(tool, _)| !Path::new(tool).exists())
         .map(|(t, p)| format!("{t} (Debian package {p})"))
         .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    let reason = format!("{test} needs {}", missing.join(", "));
-    if std::env::var_os(SKIP_VAR).is_some_and(|v| v == "1") {
-        eprintln!("SKIPPED: {reason} ({SKIP_VAR}=1)");
-        return false;
-    }
-    panic!("{reason}; run `make test` (it installs them) or set {SKIP_VAR}=1 to skip on purpose");
+    require(test, &missing)
 }
 
 /// Runs `make TARGET VARS...` in the repository on the debug build, once [`dist`] is made.

@@ -198,7 +198,9 @@ fn is_pin(fragment: &str) -> bool {
     fragment.strip_prefix("sha256=").is_some_and(|hex| Sha256Digest::from_hex(hex).is_ok())
 }
 
-fn percent_decode(text: &str) -> Option<String> {
+/// Decodes `%XX` escapes; `None` for a bad escape, bytes that are not UTF-8, or NUL.
+/// `kairos-ext` decodes local file URLs with this too, so both read a path alike.
+pub fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
