@@ -273,7 +273,7 @@ fn bad_input_is_refused_and_changes_nothing() {
         (vec!["enable", "a/b", "--common"], "contains '/'"),
         (vec!["enable", ".", "--common"], "must start with a letter or a digit"),
         (vec!["enable", &long, "--common"], "at most 128"),
-        (vec!["enable", "hello", "--boot", "bogus"], "unknown boot state"),
+        (vec!["enable", "hello", "--boot", "bogus"], "possible values: active, passive, recovery, common"),
         (vec!["enable", "absent", "--common"], "no extension named \"absent\""),
         (vec!["install", "/nonexistent/x.raw"], "cannot open /nonexistent/x.raw"),
         (vec!["install", &dir_path], "is a directory, not a regular file"),
