@@ -3,12 +3,13 @@
 
 CARGO ?= cargo
 PREFIX ?= /usr
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 DESTDIR ?=
 # Real components the tests and the demo run (see shared TESTING notes in the README).
 PACKAGES := dbus polkitd systemd systemd-container squashfs-tools erofs-utils \
             docker-registry skopeo openssl util-linux curl libssl-dev pkg-config
 
-.PHONY: all build release deps test lint unit demo sandbox sandbox-stop bench install clean systemd254
+.PHONY: all build release deps test lint unit demo sandbox sandbox-stop bench bench-reads bench-client install clean systemd254
 
 all: build
 
@@ -49,15 +50,24 @@ sandbox: deps build
 sandbox-stop:
 	scripts/sandbox.sh stop
 
-## bench: install a 512 MiB extension from a local registry next to skopeo; prints the figures
-bench: deps release
+## bench: install a 512 MiB extension from a local registry next to skopeo, then the read
+## path with 10 to 10 000 extensions (BENCH_SIZES); prints the figures (BENCHMARKS.md)
+bench: deps release bench-client
 	scripts/bench.sh
+	scripts/bench-reads.sh
+
+## bench-reads: the read-path half of `make bench` alone
+bench-reads: deps release bench-client
+	scripts/bench-reads.sh
+
+bench-client:
+	$(CARGO) build -p kairos-extensions-tests --bin kx-bench --locked --release
 
 ## release: the shipped binaries only. Building just these two packages keeps the test
 ## crate's `failpoints` feature (crash points for the crash tests) out of them; the grep proves it.
 release:
 	$(CARGO) build -p kairos-extensionsd -p kairos-ext --bins --locked --release
-	@! grep -q KAIROS_FAILPOINT target/release/kairos-extensionsd target/release/kairos-ext || \
+	@! grep -q KAIROS_FAILPOINT $(TARGET_DIR)/release/kairos-extensionsd $(TARGET_DIR)/release/kairos-ext || \
 	  { echo "release binaries carry crash points (engine::failpoint)"; exit 1; }
 
 ## install: install binaries and system files under $(DESTDIR)$(PREFIX) (run `make release` first)
