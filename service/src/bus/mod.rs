@@ -64,6 +64,7 @@ pub fn refresher(root: &Path, config: &Config) -> Box<dyn Refresher> {
 
 /// Runs the service until it is idle for `idle_exit_sec`, or is told to stop.
 pub async fn serve(root: &Path, config: Config) -> Result<(), ServeError> {
+    let started = std::time::Instant::now();
     let idle_exit = config.idle_exit_sec;
     let refresher = refresher(root, &config);
     let reader = self::refresher(root, &config);
@@ -81,13 +82,15 @@ pub async fn serve(root: &Path, config: Config) -> Result<(), ServeError> {
         .build()
         .await?;
     // Export the extensions before taking the name, so the first caller sees them all.
-    resync::resync(&shared, &connection).await.map_err(|e| ServeError::Startup(e.to_string()))?;
+    let extensions = resync::load(&shared, &connection).await.map_err(|e| ServeError::Startup(e.to_string()))?;
     match connection.request_name_with_flags(BUS_NAME, RequestNameFlags::DO_NOT_QUEUE).await? {
         RequestNameReply::PrimaryOwner | RequestNameReply::AlreadyOwner => {}
         RequestNameReply::Exists | RequestNameReply::InQueue => return Err(ServeError::NameTaken),
     }
     let layout = engine.layout();
     tracing::info!(
+        extensions,
+        startup_ms = started.elapsed().as_millis(),
         store = %layout.store().display(),
         boot_state = engine::boot::describe(engine.boot_state()),
         policy = %engine.config().image_policy,
