@@ -104,6 +104,7 @@ pub async fn serve(root: &Path, config: Config) -> Result<(), ServeError> {
         tracing::warn!(error = %e, "cannot create the runtime activation directory");
     }
     tokio::spawn(watch::run(shared.clone(), connection.clone(), watched));
+    tokio::spawn(crate::memory::release_after_bursts());
 
     let why = wait_until_done(&shared, idle_exit).await;
     finish_jobs(&shared, why).await;
