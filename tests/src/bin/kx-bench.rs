@@ -375,8 +375,8 @@ async fn measure(args: &Args, bus: &SystemBus, env: &[(String, String)], n: usiz
     let cold_runs = if n >= 10_000 { 3 } else { 5 };
     let (mut to_name, mut to_list) = (Vec::new(), Vec::new());
     let mut daemon = None;
+    let mut changes = dbus.receive_name_owner_changed_with_args(&[(0, BUS_NAME)]).await?;
     for run in 0..cold_runs {
-        let mut changes = dbus.receive_name_owner_changed_with_args(&[(0, BUS_NAME)]).await?;
         let started = Instant::now();
         let spawned = Daemon::spawn(args, &ns, bus, &config, env, n)?;
         owner_appears(&mut changes, BUS_NAME).await?;
@@ -508,10 +508,10 @@ async fn measure(args: &Args, bus: &SystemBus, env: &[(String, String)], n: usiz
     Ok(json!({
         "n": n,
         "cold_start": {
-            "name_ms": median_ms(&mut to_name),
-            "first_list_ms": median_ms(&mut to_list),
             "name_ms_each": to_name.iter().map(|d| ms(*d)).collect::<Vec<_>>(),
             "first_list_ms_each": to_list.iter().map(|d| ms(*d)).collect::<Vec<_>>(),
+            "name_ms": median_ms(&mut to_name),
+            "first_list_ms": median_ms(&mut to_list),
             "runs": cold_runs,
         },
         "rss_kib": {
