@@ -3,6 +3,7 @@
 
 CARGO ?= cargo
 PREFIX ?= /usr
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 DESTDIR ?=
 # Real components the tests and the demo run (see shared TESTING notes in the README).
 # man-db, groff-base, binutils, zsh, fish and dpkg: the packaging tests (man pages render
@@ -13,8 +14,8 @@ PACKAGES := dbus polkitd systemd systemd-container squashfs-tools erofs-utils \
 # The Cockpit page's browser test (node 20 and npm come with the machine).
 PACKAGES += cockpit-ws cockpit-bridge chromium
 
-.PHONY: all build release deps test lint unit demo sandbox sandbox-stop bench install clean systemd254 \
-        gendoc dist uninstall manifest deb deb-only
+.PHONY: all build release deps test lint unit demo sandbox sandbox-stop bench bench-reads bench-client install clean \
+        systemd254 gendoc dist uninstall manifest deb deb-only
 
 all: build
 
@@ -55,9 +56,18 @@ sandbox: deps build
 sandbox-stop:
 	scripts/sandbox.sh stop
 
-## bench: install a 512 MiB extension from a local registry next to skopeo; prints the figures
-bench: deps release
+## bench: install a 512 MiB extension from a local registry next to skopeo, then the read
+## path with 10 to 10 000 extensions (BENCH_SIZES); prints the figures (BENCHMARKS.md)
+bench: deps release bench-client
 	scripts/bench.sh
+	scripts/bench-reads.sh
+
+## bench-reads: the read-path half of `make bench` alone
+bench-reads: deps release bench-client
+	scripts/bench-reads.sh
+
+bench-client:
+	$(CARGO) build -p kairos-extensions-tests --bin kx-bench --locked --release
 
 ## release: the shipped binaries only. Building just these two packages keeps the test
 ## crate's `failpoints` feature (crash points for the crash tests) out of them; the grep proves it.

@@ -12,8 +12,9 @@ work=$(mktemp -d /tmp/kairos-ext-bench.XXXXXX)
 # polkitd drops to its own user and must reach the sandbox inside.
 chmod 0755 "$work"
 export KAIROS_SANDBOX="$work/sandbox"
-export KAIROS_EXTENSIONSD_BIN="$here/target/release/kairos-extensionsd"
-kx="$here/target/release/kairos-ext"
+bin=${CARGO_TARGET_DIR:-$here/target}/release
+export KAIROS_EXTENSIONSD_BIN="$bin/kairos-extensionsd"
+kx="$bin/kairos-ext"
 registry_pid=
 cleanup() {
   [ -n "$registry_pid" ] && kill "$registry_pid" 2>/dev/null || true

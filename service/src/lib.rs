@@ -7,3 +7,4 @@
 pub mod bus;
 pub mod engine;
 pub mod logging;
+pub mod memory;

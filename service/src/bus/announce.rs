@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use kairos_extensions_dbus::paths::extension_path;
@@ -31,6 +32,16 @@ pub trait Exporter: Send + Sync {
     fn export<'a>(&'a self, server: &'a ObjectServer, name: &'a str) -> BoxFuture<'a, zbus::Result<bool>>;
     /// Removes the object of the extension `name`.
     fn unexport<'a>(&'a self, server: &'a ObjectServer, name: &'a str) -> BoxFuture<'a, zbus::Result<bool>>;
+}
+
+/// Exports the objects of `added` without announcing them: for the service's first
+/// picture of the store, which is news to nobody.
+pub async fn export(connection: &Connection, exporter: &dyn Exporter, added: &[Arc<Extension>]) -> zbus::Result<()> {
+    let server = connection.object_server();
+    for ext in added {
+        exporter.export(server, &ext.name).await?;
+    }
+    Ok(())
 }
 
 /// Announces `diff`.

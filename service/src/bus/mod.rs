@@ -66,6 +66,7 @@ pub fn refresher(root: &Path, config: &Config) -> Box<dyn Refresher> {
 
 /// Runs the service until it is idle for `idle_exit_sec`, or is told to stop.
 pub async fn serve(root: &Path, config: Config) -> Result<(), ServeError> {
+    let started = std::time::Instant::now();
     let idle_exit = config.idle_exit_sec;
     let refresher = refresher(root, &config);
     let reader = self::refresher(root, &config);
@@ -77,12 +78,15 @@ pub async fn serve(root: &Path, config: Config) -> Result<(), ServeError> {
     let shared = state::Shared::new(engine.clone(), Box::new(authz::Polkit));
     // Export the extensions before taking the name, so the first caller sees them all.
     let connection = attach(zbus::connection::Builder::system(), &shared).await?;
+    let extensions = shared.model().extensions().count();
     match connection.request_name_with_flags(BUS_NAME, RequestNameFlags::DO_NOT_QUEUE).await? {
         RequestNameReply::PrimaryOwner | RequestNameReply::AlreadyOwner => {}
         RequestNameReply::Exists | RequestNameReply::InQueue => return Err(ServeError::NameTaken),
     }
     let layout = engine.layout();
     tracing::info!(
+        extensions,
+        startup_ms = started.elapsed().as_millis(),
         store = %layout.store().display(),
         boot_state = engine::boot::describe(engine.boot_state()),
         policy = %engine.config().image_policy,
@@ -96,6 +100,7 @@ pub async fn serve(root: &Path, config: Config) -> Result<(), ServeError> {
         tracing::warn!(error = %e, "cannot create the runtime activation directory");
     }
     tokio::spawn(watch::run(shared.clone(), connection.clone(), watched));
+    tokio::spawn(crate::memory::release_after_bursts());
 
     let why = wait_until_done(&shared, idle_exit).await;
     finish_jobs(&shared, why).await;
@@ -120,7 +125,7 @@ pub async fn attach(
         .serve_at(MANAGER_PATH, ObjectManager)
         .build()
         .await?;
-    resync::resync(shared, &connection).await.map_err(|e| ServeError::Startup(e.to_string()))?;
+    resync::load(shared, &connection).await.map_err(|e| ServeError::Startup(e.to_string()))?;
     Ok(connection)
 }
 

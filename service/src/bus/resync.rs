@@ -5,6 +5,7 @@
 //! Our changes and others' therefore produce exactly the same signals, and a change that
 //! changed nothing produces none. Reads never come here.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use zbus::Connection;
@@ -12,20 +13,42 @@ use zbus::Connection;
 use super::announce;
 use super::error::{BusError, BusResult};
 use super::state::Shared;
+use crate::engine::Extension;
 
 /// Re-reads the store into the model and announces the difference.
 pub async fn resync(shared: &Arc<Shared>, connection: &Connection) -> BusResult<()> {
     let _serial = shared.updating.lock().await;
-    let engine = shared.engine.clone();
-    let (listed, merged) =
-        tokio::task::spawn_blocking(move || Ok::<_, crate::engine::Error>((engine.list()?, engine.merged()?)))
-            .await
-            .map_err(|e| BusError::failed(format!("listing extensions failed: {e}")))??;
+    let (listed, merged) = read_store(shared).await?;
     let diff = shared.update_model(|model| model.replace(listed, merged));
     if diff.is_empty() {
         return Ok(());
     }
-    let exporter = shared.exporter().ok_or_else(|| BusError::failed("extension objects cannot be exported yet"))?;
-    announce::publish(connection, exporter, &diff).await?;
+    announce::publish(connection, exporter(shared)?, &diff).await?;
     Ok(())
+}
+
+/// Fills the model for the first time and exports an object for every extension, at
+/// startup, before the service takes its name. None of our signals is sent: nothing was
+/// installed or enabled, the service only learned what is there, and no client can
+/// address it by name yet (zbus itself still sends `InterfacesAdded` for each object).
+/// Returns how many extensions there are.
+pub async fn load(shared: &Arc<Shared>, connection: &Connection) -> BusResult<usize> {
+    let _serial = shared.updating.lock().await;
+    let (listed, merged) = read_store(shared).await?;
+    let diff = shared.update_model(|model| model.replace(listed, merged));
+    announce::export(connection, exporter(shared)?, &diff.added).await?;
+    Ok(diff.added.len())
+}
+
+/// What the engine lists now, and the names merged now.
+async fn read_store(shared: &Arc<Shared>) -> BusResult<(Vec<Extension>, BTreeSet<String>)> {
+    let engine = shared.engine.clone();
+    let read = tokio::task::spawn_blocking(move || Ok::<_, crate::engine::Error>((engine.list()?, engine.merged()?)))
+        .await
+        .map_err(|e| BusError::failed(format!("listing extensions failed: {e}")))??;
+    Ok(read)
+}
+
+fn exporter(shared: &Shared) -> BusResult<&dyn announce::Exporter> {
+    shared.exporter().ok_or_else(|| BusError::failed("extension objects cannot be exported yet"))
 }

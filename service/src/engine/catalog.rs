@@ -156,12 +156,15 @@ pub fn list(store: &Store, host: &Result<Host, String>, probes: &ProbeCache) -> 
     let enablement = store.enablement()?;
     let runtime = store.runtime_links()?;
     let merged = super::sysext::merged(store.layout().root())?;
-    let mut by_name: BTreeMap<String, Extension> = BTreeMap::new();
-    for entry in &entries {
-        let Some(mut ext) = describe(store, entry, host, &enablement, &merged, probes) else { continue };
+    let described = in_parallel(&entries, |entry| {
+        let mut ext = describe(store, entry, host, &enablement, &merged, probes)?;
         if let Some(reason) = probes.refusal(&FileKey::of(&entry.meta)) {
             raise(&mut ext, ExtensionStatus::Refused, reason);
         }
+        Some(ext)
+    });
+    let mut by_name: BTreeMap<String, Extension> = BTreeMap::new();
+    for ext in described.into_iter().flatten() {
         match by_name.get(&ext.name) {
             // The file the service itself would write for this name wins over any
             // other file that carries the same release (say, a kairos-agent copy).
@@ -181,10 +184,43 @@ pub fn list(store: &Store, host: &Result<Host, String>, probes: &ProbeCache) -> 
         }
         by_name.insert(ext.name.clone(), ext);
     }
+    // With none of the directories systemd-sysext reads before ours there (the usual
+    // case: no /etc/extensions), nothing can stand in front of any extension, and
+    // looking for each name there would cost two failed lookups per extension.
+    let searched_first = discovery::read_before_ours(store.layout())
+        .iter()
+        .any(|dir| !matches!(std::fs::metadata(dir), Err(e) if e.kind() == io::ErrorKind::NotFound));
     for ext in by_name.values_mut() {
-        obstruct(store.layout(), &runtime, ext);
+        obstruct(store.layout(), &runtime, ext, searched_first);
     }
     Ok(by_name.into_values().collect())
+}
+
+/// Stores smaller than this are described on the calling thread alone.
+const PARALLEL_FROM: usize = 256;
+/// At most this many threads describe one store.
+const MAX_THREADS: usize = 4;
+
+/// `describe` of every item, in order. A large store is split among a few threads:
+/// describing is mostly waiting for `stat` and reading provenance records, and the
+/// service lists the whole store before it takes its name.
+fn in_parallel<T: Sync, R: Send>(items: &[T], describe: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_THREADS);
+    if threads < 2 || items.len() < PARALLEL_FROM {
+        return items.iter().map(&describe).collect();
+    }
+    let describe = &describe;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(items.len().div_ceil(threads))
+            .map(|chunk| scope.spawn(move || chunk.iter().map(describe).collect::<Vec<R>>()))
+            .collect();
+        // A panic in a thread goes on in the caller, as it would have without threads.
+        handles
+            .into_iter()
+            .flat_map(|handle| handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect()
+    })
 }
 
 /// The store's entries; none when the store does not exist (a bare root is read, not
@@ -206,9 +242,9 @@ fn raise(ext: &mut Extension, status: ExtensionStatus, reason: String) {
 }
 
 /// Records what systemd-sysext finds before this extension's activation link, or in
-/// its place.
-fn obstruct(layout: &Layout, runtime: &[Link], ext: &mut Extension) {
-    if let Some(found) = discovery::obstruction(layout, &ext.name) {
+/// its place; `searched_first` says whether any directory it reads first exists.
+fn obstruct(layout: &Layout, runtime: &[Link], ext: &mut Extension, searched_first: bool) {
+    if let Some(found) = searched_first.then(|| discovery::obstruction(layout, &ext.name)).flatten() {
         let status = match found {
             Obstruction::Masked { .. } => ExtensionStatus::Masked,
             Obstruction::Shadowed { .. } => ExtensionStatus::Shadowed,
@@ -660,6 +696,28 @@ mod tests {
         fs::write(store.path_of("k3s.raw"), b"another image of another size")?;
         let listed = by_name(list(&store, &host(), &probes)?);
         assert_ne!(listed["k3s"].status, ExtensionStatus::Refused);
+        Ok(())
+    }
+
+    #[test]
+    fn a_large_store_is_listed_whole_and_in_order() -> TestResult {
+        let (root, store) = temp_store();
+        let names: Vec<String> = (0..PARALLEL_FROM + 45).map(|i| format!("ext{i:04}")).collect();
+        for name in &names {
+            recorded_image(&store, name)?;
+        }
+        store.link_state(BootState::Common, "ext0300.raw", "ext0300.raw")?;
+        let listed = list(&store, &host(), &ProbeCache::default())?;
+        assert_eq!(listed.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), names);
+        assert!(listed.iter().all(|e| e.status == ExtensionStatus::Ok && e.version == "1.2"), "{:?}", listed[0]);
+        let enabled: Vec<&str> = listed.iter().filter(|e| !e.enabled.is_empty()).map(|e| e.name.as_str()).collect();
+        assert_eq!(enabled, ["ext0300"]);
+
+        // A mask is still found once the directory systemd-sysext reads first exists.
+        fs::create_dir_all(root.path().join("etc/extensions/ext0007"))?;
+        let listed = by_name(list(&store, &host(), &ProbeCache::default())?);
+        assert_eq!(listed["ext0007"].status, ExtensionStatus::Masked);
+        assert_eq!(listed["ext0008"].status, ExtensionStatus::Ok);
         Ok(())
     }
 

@@ -5,7 +5,7 @@
 //! does not have to hash or open every image again. Other tools ignore the directory.
 
 use std::fs;
-use std::io;
+use std::io::{self, Read};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -43,20 +43,21 @@ pub struct Provenance {
 /// Reads a record; a missing, oversized or unparsable record is `None` (and logged):
 /// the image is still listed, just without provenance.
 pub fn read(path: &Path) -> Option<Provenance> {
-    let meta = match fs::metadata(path) {
-        Ok(meta) => meta,
+    // One open and one read: a listing reads every record in the store.
+    let mut bytes = Vec::with_capacity(4096);
+    match fs::File::open(path).and_then(|file| file.take(MAX_RECORD + 1).read_to_end(&mut bytes)) {
+        Ok(_) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
         Err(e) => {
             tracing::warn!(path = %path.display(), error = %e, "cannot read provenance record");
             return None;
         }
-    };
-    if meta.len() > MAX_RECORD {
+    }
+    if bytes.len() as u64 > MAX_RECORD {
         tracing::warn!(path = %path.display(), "ignoring oversized provenance record");
         return None;
     }
-    let parsed =
-        fs::read(path).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()));
+    let parsed = serde_json::from_slice(&bytes).map_err(|e| e.to_string());
     match parsed {
         Ok(record) => Some(record),
         Err(e) => {
@@ -111,13 +112,20 @@ mod tests {
             release: ReleaseFields::from([("ID".to_owned(), "_any".to_owned())]),
         };
         write(dir.path(), &record)?;
-        assert_eq!(read(&dir.path().join("k3s.json")), Some(record));
+        assert_eq!(read(&dir.path().join("k3s.json")), Some(record.clone()));
         fs::write(dir.path().join("bad.json"), "{not json")?;
         assert_eq!(read(&dir.path().join("bad.json")), None);
+        let mut padded = serde_json::to_vec(&record).map_err(io::Error::other)?;
+        padded.resize(usize::try_from(MAX_RECORD).map_err(io::Error::other)? + 1, b' ');
+        fs::write(dir.path().join("big.json"), &padded)?;
+        assert_eq!(read(&dir.path().join("big.json")), None, "valid JSON, but more than a record may be");
+        padded.truncate(padded.len() - 1);
+        fs::write(dir.path().join("big.json"), &padded)?;
+        assert_eq!(read(&dir.path().join("big.json")), Some(record), "at the limit it is read");
         assert_eq!(read(&dir.path().join("absent.json")), None);
         fs::write(dir.path().join(".write-x1.json"), "{}")?;
         fs::write(dir.path().join("notes.txt"), "")?;
-        assert_eq!(names(dir.path())?, ["bad", "k3s"]);
+        assert_eq!(names(dir.path())?, ["bad", "big", "k3s"]);
         assert!(names(&dir.path().join("absent"))?.is_empty());
         Ok(())
     }
