@@ -29,6 +29,22 @@ impl Manager {
     }
 }
 
+impl Manager {
+    /// Asks whether the caller may install `source` (as displayed), with the details
+    /// polkit rules see.
+    async fn authorize_install(
+        &self,
+        connection: &Connection,
+        header: &Header<'_>,
+        source: &str,
+        request: &crate::engine::InstallRequest,
+    ) -> Result<()> {
+        let name = request.name.as_ref().map(|n| n.to_string()).unwrap_or_default();
+        let details = [("source", source), ("name", name.as_str())];
+        authz::authorize(self.shared.authority.as_ref(), connection, header, Action::Install, &details).await
+    }
+}
+
 /// The longest file name `InstallFromFd` accepts for display.
 const MAX_FILENAME: usize = 4096;
 
@@ -89,15 +105,7 @@ impl Manager {
             }
             _ => {}
         }
-        let name = request.name.as_ref().map(|n| n.to_string()).unwrap_or_default();
-        authz::authorize(
-            self.shared.authority.as_ref(),
-            connection,
-            &header,
-            Action::Install,
-            &[("source", &display), ("name", &name)],
-        )
-        .await?;
+        self.authorize_install(connection, &header, &display, &request).await?;
         let engine = self.shared.engine.clone();
         let refreshes = request.now && !request.enable.is_empty();
         // The same source with the same options is the same work, whoever asks. The
@@ -141,15 +149,7 @@ impl Manager {
         let total = file.metadata().ok().map(|m| m.len());
         let display = if filename.is_empty() { "fd:".to_owned() } else { format!("fd:{filename}") };
         let uid = self.shared.authority.caller_uid(connection, &header).await?;
-        let name = request.name.as_ref().map(|n| n.to_string()).unwrap_or_default();
-        authz::authorize(
-            self.shared.authority.as_ref(),
-            connection,
-            &header,
-            Action::Install,
-            &[("source", &display), ("name", &name)],
-        )
-        .await?;
+        self.authorize_install(connection, &header, &display, &request).await?;
         let engine = self.shared.engine.clone();
         let refreshes = request.now && !request.enable.is_empty();
         let source = display.clone();
