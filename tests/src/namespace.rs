@@ -87,29 +87,9 @@ impl Namespace {
     }
 
     /// Every path under the namespace's `system_dir` (under /run or /var/lib) with what
-    /// it holds: a file's SHA-256, a link's target, or "dir". Two snapshots are equal
-    /// exactly when nothing there changed.
+    /// it holds; see [`snapshot_of`].
     pub fn snapshot(&self, system_dir: &str) -> BTreeMap<PathBuf, String> {
-        fn walk(dir: &Path, root: &Path, into: &mut BTreeMap<PathBuf, String>) {
-            let Ok(entries) = std::fs::read_dir(dir) else { return };
-            for entry in entries.flatten() {
-                let path = entry.path();
-                let Ok(kind) = entry.file_type() else { continue };
-                let what = if kind.is_symlink() {
-                    format!("-> {}", std::fs::read_link(&path).map(|t| t.display().to_string()).unwrap_or_default())
-                } else if kind.is_dir() {
-                    walk(&path, root, into);
-                    "dir".to_owned()
-                } else {
-                    std::fs::read(&path).map(|bytes| crate::registry::digest(&bytes)).unwrap_or_default()
-                };
-                into.insert(path.strip_prefix(root).unwrap_or(&path).to_path_buf(), what);
-            }
-        }
-        let root = self.host_path(system_dir);
-        let mut snapshot = BTreeMap::new();
-        walk(&root, &root, &mut snapshot);
-        snapshot
+        snapshot_of(&self.host_path(system_dir))
     }
 
     /// The names systemd-sysext reports as merged in this namespace.
@@ -132,6 +112,30 @@ impl Drop for Namespace {
         let _ = self.holder.kill();
         let _ = self.holder.wait();
     }
+}
+
+/// Every path under `root`, relative to it, with what it holds: a file's SHA-256, a
+/// link's target, or "dir". Two snapshots are equal exactly when nothing there changed.
+pub fn snapshot_of(root: &Path) -> BTreeMap<PathBuf, String> {
+    fn walk(dir: &Path, root: &Path, into: &mut BTreeMap<PathBuf, String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(kind) = entry.file_type() else { continue };
+            let what = if kind.is_symlink() {
+                format!("-> {}", std::fs::read_link(&path).map(|t| t.display().to_string()).unwrap_or_default())
+            } else if kind.is_dir() {
+                walk(&path, root, into);
+                "dir".to_owned()
+            } else {
+                std::fs::read(&path).map(|bytes| crate::registry::digest(&bytes)).unwrap_or_default()
+            };
+            into.insert(path.strip_prefix(root).unwrap_or(&path).to_path_buf(), what);
+        }
+    }
+    let mut snapshot = BTreeMap::new();
+    walk(root, root, &mut snapshot);
+    snapshot
 }
 
 /// Whether a path exists on the host (outside every namespace).

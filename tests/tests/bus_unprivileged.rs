@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
+use kairos_extensions_tests::namespace::snapshot_of;
 use kairos_extensionsd::bus::authz::{Action, Authority};
 use kairos_extensionsd::bus::error::{BusError, BusResult};
 use kairos_extensionsd::bus::{attach, state::Shared};
@@ -182,21 +183,9 @@ impl Rig {
         self.root.path().join("var/lib/kairos/extensions")
     }
 
-    /// Every path under the store with its link target, to prove "nothing changed".
-    fn snapshot(&self) -> BTreeMap<String, String> {
-        let mut out = BTreeMap::new();
-        let mut stack = vec![self.store()];
-        while let Some(dir) = stack.pop() {
-            for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
-                let path = entry.path();
-                let target = fs::read_link(&path).map(|t| t.display().to_string()).unwrap_or_default();
-                if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                    stack.push(path.clone());
-                }
-                out.insert(path.display().to_string(), target);
-            }
-        }
-        out
+    /// Every path under the store with what it holds, to prove "nothing changed".
+    fn snapshot(&self) -> BTreeMap<PathBuf, String> {
+        snapshot_of(&self.store())
     }
 }
 
@@ -279,6 +268,7 @@ async fn bad_arguments_get_precise_errors_before_anyone_is_asked() {
         }
     }
     let asked = rig.authority.asked.lock().expect("asked").clone();
+    assert_eq!(asked.len(), 1, "exactly the well-formed call reached polkit: {asked:?}");
     assert!(
         asked.iter().all(|(_, details, _)| details.iter().any(|(k, v)| k == "name" && v == "nginx")),
         "arguments are checked before polkit is asked; only the well-formed call reached it: {asked:?}"

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use kairos_extensions_tests::images::ImageBuilder;
 use kairos_extensions_tests::monitor::{Monitor, eventually};
-use kairos_extensions_tests::namespace::Namespace;
+use kairos_extensions_tests::namespace::{Namespace, snapshot_of};
 use kairos_extensions_tests::registry::{Registry, gzip_layer_layout, tar};
 use kairos_extensions_tests::system::{Polkit, Rig, Service, SystemBus};
 use kairos_extensions_tests::{bins, privileged, stderr, stdout};
@@ -67,24 +67,6 @@ fn offline(ns: &Namespace, args: &[&str]) -> Output {
 
 fn json(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(out)))
-}
-
-/// Every path under `dir` with its kind, for "nothing changed" comparisons.
-fn tree(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in fs::read_dir(&d).into_iter().flatten().flatten() {
-            let path = entry.path();
-            let meta = fs::symlink_metadata(&path).expect("an entry just listed");
-            out.push(format!("{} {:?} {}", path.display(), meta.file_type(), meta.len()));
-            if meta.is_dir() {
-                stack.push(path);
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 #[test]
@@ -240,7 +222,7 @@ fn an_automatic_reset_boot_is_a_recovery_boot() {
 #[test]
 fn reading_a_bare_root_creates_nothing() {
     let root = tempfile::Builder::new().prefix("kx-bare-").tempdir().expect("bare root");
-    let before = tree(root.path());
+    let before = snapshot_of(root.path());
     let offline = |args: &[&str]| {
         std::process::Command::new(bins::kairos_ext())
             .arg("--root")
@@ -253,7 +235,7 @@ fn reading_a_bare_root_creates_nothing() {
     assert_eq!(json(&succeeded(offline(&["list", "--json"]), "list --json")), serde_json::json!([]));
     let missing = offline(&["inspect", "hello"]);
     assert!(!missing.status.success() && stderr(&missing).contains("no extension named \"hello\""), "{missing:?}");
-    assert_eq!(tree(root.path()), before, "reading must not create anything under the root");
+    assert_eq!(snapshot_of(root.path()), before, "reading must not create anything under the root");
 }
 
 /// Makes the namespace's /var/lib read-only.
