@@ -273,6 +273,37 @@ fn changes_made_by_others_show_up_with_the_same_signals() {
     assert!(monitor.wait_for("ExtensionRemoved", &[Value::from("k3s")]));
 }
 
+/// The service reads again only the extensions a change names; a link whose name is
+/// another extension's still reaches the image it points at.
+#[test]
+fn a_link_named_after_one_extension_but_pointing_at_another_enables_the_other() {
+    if !privileged("a_link_named_after_one_extension_but_pointing_at_another_enables_the_other") {
+        return;
+    }
+    let rig = Rig::start(&[], QUICK);
+    let monitor = Monitor::start(&rig);
+    let store = rig.ns.store();
+    for name in ["hello", "world"] {
+        let image = ImageBuilder::new(name).build(rig.scratch.path(), &format!("{name}.raw"));
+        fs::copy(&image, store.join(format!("{name}.raw"))).expect("copy into the store");
+        assert!(monitor.wait_for("ExtensionInstalled", &[Value::from(name)]), "{:?}", monitor.signals());
+    }
+    symlink("../world.raw", store.join("recovery/hello.raw")).expect("link");
+    assert!(
+        monitor.wait_for("ExtensionEnabled", &[Value::from("world"), Value::from("recovery")]),
+        "{:?}",
+        monitor.signals()
+    );
+    let listed = rig.kairos_ext(&["list", "--json"]);
+    let listed: Value = serde_json::from_slice(&listed.stdout).expect("list --json");
+    let enabled = |name: &str| {
+        listed.as_array().and_then(|all| all.iter().find(|e| e["name"] == name)).map(|e| e["enabled"].clone())
+    };
+    assert_eq!(enabled("world"), Some(serde_json::json!(["recovery"])), "{listed}");
+    assert_eq!(enabled("hello"), Some(serde_json::json!([])), "{listed}");
+    assert!(!monitor.saw("ExtensionEnabled", &[Value::from("hello")]), "{:?}", monitor.signals());
+}
+
 #[test]
 fn the_service_exits_when_idle_and_comes_back_with_its_state() {
     if !privileged("the_service_exits_when_idle_and_comes_back_with_its_state") {

@@ -124,9 +124,18 @@ impl JobRun {
         announce_changes(&self.connection, &self.path, &announced, &self.cells.status()).await;
         // The documented order of a job's last announcements: its final properties
         // (above), the model's changes, Refreshed, JobRemoved, and the object goes.
-        if outcome.is_some()
-            && let Err(e) = resync::resync(&self.shared, &self.connection).await
-        {
+        let updated = match &outcome {
+            // What an install that succeeded touched are the extensions it installed;
+            // after a failure the store is read whole, as the undo may have touched more.
+            Some(Ok(installed)) => {
+                let names = installed.iter().map(|i| i.name.clone()).collect();
+                resync::resync_touched(&self.shared, &self.connection, resync::Touched { names, ..Default::default() })
+                    .await
+            }
+            Some(Err(_)) => resync::resync(&self.shared, &self.connection).await,
+            None => Ok(()),
+        };
+        if let Err(e) = updated {
             tracing::warn!(error = %e, "updating objects after the job failed");
         }
         if refreshes && matches!(outcome, Some(Ok(_))) {

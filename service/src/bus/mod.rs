@@ -93,9 +93,14 @@ pub async fn serve(root: &Path, config: Config) -> Result<(), ServeError> {
         "serving {BUS_NAME}"
     );
 
-    let mut watched = vec![layout.store(), layout.meta_dir(), layout.runtime()];
-    watched.extend(BootState::ALL.iter().map(|s| layout.state_dir(*s)));
-    watched.extend(engine::discovery::read_before_ours(layout));
+    use watch::Watched;
+    let mut watched = vec![
+        (Watched::Store, layout.store()),
+        (Watched::Records, layout.meta_dir()),
+        (Watched::Runtime, layout.runtime()),
+    ];
+    watched.extend(BootState::ALL.iter().map(|s| (Watched::State, layout.state_dir(*s))));
+    watched.extend(engine::discovery::read_before_ours(layout).into_iter().map(|dir| (Watched::SearchedFirst, dir)));
     if let Err(e) = std::fs::create_dir_all(layout.runtime()) {
         tracing::warn!(error = %e, "cannot create the runtime activation directory");
     }

@@ -78,6 +78,49 @@ impl Model {
         diff
     }
 
+    /// Takes what the engine says now of a few extensions (`None`: gone) and the merged
+    /// names, keeps every other extension, and says what changed: for a change that
+    /// concerned a few extensions, without listing them all. Of the others only the
+    /// `Merged` property can have changed, and it follows from `merged` alone.
+    pub fn update(&mut self, found: Vec<(String, Option<Extension>)>, merged: BTreeSet<String>) -> Diff {
+        let mut diff = Diff::default();
+        let mut seen = BTreeSet::new();
+        for (name, now) in found {
+            seen.insert(name.clone());
+            match (self.extensions.remove(&name), now) {
+                (Some(before), Some(now)) if *before == now => {
+                    self.extensions.insert(name, before);
+                }
+                (Some(before), Some(now)) => {
+                    let now = Arc::new(now);
+                    diff.changed.push((before, now.clone()));
+                    self.extensions.insert(name, now);
+                }
+                (None, Some(now)) => {
+                    let now = Arc::new(now);
+                    diff.added.push(now.clone());
+                    self.extensions.insert(name, now);
+                }
+                (Some(before), None) => diff.removed.push(before),
+                (None, None) => {}
+            }
+        }
+        let merged: Vec<String> = merged.into_iter().collect();
+        if merged != self.merged {
+            for (name, ext) in self.extensions.iter_mut().filter(|(name, _)| !seen.contains(*name)) {
+                let is_merged = merged.binary_search(name).is_ok();
+                if ext.merged != is_merged {
+                    let before = ext.clone();
+                    Arc::make_mut(ext).merged = is_merged;
+                    diff.changed.push((before, ext.clone()));
+                }
+            }
+            self.merged = merged.clone();
+            diff.merged = Some(merged);
+        }
+        diff
+    }
+
     /// The extension called `name`.
     pub fn get(&self, name: &str) -> Option<Arc<Extension>> {
         self.extensions.get(name).cloned()
@@ -143,6 +186,36 @@ mod tests {
         assert_eq!(second.merged, Some(vec!["a".to_owned()]));
         assert_eq!(model.get("a").map(|e| e.enabled.clone()), Some(vec![BootState::Common]));
         assert_eq!(model.merged(), ["a"]);
+    }
+
+    #[test]
+    fn an_update_of_a_few_agrees_with_a_whole_picture() {
+        let mut whole = Model::default();
+        let mut partial = Model::default();
+        for model in [&mut whole, &mut partial] {
+            model.replace(vec![ext("a", &[]), ext("b", &[]), ext("c", &[BootState::Common])], merged(&["c"]));
+        }
+        let mut a = ext("a", &[BootState::Active]);
+        a.merged = true;
+        let mut b = ext("b", &[]);
+        b.merged = true;
+        let expected = whole.replace(vec![a.clone(), b, ext("d", &[])], merged(&["a", "b"]));
+        let got = partial.update(
+            vec![("a".into(), Some(a)), ("c".into(), None), ("d".into(), Some(ext("d", &[]))), ("e".into(), None)],
+            merged(&["a", "b"]),
+        );
+        let names = |list: &[Arc<Extension>]| list.iter().map(|e| e.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&got.added), names(&expected.added));
+        assert_eq!(names(&got.removed), names(&expected.removed));
+        let mut changed = got.changed.iter().map(|(_, now)| (**now).clone()).collect::<Vec<_>>();
+        changed.sort_by(|x, y| x.name.cmp(&y.name));
+        assert_eq!(changed, expected.changed.iter().map(|(_, now)| (**now).clone()).collect::<Vec<_>>());
+        assert_eq!(got.merged, expected.merged);
+        let all = |m: &Model| m.extensions().map(|e| (**e).clone()).collect::<Vec<_>>();
+        assert_eq!(all(&partial), all(&whole));
+        assert!(
+            partial.update(vec![("a".into(), partial.get("a").map(|e| (*e).clone()))], merged(&["a", "b"])).is_empty()
+        );
     }
 
     #[test]

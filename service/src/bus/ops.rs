@@ -10,7 +10,7 @@ use zbus::message::Header;
 
 use super::authz::{self, Action};
 use super::error::{BusError, BusResult};
-use super::resync::resync;
+use super::resync::{Touched, resync, resync_touched};
 use super::signals;
 use super::state::Shared;
 use crate::engine::{self, Engine};
@@ -28,8 +28,18 @@ pub async fn blocking<T: Send + 'static>(
 }
 
 /// After a mutation: update objects and signals; announce the refresh when there was one.
-async fn settle(shared: &Arc<Shared>, connection: &Connection, refreshed: bool) -> BusResult<()> {
-    resync(shared, connection).await?;
+/// `touched` is what a change that succeeded concerned; after a failure the store is
+/// read whole, as the undo may have touched more than the change meant to.
+async fn settle(
+    shared: &Arc<Shared>,
+    connection: &Connection,
+    touched: Option<Touched>,
+    refreshed: bool,
+) -> BusResult<()> {
+    match touched {
+        Some(touched) => resync_touched(shared, connection, touched).await?,
+        None => resync(shared, connection).await?,
+    }
     if refreshed {
         signals::refreshed(connection, &shared.merged_names()).await?;
     }
@@ -68,6 +78,7 @@ pub async fn set_enabled(
         &[("name", name.as_str()), ("boot_state", state.as_str())],
     )
     .await?;
+    let touched = Touched { names: [name.clone()].into(), ..Touched::default() };
     let result =
         blocking(
             shared,
@@ -77,7 +88,7 @@ pub async fn set_enabled(
         )
         .await;
     // A failed --now may still have changed the merge; show the truth either way.
-    settle(shared, connection, now).await?;
+    settle(shared, connection, result.is_ok().then_some(touched), now).await?;
     result.map(drop)
 }
 
@@ -93,8 +104,9 @@ pub async fn remove(
     let name: ExtensionName = super::args::name(name)?;
     let now = super::args::flags(flags)?;
     authz::authorize(shared.authority.as_ref(), connection, header, Action::Remove, &[("name", name.as_str())]).await?;
+    let touched = Touched { removed: [name.clone()].into(), ..Touched::default() };
     let result = blocking(shared, move |engine| engine.remove(&name, now)).await;
-    settle(shared, connection, now && refresh_ran(&result)).await?;
+    settle(shared, connection, result.is_ok().then_some(touched), now && refresh_ran(&result)).await?;
     result.map(drop)
 }
 
@@ -110,7 +122,8 @@ pub async fn refresh(
     super::args::flags(flags)?;
     authz::authorize(shared.authority.as_ref(), connection, header, Action::Manage, &[]).await?;
     let report = blocking(shared, |engine| engine.refresh()).await?;
-    settle(shared, connection, true).await?;
+    // A refresh changes no link: of the model only what is merged can change.
+    settle(shared, connection, Some(Touched::default()), true).await?;
     Ok(report.into_result()?.into_iter().collect())
 }
 

@@ -1,13 +1,15 @@
 //! Bringing the model up to date with the store, and announcing what changed.
 //!
 //! After one of our own changes and after the watcher saw someone else's, the engine
-//! lists the store once, the model says what differs, and [`announce`] tells clients.
+//! reads what the change touched (the store once, or the few extensions concerned),
+//! the model says what differs, and [`announce`] tells clients.
 //! Our changes and others' therefore produce exactly the same signals, and a change that
 //! changed nothing produces none. Reads never come here.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use kairos_extensions_dbus::ExtensionName;
 use zbus::Connection;
 
 use super::announce;
@@ -25,6 +27,79 @@ pub async fn resync(shared: &Arc<Shared>, connection: &Connection) -> BusResult<
     }
     announce::publish(connection, exporter(shared)?, &diff).await?;
     Ok(())
+}
+
+/// Which extensions a change concerned, as far as the one who saw it can tell.
+#[derive(Debug, Default)]
+pub struct Touched {
+    /// Extensions that may have changed.
+    pub names: BTreeSet<ExtensionName>,
+    /// Extensions our own change removed.
+    pub removed: BTreeSet<ExtensionName>,
+    /// Whether the links of any boot state changed: then every extension whose enabled
+    /// states are not what the model holds is read again, whatever its name.
+    pub links: bool,
+}
+
+/// Brings the model up to date for the extensions `touched` names and the merged set,
+/// without listing the store, and announces the difference. When a name cannot be told
+/// on its own (its image is not `NAME.raw`, or it is gone while something still names
+/// it), or a link names a file the model does not know, it lists the store after all:
+/// the answer is always the one [`resync`] would give.
+pub async fn resync_touched(shared: &Arc<Shared>, connection: &Connection, touched: Touched) -> BusResult<()> {
+    let serial = shared.updating.lock().await;
+    let reading = shared.clone();
+    let read = tokio::task::spawn_blocking(move || read_touched(&reading, touched))
+        .await
+        .map_err(|e| BusError::failed(format!("reading extensions failed: {e}")))??;
+    let Some((found, merged)) = read else {
+        drop(serial);
+        return resync(shared, connection).await;
+    };
+    let diff = shared.update_model(|model| model.update(found, merged));
+    if diff.is_empty() {
+        return Ok(());
+    }
+    announce::publish(connection, exporter(shared)?, &diff).await?;
+    Ok(())
+}
+
+/// What the engine says now of the touched extensions, and the merged names; `None`
+/// when only a listing can tell.
+#[allow(clippy::type_complexity)]
+fn read_touched(
+    shared: &Shared,
+    mut touched: Touched,
+) -> Result<Option<(Vec<(String, Option<Extension>)>, BTreeSet<String>)>, crate::engine::Error> {
+    let engine = &shared.engine;
+    if touched.links {
+        let enablement = engine.enablement()?;
+        let model = shared.model();
+        let mut files = BTreeSet::new();
+        for ext in model.extensions() {
+            files.insert(ext.file.as_str());
+            let now: Vec<_> = enablement.get(&ext.file).map(|s| s.iter().copied().collect()).unwrap_or_default();
+            if now != ext.enabled
+                && let Ok(name) = ExtensionName::new(&ext.name)
+            {
+                touched.names.insert(name);
+            }
+        }
+        if enablement.keys().any(|file| !files.contains(file.as_str())) {
+            return Ok(None);
+        }
+    }
+    let mut found = Vec::new();
+    for name in &touched.removed {
+        found.push((name.to_string(), None));
+    }
+    for name in touched.names.iter().filter(|name| !touched.removed.contains(*name)) {
+        match engine.quick_get(name)? {
+            Some(ext) => found.push((name.to_string(), Some(ext))),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some((found, engine.merged()?)))
 }
 
 /// Fills the model for the first time and exports an object for every extension, at

@@ -184,16 +184,50 @@ pub fn list(store: &Store, host: &Result<Host, String>, probes: &ProbeCache) -> 
         }
         by_name.insert(ext.name.clone(), ext);
     }
-    // With none of the directories systemd-sysext reads before ours there (the usual
-    // case: no /etc/extensions), nothing can stand in front of any extension, and
-    // looking for each name there would cost two failed lookups per extension.
-    let searched_first = discovery::read_before_ours(store.layout())
-        .iter()
-        .any(|dir| !matches!(std::fs::metadata(dir), Err(e) if e.kind() == io::ErrorKind::NotFound));
+    let searched_first = any_searched_first(store.layout());
     for ext in by_name.values_mut() {
         obstruct(store.layout(), &runtime, ext, searched_first);
     }
     Ok(by_name.into_values().collect())
+}
+
+/// The extension called `name`, found without walking the store, when its image is
+/// `NAME.raw` and carries that name: the file [`list`] prefers over any other carrying
+/// the name, so the answer is the one `list` would give. `None` when the shortcut does
+/// not apply (no such image, a directory, an image carrying another name): then only
+/// a listing can tell, and the caller lists. A change to one extension of a store of
+/// ten thousand costs a few `stat` calls this way instead of ten thousand.
+pub fn one(
+    store: &Store,
+    host: &Result<Host, String>,
+    probes: &ProbeCache,
+    name: &ExtensionName,
+) -> Result<Option<Extension>, super::Error> {
+    let Some(entry) = store.entry(&format!("{name}.raw"))? else { return Ok(None) };
+    if entry.kind != EntryKind::Image {
+        return Ok(None);
+    }
+    let enablement = store.enablement()?;
+    let merged = super::sysext::merged(store.layout().root())?;
+    let Some(mut ext) = describe(store, &entry, host, &enablement, &merged, probes) else { return Ok(None) };
+    if ext.name != name.as_str() {
+        return Ok(None);
+    }
+    if let Some(reason) = probes.refusal(&FileKey::of(&entry.meta)) {
+        raise(&mut ext, ExtensionStatus::Refused, reason);
+    }
+    let runtime = store.runtime_links()?;
+    obstruct(store.layout(), &runtime, &mut ext, any_searched_first(store.layout()));
+    Ok(Some(ext))
+}
+
+/// Whether any directory systemd-sysext reads before ours exists. With none there (the
+/// usual case: no /etc/extensions), nothing can stand in front of any extension, and
+/// looking for each name there would cost two failed lookups per extension.
+fn any_searched_first(layout: &Layout) -> bool {
+    discovery::read_before_ours(layout)
+        .iter()
+        .any(|dir| !matches!(std::fs::metadata(dir), Err(e) if e.kind() == io::ErrorKind::NotFound))
 }
 
 /// Stores smaller than this are described on the calling thread alone.
@@ -630,6 +664,32 @@ mod tests {
         assert!(!listed["other"].compatible, "the image's own verdict is still told");
         assert_eq!(listed["third"].status, ExtensionStatus::Shadowed);
         assert!(listed["third"].status_reason.contains("run/extensions/third.raw"), "{:?}", listed["third"]);
+        Ok(())
+    }
+
+    #[test]
+    fn one_extension_is_what_the_listing_says_or_left_to_it() -> TestResult {
+        let (root, store) = temp_store();
+        recorded_image(&store, "k3s")?;
+        recorded_image(&store, "tools")?;
+        store.link_state(BootState::Common, "k3s.raw", "k3s.raw")?;
+        // A record naming another file: the shortcut reads the image, whose bytes are no
+        // file system, so it is listed as invalid under its file's name, both ways.
+        recorded_image(&store, "stale")?;
+        fs::write(store.path_of("stale.raw"), b"rewritten by hand")?;
+        tree(&store, "tree", Some("ID=_any\n"))?;
+        let masks = root.path().join("etc/extensions");
+        fs::create_dir_all(masks.join("tools"))?;
+        let probes = ProbeCache::default();
+        let listed = by_name(list(&store, &host(), &probes)?);
+        for name in ["k3s", "tools", "stale"] {
+            let found = one(&store, &host(), &probes, &ExtensionName::new(name)?)?;
+            assert_eq!(found.as_ref(), Some(&listed[name]), "{name}");
+        }
+        assert_eq!(listed["tools"].status, ExtensionStatus::Masked, "the mask is seen by both");
+        assert_eq!(listed["k3s"].enabled, [BootState::Common]);
+        assert_eq!(one(&store, &host(), &probes, &ExtensionName::new("tree")?)?, None, "a directory is listed");
+        assert_eq!(one(&store, &host(), &probes, &ExtensionName::new("absent")?)?, None);
         Ok(())
     }
 

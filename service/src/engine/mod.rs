@@ -30,7 +30,7 @@ pub mod store;
 pub mod sysext;
 pub mod trust;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use kairos_extensions_dbus::{BootState, ExtensionName};
@@ -200,7 +200,24 @@ impl Engine {
     }
 
     fn find(&self, name: &ExtensionName) -> Result<Option<Extension>> {
+        if let Some(ext) = self.quick_get(name)? {
+            return Ok(Some(ext));
+        }
         Ok(self.list()?.into_iter().find(|e| e.name == name.as_str()))
+    }
+
+    /// `name` as [`Engine::list`] would have it, when that can be told without listing
+    /// the store (its image is `NAME.raw` and carries that name); `None` when only a
+    /// listing can tell.
+    pub fn quick_get(&self, name: &ExtensionName) -> Result<Option<Extension>> {
+        let host = Host::load(self.layout().root()).map_err(|e| e.to_string());
+        catalog::one(&self.store, &host, &self.probes, name)
+    }
+
+    /// For every store file, the boot states it is enabled in: what a change to links
+    /// made by someone else can have changed, for a few `readlink` calls.
+    pub fn enablement(&self) -> Result<BTreeMap<String, BTreeSet<BootState>>> {
+        Ok(self.store.enablement()?)
     }
 
     /// Enables `name` for `state`; with `now`, also for the running system when `state`

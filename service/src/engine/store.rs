@@ -359,18 +359,28 @@ impl Store {
                 continue;
             }
             let meta = dirent.metadata().context(|| format!("inspecting {file_name}"))?;
-            let kind = if meta.is_file() && file_name.ends_with(".raw") {
-                EntryKind::Image
-            } else if meta.is_dir() && dirent.path().join("usr/lib/extension-release.d").is_dir() {
-                EntryKind::Directory
-            } else {
-                tracing::debug!(file = %file_name, "ignoring store entry that is not an extension");
-                continue;
-            };
-            entries.push(Entry { file_name, kind, meta });
+            if let Some(kind) = entry_kind(&dirent.path(), &file_name, &meta) {
+                entries.push(Entry { file_name, kind, meta });
+            }
         }
         entries.sort_by(|a, b| a.file_name.cmp(&b.file_name));
         Ok(entries)
+    }
+
+    /// The store entry called `file_name`, as [`Store::entries`] would list it; `None`
+    /// when there is no such file or it is not an extension. One `lstat` instead of a
+    /// walk of the store, for the changes that concern one extension.
+    pub fn entry(&self, file_name: &str) -> Result<Option<Entry>, StoreError> {
+        if file_name.starts_with('.') || BootState::ALL.iter().any(|s| s.as_str() == file_name) {
+            return Ok(None);
+        }
+        let path = self.path_of(file_name);
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(StoreError::Io { context: format!("inspecting {file_name}"), source }),
+        };
+        Ok(entry_kind(&path, file_name, &meta).map(|kind| Entry { file_name: file_name.to_owned(), kind, meta }))
     }
 
     /// For every store file, the boot states it is enabled in.
@@ -680,6 +690,18 @@ impl Store {
     /// The host path of a store file.
     pub fn path_of(&self, file_name: &str) -> PathBuf {
         layout::join_file_name(&self.layout.store(), file_name)
+    }
+}
+
+/// What the store entry at `path` is, from its own metadata (not following symlinks).
+fn entry_kind(path: &Path, file_name: &str, meta: &fs::Metadata) -> Option<EntryKind> {
+    if meta.is_file() && file_name.ends_with(".raw") {
+        Some(EntryKind::Image)
+    } else if meta.is_dir() && path.join("usr/lib/extension-release.d").is_dir() {
+        Some(EntryKind::Directory)
+    } else {
+        tracing::debug!(file = %file_name, "ignoring store entry that is not an extension");
+        None
     }
 }
 
