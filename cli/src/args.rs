@@ -20,6 +20,11 @@ pub struct Cli {
     /// Configuration file for offline mode (default: DIR/etc/kairos/extensions.toml).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Read this Kairos catalog (releases.json URL or path) instead of the configured ones
+    /// (repeatable; offline mode only: the service reads the catalogs it is configured
+    /// with).
+    #[arg(long, global = true, value_name = "URL|PATH")]
+    pub catalog: Vec<String>,
     /// Never ask for a password: do not start a polkit agent, and let polkit answer
     /// without interaction.
     #[arg(long, global = true)]
@@ -63,6 +68,12 @@ pub enum Command {
     ///
     /// - a download: https://HOST/PATH[#sha256=HEX] (http:// too).
     ///
+    /// - a catalog entry: NAME, NAME@VERSION or NAME@CONSTRAINT (k3s, k3s@1.32.1,
+    ///   k3s@^1.32, 'k3s@>=1.30, <2'), or catalog:NAME[@VERSION]. The first configured
+    ///   Kairos catalog that has NAME names a digest-pinned OCI image for this
+    ///   architecture; a bare name follows the latest version, a constraint the newest
+    ///   match, a version is a pin. A local file of that name wins over the catalogs.
+    ///
     /// Nothing becomes visible until the image is checked: it must carry
     /// usr/lib/extension-release.d/extension-release.NAME and be compatible with the target
     /// system. It is stored as NAME.raw. Through the service, Ctrl-C cancels the install.
@@ -91,6 +102,15 @@ pub enum Command {
     /// Show the service's version, the boot state, what is merged and the image policy
     /// (service only).
     Status,
+    /// List the entries of the Kairos catalogs: name, title, the latest version this
+    /// machine can install, and the version installed.
+    Search {
+        /// Only entries whose name, title or description contains TEXT (any case).
+        text: Option<String>,
+        /// Print a JSON array (with descriptions and every version) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print every signal of the service as it happens (service only).
     Monitor {
         /// Print one JSON object per line instead of text.
@@ -116,7 +136,8 @@ fn boot_states() -> impl clap::builder::TypedValueParser<Value = BootState> {
 /// Arguments of `install`.
 #[derive(Debug, Args)]
 pub struct InstallArgs {
-    /// A local path or file:// URL, oci://REFERENCE, or https://URL.
+    /// A local path or file:// URL, oci://REFERENCE, https://URL, or a catalog entry
+    /// (NAME[@VERSION]).
     pub source: String,
     /// Enable for this boot state once installed (repeatable).
     #[arg(long = "enable", value_name = "STATE", value_parser = boot_states())]

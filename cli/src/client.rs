@@ -161,6 +161,9 @@ pub async fn run(command: Command, no_ask_password: bool) -> Result<()> {
                 println!("Merged: {}", merged.join(", "));
             }
         }
+        Command::Search { text, json } => {
+            crate::search::through_service(manager, &client.list().await?, text.as_deref(), json).await?;
+        }
         Command::Jobs => {
             let jobs = manager.list_jobs().await.map_err(|e| explain(e, false))?;
             if jobs.is_empty() {
@@ -261,7 +264,10 @@ async fn install(client: &Client, args: InstallArgs) -> Result<()> {
     let bus = zbus::fdo::DBusProxy::new(&client.connection).await?;
     let mut owner_changes = bus.receive_name_owner_changed_with_args(&[(0, BUS_NAME)]).await?;
 
-    let (id, path) = match local_file(&args.source)? {
+    let catalog = crate::search::catalog_source(&args.source);
+    let local = if catalog.is_some() { None } else { local_file(&args.source)? };
+    let source = catalog.unwrap_or_else(|| args.source.clone());
+    let (id, path) = match local {
         Some(path) if rustix::process::geteuid().is_root() => {
             let uri = file_uri(&path);
             authorized!(client, manager.install / install_interactive(uri.as_str(), options))?
@@ -274,7 +280,7 @@ async fn install(client: &Client, args: InstallArgs) -> Result<()> {
                 manager.install_from_fd / install_from_fd_interactive(zbus::Fd::from(&file), shown.as_str(), options)
             )?
         }
-        None => authorized!(client, manager.install / install_interactive(args.source.as_str(), options))?,
+        None => authorized!(client, manager.install / install_interactive(source.as_str(), options))?,
     };
 
     let mut view = JobView::new(std::io::stderr().is_terminal());

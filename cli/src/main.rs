@@ -9,6 +9,7 @@ mod monitor;
 mod offline;
 mod outcome;
 mod render;
+mod search;
 
 use std::process::ExitCode;
 
@@ -37,7 +38,10 @@ fn run(cli: args::Cli) -> anyhow::Result<()> {
         if cli.command.needs_service() {
             bail!("this command talks to the running service; it has no offline form (drop --root)");
         }
-        return offline::run(root, cli.config.as_deref(), cli.command);
+        return offline::run(root, cli.config.as_deref(), &cli.catalog, cli.command);
+    }
+    if !cli.catalog.is_empty() {
+        bail!("--catalog applies to offline mode (--root); the service reads the catalogs it is configured with");
     }
     if cli.config.is_some() {
         bail!("--config applies to offline mode (--root); the service reads its own configuration");

@@ -14,7 +14,7 @@ use crate::outcome::{self, After};
 use crate::render;
 
 /// Runs one command against the system at `root`.
-pub fn run(root: &Path, config_file: Option<&Path>, command: Command) -> Result<()> {
+pub fn run(root: &Path, config_file: Option<&Path>, catalogs: &[String], command: Command) -> Result<()> {
     let root = std::path::absolute(root).with_context(|| format!("resolving --root {}", root.display()))?;
     if !root.is_dir() {
         anyhow::bail!("--root {}: not a directory", root.display());
@@ -23,11 +23,14 @@ pub fn run(root: &Path, config_file: Option<&Path>, command: Command) -> Result<
     let refresher = Engine::exec_refresher(&root, &config);
     // Reading verbs open the store as it is: they must work on a bare or read-only root
     // and leave no trace there.
-    let engine = if matches!(command, Command::List { .. } | Command::Inspect { .. }) {
+    let engine = if matches!(command, Command::List { .. } | Command::Inspect { .. } | Command::Search { .. }) {
         Engine::open_read_only(&root, config, refresher)?
     } else {
         Engine::open(&root, config, refresher)?
     };
+    if !catalogs.is_empty() {
+        engine.catalogs().choose(crate::search::locations(catalogs)?);
+    }
     match command {
         Command::List { json } => {
             let list: Vec<ExtensionDescription> = engine.list()?.iter().map(ExtensionDescription::from).collect();
@@ -88,6 +91,7 @@ pub fn run(root: &Path, config_file: Option<&Path>, command: Command) -> Result<
         Command::Jobs | Command::Cancel { .. } | Command::Status | Command::Monitor { .. } => {
             anyhow::bail!("this command talks to the running service; it has no offline form")
         }
+        Command::Search { text, json } => crate::search::offline(&engine, text.as_deref(), json)?,
         Command::Refresh => {
             let merged = engine.refresh()?.into_result()?;
             if merged.is_empty() {
@@ -109,7 +113,9 @@ fn after(engine: &Engine, name: &ExtensionName, line: impl FnOnce(&After<'_>) ->
 /// The install source; a relative path is taken from the current directory, as users
 /// expect from a command line.
 fn parse_source(args: &InstallArgs) -> Result<Source> {
-    let text = if args.source.contains("://") || args.source.starts_with('/') {
+    let text = if let Some(catalog) = crate::search::catalog_source(&args.source) {
+        catalog
+    } else if args.source.contains("://") || args.source.starts_with('/') {
         args.source.clone()
     } else {
         std::path::absolute(&args.source).with_context(|| format!("resolving {}", args.source))?.display().to_string()

@@ -25,6 +25,8 @@ use crate::{BootState, ExtensionStatus, JobResult, JobState, JobType};
 pub type ExtensionRow = (String, String, Vec<BootState>, bool, OwnedObjectPath);
 /// One row of `ListJobs`: id, type, state, object path.
 pub type JobRow = (u64, JobType, JobState, OwnedObjectPath);
+/// One row of `ListCatalog`: name, title, description, latest version, every version.
+pub type CatalogRow = (String, String, String, String, Vec<String>);
 
 #[proxy(
     interface = "org.kairos.Extensions1.Manager",
@@ -36,6 +38,7 @@ pub trait Manager {
     fn get_extension(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
     fn describe(&self, name: &str) -> zbus::Result<String>;
     fn list_jobs(&self) -> zbus::Result<Vec<JobRow>>;
+    fn list_catalog(&self) -> zbus::Result<Vec<CatalogRow>>;
 
     fn install(&self, source: &str, options: HashMap<&str, OwnedVariant>) -> zbus::Result<(u64, OwnedObjectPath)>;
     #[zbus(name = "Install", allow_interactive_auth)]
@@ -92,6 +95,8 @@ pub trait Manager {
     fn boot_state(&self) -> zbus::Result<String>;
     #[zbus(property(emits_changed_signal = "const"))]
     fn boot_states(&self) -> zbus::Result<Vec<BootState>>;
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn catalogs(&self) -> zbus::Result<Vec<String>>;
     #[zbus(property)]
     fn merged(&self) -> zbus::Result<Vec<String>>;
     #[zbus(property(emits_changed_signal = "false"))]

@@ -69,6 +69,7 @@ fn reply(call: &Message, out: &str) -> zbus::Result<Message> {
         "to" => builder.build(&(1u64, job)),
         "a(ssasbo)" => builder.build(&(vec![("hello", "1", vec!["common"], true, extension)],)),
         "a(tsso)" => builder.build(&(vec![(1u64, "install", "running", job)],)),
+        "a(ssssas)" => builder.build(&(vec![("hello", "Hello", "Says hello", "1.0.0", vec!["1.0.0"])],)),
         other => panic!("teach this test a reply of signature {other}"),
     }
 }
@@ -186,6 +187,7 @@ async fn call_everything(client: &Connection, caller: &mut Caller) {
     caller.check("GetExtension", manager.get_extension("hello").await, false);
     caller.check("Describe", manager.describe("hello").await, false);
     caller.check("ListJobs", manager.list_jobs().await, false);
+    caller.check("ListCatalog", manager.list_catalog().await, false);
     caller.check("Install", manager.install("oci://r/x", HashMap::new()).await, false);
     caller.check("Install", manager.install_interactive("oci://r/x", HashMap::new()).await, true);
     caller.check("InstallFromFd", manager.install_from_fd(fd(), "x.raw", HashMap::new()).await, false);
@@ -201,6 +203,7 @@ async fn call_everything(client: &Connection, caller: &mut Caller) {
     caller.check("Manager.Version", manager.version().await, false);
     caller.check("Manager.BootState", manager.boot_state().await, false);
     caller.check("Manager.BootStates", manager.boot_states().await, false);
+    caller.check("Manager.Catalogs", manager.catalogs().await, false);
     caller.check("Manager.Merged", manager.merged().await, false);
     caller.check("Manager.ImagePolicy", manager.image_policy().await, false);
     caller.check("Manager.StoreDirectory", manager.store_directory().await, false);

@@ -189,6 +189,10 @@ Seconds without activity after which the service exits; 0 keeps it running.
 .TP
 \fBtrusted_certificates\fR (default none)
 Extra directories of trusted verity signing certificates, besides the \fIverity.d\fR directories.
+.TP
+\fBcatalogs\fR (default none)
+Kairos catalogs (\fIreleases.json\fR): http(s) URLs or absolute paths, searched in order
+for \fBcatalog:\fR\fINAME\fR installs; the first that has a name answers for it.
 .SH "EXIT STATUS"
 0 when the service stopped because it was idle or told to, or when a task succeeded;
 1 when the configuration is invalid, the store cannot be opened or the bus name is taken;

@@ -15,6 +15,7 @@ use super::error::{BusError, Result};
 use super::state::Shared;
 use super::{args, job, ops};
 use crate::engine::boot;
+use crate::engine::catalogs::{LIST_MAX_AGE, fetch_kind};
 use crate::engine::sources::{self, Source};
 
 /// The manager object.
@@ -82,7 +83,8 @@ impl Manager {
         ops::describe(&self.shared, connection, name).await
     }
 
-    /// Installs from `oci://`, `http(s)://` or (root only) `file://`. Returns once the
+    /// Installs from `oci://`, `http(s)://`, `catalog:NAME[@VERSION]` or (root only)
+    /// `file://`. Returns once the
     /// source is parsed and the caller authorized; the work runs in the returned job.
     #[zbus(out_args("job_id", "job_path"))]
     async fn install(
@@ -95,6 +97,13 @@ impl Manager {
         let _busy = self.shared.activity.busy();
         let request = args::install_options(options)?;
         let parsed = Source::parse(source)?;
+        // A catalog entry names its extension: polkit rules see that name.
+        let request = match &parsed {
+            Source::Catalog { name, .. } if request.name.is_none() => {
+                crate::engine::InstallRequest { name: Some(name.clone()), ..request }
+            }
+            _ => request,
+        };
         let display = parsed.display();
         let uid = self.shared.authority.caller_uid(connection, &header).await?;
         match &parsed {
@@ -221,6 +230,32 @@ impl Manager {
     #[zbus(out_args("jobs"))]
     fn list_jobs(&self) -> Vec<(u64, String, String, OwnedObjectPath)> {
         self.shared.jobs.list()
+    }
+
+    /// Every entry of the catalogs: name, title, description, the version a bare-name
+    /// install picks here, every version this machine can install. From a read at most
+    /// [`LIST_MAX_AGE`] old, so callers (everyone may call) cannot make the service
+    /// download on every call. Fails only when no configured catalog could be read.
+    #[zbus(out_args("entries"))]
+    async fn list_catalog(&self) -> Result<Vec<(String, String, String, String, Vec<String>)>> {
+        let _busy = self.shared.activity.busy();
+        let catalogs = ops::blocking(&self.shared, |engine| Ok(engine.read_catalogs(LIST_MAX_AGE))).await?;
+        if catalogs.catalogs.is_empty()
+            && let Some(first) = catalogs.skipped.first()
+        {
+            let all: Vec<String> = catalogs.skipped.iter().map(ToString::to_string).collect();
+            return Err(BusError::kind(
+                fetch_kind(&first.error),
+                format!("no catalog could be read: {}", all.join("; ")),
+            ));
+        }
+        Ok(catalogs.entries().into_iter().map(|e| (e.name, e.title, e.description, e.latest, e.versions)).collect())
+    }
+
+    /// The configured catalogs, in the order they are searched.
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn catalogs(&self) -> Vec<String> {
+        self.shared.engine.catalog_locations().into_iter().map(|(shown, _)| shown).collect()
     }
 
     /// The service version.

@@ -57,6 +57,9 @@ pub struct Config {
     pub idle_exit_sec: u64,
     /// Extra directories of trusted verity signing certificates.
     pub trusted_certificates: Vec<PathBuf>,
+    /// Kairos catalogs (`releases.json`): http(s) URLs, or absolute paths of the system,
+    /// searched in order for `catalog:NAME` installs.
+    pub catalogs: Vec<String>,
 }
 
 impl Default for Config {
@@ -72,6 +75,7 @@ impl Default for Config {
             max_jobs: 4,
             idle_exit_sec: 60,
             trusted_certificates: Vec::new(),
+            catalogs: Vec::new(),
         }
     }
 }
@@ -150,6 +154,10 @@ impl Config {
             if !valid {
                 return Err(format!("insecure_registries entries must be host or host:port, got {registry:?}"));
             }
+        }
+        for catalog in &self.catalogs {
+            super::catalogs::fetch::Location::parse(catalog)
+                .map_err(|reason| format!("catalogs entry {catalog:?}: {reason}"))?;
         }
         if self.max_jobs == 0 {
             return Err("max_jobs must be at least 1".into());
@@ -258,6 +266,7 @@ mod tests {
             max_jobs = 2
             idle_exit_sec = 0
             trusted_certificates = ["/etc/kairos/verity.d"]
+            catalogs = ["https://example.com/releases.json", "/etc/kairos/releases.json"]
             "#,
         )?;
         assert_eq!(config.store_dir, Path::new("/srv/ext"));
@@ -266,6 +275,7 @@ mod tests {
         assert_eq!(config.max_image_size, 512 << 20);
         assert_eq!(config.max_jobs, 2);
         assert_eq!(config.idle_exit_sec, 0);
+        assert_eq!(config.catalogs, ["https://example.com/releases.json", "/etc/kairos/releases.json"]);
         Ok(())
     }
 
@@ -285,6 +295,9 @@ mod tests {
             ("idle_exit_sec = \"soon\"", "idle_exit_sec"),
             ("trusted_certificates = [\"certs\"]", "trusted_certificates"),
             ("max_jobs = 1\nmax_jobs = 2", "max_jobs"),
+            ("catalogs = [\"releases.json\"]", "catalogs"),
+            ("catalogs = [\"ftp://example.com/releases.json\"]", "catalogs"),
+            ("catalogs = \"https://example.com/releases.json\"", "catalogs"),
         ];
         for (text, key) in cases {
             match Config::parse(text) {

@@ -2,6 +2,7 @@
 
 use kairos_extensions_dbus::{ErrorKind, InvalidName, UnknownBootState};
 
+use super::catalogs::CatalogError;
 use super::config::ConfigError;
 use super::image::ImageError;
 use super::intent::IntentError;
@@ -38,6 +39,9 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A catalog source that the catalogs cannot satisfy.
+    #[error(transparent)]
+    Catalog(Box<CatalogError>),
     /// The image is not a usable extension.
     #[error("invalid image")]
     InvalidImage(#[from] ImageError),
@@ -122,6 +126,12 @@ pub enum Error {
     Intent(IntentError),
 }
 
+impl From<CatalogError> for Error {
+    fn from(e: CatalogError) -> Self {
+        Self::Catalog(Box::new(e))
+    }
+}
+
 impl From<IntentError> for Error {
     fn from(e: IntentError) -> Self {
         match e {
@@ -159,6 +169,7 @@ impl Error {
             Self::InvalidName(_) => ErrorKind::InvalidName,
             Self::InvalidBootState(_) => ErrorKind::InvalidBootState,
             Self::InvalidSource { .. } | Self::FileSource(_) => ErrorKind::InvalidSource,
+            Self::Catalog(e) => catalog_kind(e),
             Self::InvalidImage(e) => image_kind(e),
             Self::PolicyRefused(_) => ErrorKind::InvalidImage,
             Self::Incompatible { .. } | Self::Unusable { .. } => ErrorKind::Incompatible,
@@ -212,6 +223,18 @@ fn image_kind(error: &ImageError) -> ErrorKind {
         | ImageError::NotADirectory { .. } => ErrorKind::InvalidImage,
         // Our own tools or disk failed, not the image.
         ImageError::Command(_) | ImageError::Io(_) => ErrorKind::Failed,
+    }
+}
+
+fn catalog_kind(error: &CatalogError) -> ErrorKind {
+    match error {
+        CatalogError::NoneConfigured
+        | CatalogError::Resolve { .. }
+        | CatalogError::BadReference { .. }
+        | CatalogError::NameMismatch { .. } => ErrorKind::InvalidSource,
+        // An unreadable catalog may be the one that has the name: the failure to read it
+        // is the answer, not "no such entry".
+        CatalogError::NotPublished { first_skipped_kind, .. } => first_skipped_kind.unwrap_or(ErrorKind::InvalidSource),
     }
 }
 

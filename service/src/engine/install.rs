@@ -14,6 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use kairos_extensions_dbus::{BootState, ExtensionName};
 
+use super::catalogs::CatalogOrigin;
 use super::digest::Sha256Digest;
 use super::image::{ImageError, Releases};
 use super::intent::Change;
@@ -68,6 +69,8 @@ struct Origin<'a> {
     source: &'a str,
     /// The registry digest a tag resolved to.
     resolved_digest: Option<String>,
+    /// The catalog entry it was installed from.
+    catalog: Option<CatalogOrigin>,
 }
 
 impl Engine {
@@ -113,15 +116,23 @@ impl Engine {
                 sources::http::download(url, &mut staged, progress)?;
                 Ok(vec![self.install_staged(staged, &source.display(), &request, progress)?])
             }
-            sources::Source::Oci { reference } => self.install_oci(source, reference, request, progress),
+            sources::Source::Oci { reference } => {
+                self.install_oci(&source.display(), reference, request, None, progress)
+            }
+            sources::Source::Catalog { name, request: wanted } => {
+                self.install_catalog(source, name, wanted, request, progress)
+            }
         }
     }
 
-    fn install_oci(
+    /// Installs from a registry; `shown` is the source as recorded, `catalog` the
+    /// catalog entry that named `reference`, if one did.
+    pub(super) fn install_oci(
         &self,
-        source: &sources::Source,
+        shown: &str,
         reference: &sources::reference::ImageReference,
         request: &InstallRequest,
+        catalog: Option<CatalogOrigin>,
         progress: &dyn Progress,
     ) -> Result<Vec<Installed>> {
         self.check_now(request.now && !request.enable.is_empty())?;
@@ -168,8 +179,7 @@ impl Engine {
             return Err(Error::InvalidImage(ImageError::NameNotInImage { wanted, available }));
         }
         let resolved_digest = Some(pulled.index_digest.unwrap_or(pulled.manifest_digest));
-        let display = source.display();
-        self.commit(verified, &Origin { source: &display, resolved_digest }, &request, progress)
+        self.commit(verified, &Origin { source: shown, resolved_digest, catalog }, &request, progress)
     }
 
     /// Opens a staging file for a source that writes the bytes itself.
@@ -191,7 +201,8 @@ impl Engine {
         check_pin(&staged, request, progress)?;
         let (releases, proof) = trust::read_releases(staged.path())?;
         let verified = self.verify(staged, &releases, &proof, request, None, progress)?;
-        let installed = self.commit(vec![verified], &Origin { source, resolved_digest: None }, request, progress)?;
+        let installed =
+            self.commit(vec![verified], &Origin { source, resolved_digest: None, catalog: None }, request, progress)?;
         Ok(installed.into_iter().next().expect("commit reports one outcome per image it was given"))
     }
 
@@ -314,6 +325,7 @@ impl Engine {
             file: file.clone(),
             source: origin.source.to_owned(),
             resolved_digest: origin.resolved_digest.clone(),
+            catalog: origin.catalog.clone(),
             digest: digest.to_string(),
             size,
             mtime_ns,
@@ -453,7 +465,7 @@ mod tests {
         // Something that is no extension sits where the second image must go.
         std::fs::create_dir(store.join("second.raw")).expect("obstacle");
         let images = vec![verified(&engine, "first"), verified(&engine, "second")];
-        let origin = Origin { source: "test", resolved_digest: None };
+        let origin = Origin { source: "test", resolved_digest: None, catalog: None };
         let outcome = engine.commit(images, &origin, &InstallRequest::default(), &Silent);
         assert!(outcome.is_err(), "the second commit must fail");
         assert!(!store.join("first.raw").exists(), "the first image must be taken out again");
@@ -465,7 +477,7 @@ mod tests {
     #[test]
     fn a_failure_after_a_replacement_puts_the_old_image_and_record_back() {
         let (_root, engine) = engine();
-        let origin = Origin { source: "test", resolved_digest: None };
+        let origin = Origin { source: "test", resolved_digest: None, catalog: None };
         let request = InstallRequest { replace: true, ..InstallRequest::default() };
         engine.commit(vec![verified(&engine, "first")], &origin, &request, &Silent).expect("first install");
         let store = engine.layout().store();
@@ -493,7 +505,7 @@ mod tests {
         let store = engine.layout().store();
         std::fs::write(store.join("common/first.raw"), "someone's file").expect("obstacle");
         let request = InstallRequest { enable: vec![BootState::Common], ..InstallRequest::default() };
-        let origin = Origin { source: "test", resolved_digest: None };
+        let origin = Origin { source: "test", resolved_digest: None, catalog: None };
         let outcome = engine.commit(vec![verified(&engine, "first")], &origin, &request, &Silent);
         assert!(matches!(outcome, Err(Error::Store(store::StoreError::Foreign { .. }))), "{:?}", outcome.err());
         assert!(!store.join("first.raw").exists(), "nothing is placed");

@@ -10,6 +10,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::catalogs::CatalogOrigin;
 use super::durable;
 use super::release::ReleaseFields;
 
@@ -28,6 +29,11 @@ pub struct Provenance {
     /// For registries: the manifest digest the tag resolved to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved_digest: Option<String>,
+    /// For catalog installs: the catalog, the entry, what was asked for and the version
+    /// installed, so updates follow the same request. Absent in records written before
+    /// catalogs existed, which still read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog: Option<CatalogOrigin>,
     /// `sha256:…` of the stored file.
     pub digest: String,
     /// Size of the stored file in bytes.
@@ -105,6 +111,7 @@ mod tests {
             file: "k3s.raw".into(),
             source: "file:///tmp/k3s.raw".into(),
             resolved_digest: None,
+            catalog: None,
             digest: "sha256:00".into(),
             size: 4096,
             mtime_ns: 1,
@@ -127,6 +134,28 @@ mod tests {
         fs::write(dir.path().join("notes.txt"), "")?;
         assert_eq!(names(dir.path())?, ["bad", "big", "k3s"]);
         assert!(names(&dir.path().join("absent"))?.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn records_keep_their_catalog_origin_and_old_records_still_read() -> io::Result<()> {
+        use crate::engine::catalogs::Request;
+        let dir = tempfile::tempdir()?;
+        let old = r#"{"name":"k3s","file":"k3s.raw","source":"oci://r/k3s:v1","digest":"sha256:00","size":1,
+            "mtime_ns":1,"installed_time_us":2,"release":{}}"#;
+        fs::write(dir.path().join("k3s.json"), old)?;
+        let record = read(&dir.path().join("k3s.json")).expect("a record without the catalog field reads");
+        assert_eq!(record.catalog, None);
+        let origin = CatalogOrigin {
+            catalog: "https://example.com/releases.json".into(),
+            name: "k3s".into(),
+            request: Request::Constraint("^1.32".into()),
+            version: "1.32.1".into(),
+            reference: format!("r/k3s@sha256:{}", "a".repeat(64)),
+        };
+        let with_origin = Provenance { catalog: Some(origin), ..record };
+        write(dir.path(), &with_origin)?;
+        assert_eq!(read(&dir.path().join("k3s.json")), Some(with_origin));
         Ok(())
     }
 }

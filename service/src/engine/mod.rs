@@ -9,6 +9,7 @@ pub mod activation;
 pub mod blockers;
 pub mod boot;
 pub mod catalog;
+pub mod catalogs;
 pub mod command;
 pub mod config;
 pub mod digest;
@@ -75,6 +76,7 @@ pub struct Engine {
     config: Config,
     refresher: Box<dyn Refresher>,
     probes: ProbeCache,
+    catalogs: catalogs::Catalogs,
 }
 
 impl Engine {
@@ -83,7 +85,7 @@ impl Engine {
     pub fn open(root: &Path, config: Config, refresher: Box<dyn Refresher>) -> Result<Self> {
         let layout = Layout::new(root, &config.store_dir, &config.runtime_dir)?;
         let store = Store::open(layout)?;
-        let engine = Self { store, config, refresher, probes: ProbeCache::default() };
+        let engine = Self { store, config, refresher, probes: ProbeCache::default(), catalogs: Default::default() };
         let _lock = engine.lock_for_change()?;
         let cleaned = engine.store.clean_staging()? + engine.store.clean_leftovers()?;
         if cleaned > 0 {
@@ -141,7 +143,13 @@ impl Engine {
     /// write, naming the path.
     pub fn open_read_only(root: &Path, config: Config, refresher: Box<dyn Refresher>) -> Result<Self> {
         let layout = Layout::new(root, &config.store_dir, &config.runtime_dir)?;
-        Ok(Self { store: Store::existing(layout), config, refresher, probes: ProbeCache::default() })
+        Ok(Self {
+            store: Store::existing(layout),
+            config,
+            refresher,
+            probes: ProbeCache::default(),
+            catalogs: Default::default(),
+        })
     }
 
     /// The refresher that runs `systemd-sysext refresh` itself.

@@ -67,7 +67,8 @@ fn download_with(url: &Url, staged: &mut Staged, progress: &dyn Progress, stall:
     runtime.block_on(fetch(url, staged, progress, stall))
 }
 
-fn redirect_policy() -> Policy {
+/// Follows at most ten redirects, to http(s) only, never from https down to http.
+pub(crate) fn redirect_policy() -> Policy {
     Policy::custom(|attempt: Attempt<'_>| {
         let previous_scheme = attempt.previous().last().map(|u| u.scheme().to_owned());
         let scheme = attempt.url().scheme().to_owned();

@@ -20,8 +20,11 @@ use std::path::{Component, PathBuf};
 
 use reqwest::Url;
 
+use kairos_extensions_dbus::ExtensionName;
+
 use self::reference::{ImageReference, ReferenceError};
 use super::Error;
+use super::catalogs::Request;
 use super::digest::Sha256Digest;
 
 /// A parsed install source.
@@ -41,6 +44,14 @@ pub enum Source {
         /// The reference, normalised (registry, `library/`, `:latest` filled in).
         reference: ImageReference,
     },
+    /// An entry of the configured catalogs (`catalog:NAME[@VERSION]`), installed from
+    /// the digest-pinned OCI image the catalog names for this machine.
+    Catalog {
+        /// The entry's name, which is also the extension's.
+        name: ExtensionName,
+        /// Which version: the latest, one version, or the newest matching a constraint.
+        request: Request,
+    },
 }
 
 impl Source {
@@ -56,6 +67,9 @@ impl Source {
         if text.chars().any(char::is_control) {
             return Err(invalid("control characters are not allowed"));
         }
+        if let Some(rest) = text.strip_prefix("catalog:") {
+            return parse_catalog(rest).map_err(|reason| invalid(&reason));
+        }
         if let Some(rest) = text.strip_prefix("file://") {
             if !rest.starts_with('/') {
                 return Err(invalid("file:// URLs need an absolute path (file:///path/to/image.raw)"));
@@ -67,7 +81,7 @@ impl Source {
             return file_path(text).ok_or_else(|| invalid("'..' is not allowed in the path"));
         }
         let Some((scheme, rest)) = text.split_once("://") else {
-            return Err(invalid("use oci://, https://, http://, file:// or an absolute path"));
+            return Err(invalid("use oci://, https://, http://, file://, catalog:NAME or an absolute path"));
         };
         match scheme {
             "http" | "https" => parse_http(text).map_err(|reason| invalid(&reason)),
@@ -95,8 +109,20 @@ impl Source {
                 }
             }
             Self::Oci { reference } => format!("oci://{reference}"),
+            Self::Catalog { name, request } => format!("catalog:{name}{request}"),
         }
     }
+}
+
+/// `NAME` or `NAME@VERSION`, where VERSION is a version, a tag or a constraint.
+fn parse_catalog(rest: &str) -> Result<Source, String> {
+    let (name, version) = match rest.split_once('@') {
+        Some((name, version)) => (name, Some(version)),
+        None => (rest, None),
+    };
+    let name = ExtensionName::new(name).map_err(|e| format!("catalog:NAME[@VERSION]: {e}"))?;
+    let request = Request::from_text(version)?;
+    Ok(Source::Catalog { name, request })
 }
 
 fn file_path(path: &str) -> Option<Source> {
@@ -304,6 +330,24 @@ mod tests {
         };
         assert!(!source_text.contains("pw") && reason.contains("registry_auth"), "{source_text} {reason}");
         assert!(Source::parse(&format!("oci://registry.example.com/k3s@sha256:{HEX}")).is_ok(), "a digest '@' is fine");
+    }
+
+    #[test]
+    fn parses_catalog_entries() {
+        let parsed = |text: &str| match Source::parse(text) {
+            Ok(Source::Catalog { name, request }) => (name.to_string(), request),
+            other => panic!("{text}: {other:?}"),
+        };
+        assert_eq!(parsed("catalog:k3s"), ("k3s".into(), Request::Latest));
+        assert_eq!(parsed("catalog:k3s@1.32.1"), ("k3s".into(), Request::Exact("1.32.1".into())));
+        assert_eq!(parsed("catalog:k3s@^1.32"), ("k3s".into(), Request::Constraint("^1.32".into())));
+        assert_eq!(parsed("catalog:k3s@>=1.30, <2"), ("k3s".into(), Request::Constraint(">=1.30, <2".into())));
+        for text in ["catalog:k3s", "catalog:k3s@1.32.1", "catalog:k3s@~1.32"] {
+            assert_eq!(Source::parse(text).map(|s| s.display()).ok().as_deref(), Some(text));
+        }
+        for bad in ["catalog:", "catalog:../k3s", "catalog:k3s@", "catalog:k3s@>=", "catalog:@1.0.0", "catalog:a@b@c"] {
+            assert!(matches!(Source::parse(bad), Err(Error::InvalidSource { .. })), "{bad:?} accepted");
+        }
     }
 
     #[test]
