@@ -125,6 +125,14 @@ impl Staged {
         Ok(())
     }
 
+    /// Puts the staged bytes on the disk before anything reads them back. Verifying
+    /// reads the image through a loop device, past the page cache: unflushed, a disk
+    /// that cannot take the bytes (EIO, a thin pool out of space) would look like a
+    /// broken image instead of the disk error it is.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.temp.as_file().sync_all().context(|| format!("flushing {}", self.temp.path().display()))
+    }
+
     /// Copies everything from `reader`, reporting bytes and checking for cancellation
     /// between chunks.
     pub fn copy_from(
