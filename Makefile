@@ -15,7 +15,7 @@ PACKAGES := dbus polkitd systemd systemd-container squashfs-tools erofs-utils \
 PACKAGES += cockpit-ws cockpit-bridge chromium
 
 .PHONY: all build release deps test lint unit demo sandbox sandbox-stop bench bench-reads bench-client install clean \
-        systemd254 gendoc dist uninstall manifest deb deb-only
+        systemd254 gendoc dist uninstall manifest deb deb-only stress
 
 all: build
 
@@ -40,6 +40,14 @@ lint:
 ## test: everything CI runs: packages, lint, the whole suite against real components
 test: deps lint build systemd254 cockpit
 	$(CARGO) test --workspace --locked
+
+## stress: the stress tests (filesystem faults, bus fuzzing, load, concurrency, polkit faults)
+## at STRESS_SCALE times the size `make test` runs them at; prints the figures (RELIABILITY.md)
+STRESS_SCALE ?= 10
+STRESS_TESTS := faults bus_fuzz load concurrency polkit_faults
+stress: deps build
+	KAIROS_STRESS_SCALE=$(STRESS_SCALE) $(CARGO) test -p kairos-extensions-tests --locked \
+	  $(addprefix --test ,$(STRESS_TESTS)) -- --nocapture --test-threads 1
 
 ## systemd254: systemd 254 unpacked beside the host's (nothing installed), for version comparisons
 systemd254: deps

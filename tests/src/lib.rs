@@ -20,6 +20,7 @@ pub mod images;
 pub mod monitor;
 pub mod namespace;
 pub mod registry;
+pub mod stress;
 pub mod system;
 pub mod systemd254;
 pub mod token_server;

@@ -180,6 +180,13 @@ impl Drop for Polkit {
     }
 }
 
+/// The malloc tunables the unit gives the service, so that its memory behaves here as
+/// in production.
+fn unit_glibc_tunables() -> String {
+    let unit = fs::read_to_string(repo_file("systemd/kairos-extensionsd.service.in")).expect("the unit template");
+    unit.lines().find_map(|l| l.strip_prefix("Environment=GLIBC_TUNABLES=")).unwrap_or_default().to_owned()
+}
+
 /// kairos-extensionsd running inside a [`Namespace`] on a [`SystemBus`].
 pub struct Service {
     child: Option<Child>,
@@ -206,6 +213,7 @@ impl Service {
             .arg(&self.config)
             .env("DBUS_SYSTEM_BUS_ADDRESS", bus.address())
             .env("RUST_LOG", "warn")
+            .env("GLIBC_TUNABLES", unit_glibc_tunables())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

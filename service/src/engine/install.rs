@@ -156,6 +156,7 @@ impl Engine {
         let mut file_of: BTreeMap<ExtensionName, String> = BTreeMap::new();
         for image in pulled.images {
             check_pin(&image.staged, &request, progress)?;
+            image.staged.flush()?;
             let (releases, proof) = trust::read_releases(image.staged.path())?;
             available.extend(releases.0.iter().map(|(name, _)| name.to_string()));
             if let Some(wanted) = &request.name
@@ -199,6 +200,7 @@ impl Engine {
     ) -> Result<Installed> {
         self.check_now(request.now && !request.enable.is_empty())?;
         check_pin(&staged, request, progress)?;
+        staged.flush()?;
         let (releases, proof) = trust::read_releases(staged.path())?;
         let verified = self.verify(staged, &releases, &proof, request, None, progress)?;
         let installed =

@@ -125,6 +125,14 @@ impl Staged {
         Ok(())
     }
 
+    /// Puts the staged bytes on the disk before anything reads them back. Verifying
+    /// reads the image through a loop device, past the page cache: unflushed, a disk
+    /// that cannot take the bytes (EIO, a thin pool out of space) would look like a
+    /// broken image instead of the disk error it is.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.temp.as_file().sync_all().context(|| format!("flushing {}", self.temp.path().display()))
+    }
+
     /// Copies everything from `reader`, reporting bytes and checking for cancellation
     /// between chunks.
     pub fn copy_from(
@@ -234,8 +242,23 @@ impl Store {
         &self.layout
     }
 
+    /// Refuses a store directory that has been replaced by a symlink: every change
+    /// would land wherever it points, out of the service's sight. The kernel says why
+    /// (`O_DIRECTORY | O_NOFOLLOW` gives `ENOTDIR`), and the message names the path.
+    fn check_not_symlink(&self) -> Result<(), StoreError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let root = self.layout.store();
+        File::options()
+            .read(true)
+            .custom_flags((rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::NOFOLLOW).bits() as i32)
+            .open(&root)
+            .map(drop)
+            .context(|| format!("opening the store {} (it must be a directory, not a symlink)", root.display()))
+    }
+
     /// Takes the store's writer lock, waiting for another writer to finish.
     pub fn lock(&self) -> Result<StoreLock, StoreError> {
+        self.check_not_symlink()?;
         let path = self.layout.store().join(LOCK_FILE);
         let file = File::options()
             .create(true)
@@ -309,10 +332,12 @@ impl Store {
 
     /// Starts a staged image of at most `limit` bytes.
     pub fn stage(&self, limit: u64) -> Result<Staged, StoreError> {
+        self.check_not_symlink()?;
+        let tmp = self.layout.tmp_dir();
         let temp = tempfile::Builder::new()
             .prefix("stage-")
-            .tempfile_in(self.layout.tmp_dir())
-            .context(|| "creating a file in the staging directory".into())?;
+            .tempfile_in(&tmp)
+            .context(|| format!("creating a file in {}", tmp.display()))?;
         temp.as_file().try_lock().map_err(|e| StoreError::Io {
             context: "locking the staged file".into(),
             source: io::Error::other(e.to_string()),
@@ -775,6 +800,22 @@ mod tests {
         assert!(matches!(staged.write_chunk(b"x"), Err(StoreError::TooLarge { limit: 10 })));
         drop(staged);
         assert_eq!(fs::read_dir(store.layout().tmp_dir())?.count(), 0);
+        Ok(())
+    }
+
+    #[test]
+    fn a_store_replaced_by_a_symlink_is_refused_naming_it() -> Result<(), Box<dyn std::error::Error>> {
+        let (root, store) = store()?;
+        let path = store.layout().store();
+        let elsewhere = root.path().join("elsewhere");
+        fs::rename(&path, &elsewhere)?;
+        std::os::unix::fs::symlink(&elsewhere, &path)?;
+        for refused in [store.lock().map(drop), store.stage(10).map(drop)] {
+            let Err(StoreError::Io { context, source }) = refused else { panic!("a symlinked store must be refused") };
+            assert_eq!(source.raw_os_error(), Some(20), "ENOTDIR, from O_DIRECTORY | O_NOFOLLOW: {source}");
+            assert!(context.contains(&path.display().to_string()), "{context}");
+        }
+        assert_eq!(fs::read_dir(elsewhere.join(TMP_DIR))?.count(), 0, "nothing staged where the link points");
         Ok(())
     }
 
