@@ -45,6 +45,21 @@ impl Manager {
     }
 }
 
+impl Manager {
+    /// An install whose name is known before anything is read (the `name` option, or a
+    /// file called `NAME.raw`) fails here, before a job downloads what the commit would
+    /// refuse. The engine checks again when it commits.
+    fn refuse_known_installed(&self, file_name: Option<&str>, request: &crate::engine::InstallRequest) -> Result<()> {
+        let Some(name) = crate::engine::early_name(file_name, request) else { return Ok(()) };
+        match self.shared.snapshot(name.as_str()) {
+            Some(existing) if crate::engine::refuses(&existing, request) => {
+                Err(crate::engine::Error::AlreadyExists(name.to_string()).into())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// The longest file name `InstallFromFd` accepts for display.
 const MAX_FILENAME: usize = 4096;
 
@@ -95,6 +110,7 @@ impl Manager {
         let _busy = self.shared.activity.busy();
         let request = args::install_options(options)?;
         let parsed = Source::parse(source)?;
+        self.refuse_known_installed(crate::engine::source_file_name(&parsed), &request)?;
         let display = parsed.display();
         let uid = self.shared.authority.caller_uid(connection, &header).await?;
         match &parsed {
@@ -146,6 +162,8 @@ impl Manager {
         file.seek(SeekFrom::Start(0)).map_err(|e| {
             BusError::kind(ErrorKind::InvalidSource, format!("the file descriptor cannot be read from the start: {e}"))
         })?;
+        let file_name = std::path::Path::new(filename).file_name().and_then(|n| n.to_str());
+        self.refuse_known_installed(file_name, &request)?;
         let total = file.metadata().ok().map(|m| m.len());
         let display = if filename.is_empty() { "fd:".to_owned() } else { format!("fd:{filename}") };
         let uid = self.shared.authority.caller_uid(connection, &header).await?;
