@@ -481,7 +481,7 @@ fn a_pull_of_several_images_is_one_job_that_names_them_all() {
     let monitor = Monitor::start(&rig);
     let out = rig.kairos_ext(&["install", &format!("oci://{}/bundle:v1", registry.host())]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("Installed k3s, tools"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("Installed k3s (") && stdout(&out).contains("Installed tools ("), "{}", stdout(&out));
     for name in ["k3s", "tools"] {
         let path = Value::from(format!("/org/kairos/Extensions1/extension/{name}"));
         assert!(monitor.wait_for("ExtensionInstalled", &[Value::from(name), path]), "{:?}", monitor.signals());
