@@ -46,9 +46,9 @@ impl Manager {
 }
 
 impl Manager {
-    /// An install whose name is known before anything is read (the `name` option, or a
-    /// file called `NAME.raw`) fails here, before a job downloads what the commit would
-    /// refuse. The engine checks again when it commits.
+    /// An authorized install whose name is known before anything is read (the `name`
+    /// option, or a file called `NAME.raw`) fails here, before a job downloads what the
+    /// commit would refuse. The engine checks again when it commits.
     fn refuse_known_installed(&self, file_name: Option<&str>, request: &crate::engine::InstallRequest) -> Result<()> {
         let Some(name) = crate::engine::early_name(file_name, request) else { return Ok(()) };
         match self.shared.snapshot(name.as_str()) {
@@ -110,7 +110,6 @@ impl Manager {
         let _busy = self.shared.activity.busy();
         let request = args::install_options(options)?;
         let parsed = Source::parse(source)?;
-        self.refuse_known_installed(crate::engine::source_file_name(&parsed), &request)?;
         let display = parsed.display();
         let uid = self.shared.authority.caller_uid(connection, &header).await?;
         match &parsed {
@@ -122,6 +121,7 @@ impl Manager {
             _ => {}
         }
         self.authorize_install(connection, &header, &display, &request).await?;
+        self.refuse_known_installed(crate::engine::source_file_name(&parsed), &request)?;
         let engine = self.shared.engine.clone();
         let refreshes = request.now && !request.enable.is_empty();
         // The same source with the same options is the same work, whoever asks. The
@@ -162,12 +162,11 @@ impl Manager {
         file.seek(SeekFrom::Start(0)).map_err(|e| {
             BusError::kind(ErrorKind::InvalidSource, format!("the file descriptor cannot be read from the start: {e}"))
         })?;
-        let file_name = std::path::Path::new(filename).file_name().and_then(|n| n.to_str());
-        self.refuse_known_installed(file_name, &request)?;
         let total = file.metadata().ok().map(|m| m.len());
         let display = if filename.is_empty() { "fd:".to_owned() } else { format!("fd:{filename}") };
         let uid = self.shared.authority.caller_uid(connection, &header).await?;
         self.authorize_install(connection, &header, &display, &request).await?;
+        self.refuse_known_installed(std::path::Path::new(filename).file_name().and_then(|n| n.to_str()), &request)?;
         let engine = self.shared.engine.clone();
         let refreshes = request.now && !request.enable.is_empty();
         let source = display.clone();
