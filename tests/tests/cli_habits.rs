@@ -250,7 +250,11 @@ fn output_options_shape_every_verb_that_prints_data() {
     let (hello, tools) = (hello.to_str().expect("utf-8"), tools.to_str().expect("utf-8"));
     let quiet = succeeded(rig.kairos_ext(&["-q", "install", hello, "--enable", "active"]), "install -q");
     assert_eq!(stdout(&quiet), "", "-q leaves out the confirmation");
-    let loud = succeeded(rig.kairos_ext(&["install", tools, "--enable", "common", "--now"]), "install");
+    let loud = succeeded(rig.kairos_ext(&["-v", "install", tools, "--enable", "common", "--now"]), "install -v");
+    let log = stderr(&loud);
+    for step in ["calling install", "the install runs as job 2", "job 2 ended: done"] {
+        assert!(log.contains(step), "-v says {step:?}: {log}");
+    }
     let size = fs::metadata(tools).expect("image").len();
     assert!(stdout(&loud).starts_with("Installed tools (sha256:"), "{}", stdout(&loud));
     assert!(stdout(&loud).contains(&format!(", {:.1} KiB)", size as f64 / 1024.0)), "{}", stdout(&loud));
