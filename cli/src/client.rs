@@ -540,10 +540,9 @@ pub fn explain(error: zbus::Error, interactive: bool) -> anyhow::Error {
     };
     let short = name.rsplit('.').next().unwrap_or(&name);
     let (exit, text) = match short {
-        "ServiceUnknown" | "NameHasNoOwner" => (
-            Exit::Unavailable,
-            format!("the kairos-extensionsd service is not running and could not be started ({message})"),
-        ),
+        "ServiceUnknown" | "NameHasNoOwner" => {
+            (Exit::Unavailable, "the kairos-extensionsd service is not running and the bus cannot start it".to_owned())
+        }
         _ if name.contains(".Spawn.") => {
             (Exit::Unavailable, format!("the kairos-extensionsd service could not be started ({message})"))
         }
@@ -560,10 +559,8 @@ pub fn explain(error: zbus::Error, interactive: bool) -> anyhow::Error {
                 "authentication is required ({message}); run kairos-ext on a terminal without --no-ask-password, run it as root, or ask for the org.kairos.extensions1.* polkit rights"
             ),
         ),
-        "UnknownObject" => (Exit::NotFound, format!("the service has no such object ({message})")),
-        "NoReply" | "Timeout" | "TimedOut" => {
-            (Exit::Failure, format!("the service did not answer in time ({message})"))
-        }
+        "UnknownObject" => (Exit::NotFound, "the service has no such object".to_owned()),
+        "NoReply" | "Timeout" | "TimedOut" => (Exit::Failure, "the service did not answer in time".to_owned()),
         "InvalidArgs" => (Exit::Failure, message),
         _ => match ErrorKind::from_dbus_name(&name) {
             Some(kind) => (Exit::of_kind(kind), message),
@@ -578,6 +575,52 @@ mod tests {
     use kairos_extensions_dbus::properties::JobProperties;
 
     use super::*;
+
+    fn reply(name: &str, message: &str) -> zbus::Error {
+        let name = zbus::names::OwnedErrorName::try_from(name).expect("an error name");
+        let call = Message::method_call("/", "Ping").build(&()).expect("call");
+        let error = Message::error(&call.header(), name.clone()).build(&(message,)).expect("error");
+        zbus::Error::MethodError(name, Some(message.to_owned()), error)
+    }
+
+    fn explained(name: &str, message: &str, interactive: bool) -> (Exit, String) {
+        crate::exit::describe(&explain(reply(name, message), interactive))
+    }
+
+    #[test]
+    fn bus_errors_become_sentences_with_their_status_and_no_bus_names() {
+        let cases = [
+            ("org.kairos.Extensions1.Error.NotFound", "no extension named \"x\" is installed", Exit::NotFound),
+            (
+                "org.kairos.Extensions1.Error.AlreadyExists",
+                "extension \"x\" is already installed; pass replace to overwrite it",
+                Exit::Failure,
+            ),
+            (
+                "org.freedesktop.DBus.Error.ServiceUnknown",
+                "The name was not provided by any .service files",
+                Exit::Unavailable,
+            ),
+            ("org.freedesktop.DBus.Error.Spawn.ChildExited", "Process exited with status 1", Exit::Unavailable),
+            ("org.freedesktop.DBus.Error.AccessDenied", "not authorized", Exit::NotAuthorized),
+            ("org.freedesktop.DBus.Error.InteractiveAuthorizationRequired", "needs a password", Exit::NotAuthorized),
+            (
+                "org.freedesktop.DBus.Error.UnknownObject",
+                "Unknown object '/org/kairos/Extensions1/job/9'",
+                Exit::NotFound,
+            ),
+            ("com.example.Weird", "odd", Exit::Failure),
+        ];
+        for (name, message, exit) in cases {
+            let (got, text) = explained(name, message, false);
+            assert_eq!(got, exit, "{name}");
+            for raw in ["org.freedesktop", "Extensions1.Error", "com.example", "Unknown object", ".service files"] {
+                assert!(!text.contains(raw), "{name}: {text}");
+            }
+        }
+        assert!(explained(cases[1].0, cases[1].1, false).1.ends_with("pass --replace to overwrite it"));
+        assert!(explained(cases[4].0, "not authorized", false).1.contains("polkit rights"));
+    }
 
     #[test]
     fn a_failed_jobs_error_gives_its_kind_and_message() {
