@@ -361,9 +361,10 @@ fn chosen(boot: Option<BootState>, flags: [bool; 4]) -> Option<BootState> {
 /// `sha256:` and 64 hex digits, checked while parsing so that a typo is a usage error
 /// offline and through the service alike.
 fn digest(text: &str) -> Result<String, String> {
-    let hex = text.strip_prefix("sha256:").ok_or("expected sha256:<64 hex digits>")?;
+    const EXPECTED: &str = "invalid digest, expected sha256:<64 hex digits>";
+    let hex = text.strip_prefix("sha256:").ok_or(EXPECTED)?;
     if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err("expected sha256:<64 hex digits>".to_owned());
+        return Err(EXPECTED.to_owned());
     }
     Ok(text.to_ascii_lowercase())
 }
