@@ -241,7 +241,7 @@ fn bad_input_gets_precise_errors_and_changes_nothing() {
     let bad = junk(rig.scratch.path(), "junk.raw", 100_000);
     let out = rig.kairos_ext(&["install", bad.to_str().expect("utf-8")]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("InvalidImage"), "{}", stderr(&out));
+    assert!(stderr(&out).contains(": invalid image: "), "{}", stderr(&out));
 
     assert_eq!(rig.store_snapshot(), before, "bad input must not change the store");
     assert_eq!(rig.probe(0, &["list"])["value"], 1, "the service must still be up");
