@@ -8,7 +8,9 @@ use anyhow::{Context, Result, anyhow, bail};
 use futures_util::StreamExt;
 use kairos_extensions_dbus::properties::JobProperties;
 use kairos_extensions_dbus::proxies::{ExtensionProxy, JobProxy, JobRemoved, ManagerProxy, ObjectManagerProxy};
-use kairos_extensions_dbus::{BUS_NAME, BootState, ErrorKind, ExtensionDescription, FLAG_NOW, JobResult, JobState};
+use kairos_extensions_dbus::{
+    BUS_NAME, BootState, ErrorKind, ExtensionDescription, ExtensionStatus, FLAG_NOW, JobResult, JobState,
+};
 use zbus::fdo::PropertiesChanged;
 use zbus::message::Type;
 use zbus::names::InterfaceName;
@@ -16,8 +18,11 @@ use zbus::{Connection, MatchRule, Message, MessageStream, OwnedObjectPath, Owned
 
 use crate::agent::{self, Agent};
 use crate::args::{Command, InstallArgs};
+use crate::exit::{Exit, Failure};
 use crate::local::{file_uri, local_file};
 use crate::outcome::{self, After};
+use crate::output::Output;
+use crate::render::{JobRow, ServiceStatus};
 use crate::{monitor, render};
 
 /// Calls a mutating proxy method, in its `_interactive` form (which lets polkit ask for
@@ -26,6 +31,7 @@ use crate::{monitor, render};
 macro_rules! authorized {
     ($client:expr, $proxy:ident . $plain:ident / $interactive:ident ( $($arg:expr),* $(,)? )) => {{
         let client: &Client = $client;
+        tracing::info!(interactive = client.interactive, "calling {}", stringify!($plain));
         let reply =
             if client.interactive { $proxy.$interactive($($arg),*).await } else { $proxy.$plain($($arg),*).await };
         reply.map_err(|e| explain(e, client.interactive))
@@ -46,11 +52,12 @@ impl Client {
         let interactive = agent::interactive(no_ask_password);
         // A password prompt can take minutes; without one, a minute is plenty.
         let timeout = if interactive { Duration::from_secs(600) } else { Duration::from_secs(120) };
-        let connection = zbus::connection::Builder::system()
-            .method_timeout(timeout)
-            .build()
-            .await
-            .context("cannot connect to the system bus")?;
+        let connection = zbus::connection::Builder::system().method_timeout(timeout).build().await.map_err(|e| {
+            Failure::new(
+                Exit::Unavailable,
+                format!("the kairos-extensionsd service is not available: cannot connect to the system bus ({e})"),
+            )
+        })?;
         let manager = ManagerProxy::new(&connection).await?;
         let agent = if interactive { agent::start() } else { None };
         Ok(Self { connection, manager, interactive, _agent: agent })
@@ -60,14 +67,19 @@ impl Client {
     /// change: `(boot, enabled states, merged)`.
     async fn live(&self, name: &str) -> Result<(Option<BootState>, Vec<BootState>, bool)> {
         let boot = self.manager.boot_state().await.map_err(|e| explain(e, false))?;
+        let ext = self.extension(name).await?;
+        let enabled = ext.enabled_boot_states().await.map_err(|e| explain(e, false))?;
+        Ok((boot.parse().ok(), enabled, ext.merged().await.map_err(|e| explain(e, false))?))
+    }
+
+    /// A proxy for the extension `name`, reading its properties fresh.
+    async fn extension(&self, name: &str) -> Result<ExtensionProxy<'static>> {
         let path = self.manager.get_extension(name).await.map_err(|e| explain(e, false))?;
-        let ext = ExtensionProxy::builder(&self.connection)
+        Ok(ExtensionProxy::builder(&self.connection)
             .path(path)
             .cache_properties(zbus::proxy::CacheProperties::No)
             .build()
-            .await?;
-        let enabled = ext.enabled_boot_states().await.map_err(|e| explain(e, false))?;
-        Ok((boot.parse().ok(), enabled, ext.merged().await.map_err(|e| explain(e, false))?))
+            .await?)
     }
 
     /// What a change of `name` did, in the words of [`outcome`].
@@ -78,6 +90,7 @@ impl Client {
 
     /// `Describe`: everything known about `name`, the image verified.
     async fn describe(&self, name: &str) -> Result<ExtensionDescription> {
+        tracing::info!(name, "calling Describe");
         let json = self.manager.describe(name).await.map_err(|e| explain(e, false))?;
         ExtensionDescription::from_json(&json)
             .context("the service described the extension in a form this kairos-ext does not understand")
@@ -86,6 +99,7 @@ impl Client {
     /// Every extension, from one `GetManagedObjects`: the properties of all extension
     /// objects at once, sorted by name as offline mode lists them.
     async fn list(&self) -> Result<Vec<ExtensionDescription>> {
+        tracing::info!("calling GetManagedObjects");
         let objects = ObjectManagerProxy::new(&self.connection)
             .await?
             .get_managed_objects()
@@ -108,34 +122,28 @@ impl Client {
 }
 
 /// Runs one command against the service.
-pub async fn run(command: Command, no_ask_password: bool) -> Result<()> {
+pub async fn run(command: Command, no_ask_password: bool, out: Output) -> Result<()> {
     let client = Client::connect(no_ask_password).await?;
     let manager = &client.manager;
     match command {
-        Command::List { json } => {
-            let list = client.list().await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
-            } else {
-                print!("{}", render::table(&list));
-            }
+        Command::List { filter, .. } => {
+            let state = filter.state();
+            let mut list = client.list().await?;
+            list.retain(|e| state.is_none_or(|s| e.enabled.contains(&s)));
+            out.data(&list, |style, legend| render::table(&list, state, style, legend))?;
         }
-        Command::Inspect { name, json } => {
+        Command::Inspect { name, .. } => {
             let ext = client.describe(name.as_str()).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&ext)?);
-            } else {
-                print!("{}", render::details(&ext));
-            }
+            out.data(&ext, |style, _| render::details(&ext, style))?;
         }
-        Command::Install(args) => install(&client, args).await?,
+        Command::Install(args) => install(&client, args, out).await?,
         Command::Enable(args) => {
             let state = args.state();
             let flags = if args.now { FLAG_NOW } else { 0 };
             let (_, before, _) = client.live(args.name.as_str()).await?;
             authorized!(&client, manager.enable / enable_interactive(args.name.as_str(), state, flags))?;
             let changed = !before.contains(&state);
-            println!("{}", client.after(args.name.as_str(), |a| outcome::enabled(a, state, changed, args.now)).await?);
+            out.said(&client.after(args.name.as_str(), |a| outcome::enabled(a, state, changed, args.now)).await?)?;
         }
         Command::Disable(args) => {
             let state = args.state();
@@ -143,61 +151,91 @@ pub async fn run(command: Command, no_ask_password: bool) -> Result<()> {
             let (_, before, _) = client.live(args.name.as_str()).await?;
             authorized!(&client, manager.disable / disable_interactive(args.name.as_str(), state, flags))?;
             let changed = before.contains(&state);
-            println!("{}", client.after(args.name.as_str(), |a| outcome::disabled(a, state, changed, args.now)).await?);
+            out.said(&client.after(args.name.as_str(), |a| outcome::disabled(a, state, changed, args.now)).await?)?;
         }
-        Command::Remove { name, now } => {
+        Command::Remove { name, now, .. } => {
             let flags = if now { FLAG_NOW } else { 0 };
             let (_, _, merged_before) = client.live(name.as_str()).await?;
             authorized!(&client, manager.remove / remove_interactive(name.as_str(), flags))?;
             let merged_after =
                 manager.merged().await.map_err(|e| explain(e, false))?.iter().any(|m| m == name.as_str());
-            println!("{}", outcome::removed(name.as_str(), merged_before, merged_after));
+            out.said(&outcome::removed(name.as_str(), merged_before, merged_after))?;
         }
-        Command::Refresh => {
+        Command::Refresh { .. } => {
             let merged = authorized!(&client, manager.refresh / refresh_interactive(0))?;
-            if merged.is_empty() {
-                println!("No extensions merged.");
-            } else {
-                println!("Merged: {}", merged.join(", "));
-            }
+            out.data(&serde_json::json!({ "merged": merged }), |_, legend| render::merged(&merged, legend))?;
         }
-        Command::Search { text, json } => {
-            crate::search::through_service(manager, &client.list().await?, text.as_deref(), json).await?;
+        Command::Search { text, .. } => {
+            crate::search::through_service(manager, &client.list().await?, text.as_deref(), &out).await?;
         }
-        Command::Jobs => {
+        Command::Jobs { .. } => {
+            tracing::info!("calling ListJobs");
             let jobs = manager.list_jobs().await.map_err(|e| explain(e, false))?;
-            if jobs.is_empty() {
-                println!("No jobs running.");
-            }
+            let mut rows = Vec::with_capacity(jobs.len());
             for (id, kind, state, path) in jobs {
+                // A job may end between the listing and these reads: what it said last stays.
                 let job = client.job(path).await?;
-                let source = job.source().await.unwrap_or_default();
-                // A queued job has no phase yet, only its place in line.
-                let phase = if state == JobState::Queued {
-                    jobs_ahead(job.queue_position().await.unwrap_or(0))
-                } else {
-                    job.phase().await.unwrap_or_default()
-                };
-                let progress = job.progress().await.unwrap_or(0);
-                println!("{id:>4}  {:<8} {:<9} {phase:<12} {progress:>3}%  {source}", kind.as_str(), state.as_str());
+                rows.push(JobRow {
+                    id,
+                    kind: kind.as_str().to_owned(),
+                    state,
+                    phase: job.phase().await.unwrap_or_default(),
+                    queue_position: job.queue_position().await.unwrap_or(0),
+                    progress: job.progress().await.unwrap_or(0),
+                    bytes_done: job.bytes_done().await.unwrap_or(0),
+                    bytes_total: job.bytes_total().await.unwrap_or(0),
+                    name: job.name().await.unwrap_or_default(),
+                    source: job.source().await.unwrap_or_default(),
+                });
             }
+            out.data(&rows, |style, legend| render::jobs(&rows, style, legend))?;
         }
         Command::Cancel { id } => {
             let job = client.job(kairos_extensions_dbus::paths::job_path(id)).await?;
-            authorized!(&client, job.cancel / cancel_interactive())?;
-            println!("Cancel requested for job {id}");
+            authorized!(&client, job.cancel / cancel_interactive()).map_err(|e| no_such_job(e, id))?;
+            out.said(&format!("Cancel requested for job {id}"))?;
         }
-        Command::Status => {
-            let merged = manager.merged().await?;
-            println!("Service:      {BUS_NAME} {}", manager.version().await?);
-            println!("Boot state:   {}", manager.boot_state().await?);
-            println!("Merged:       {}", if merged.is_empty() { "-".to_owned() } else { merged.join(", ") });
-            println!("Image policy: {}", manager.image_policy().await?);
-            println!("Store:        {}", manager.store_directory().await?);
+        Command::Status { .. } => {
+            tracing::info!("reading the manager's properties");
+            let read = |e| explain(e, false);
+            let status = ServiceStatus {
+                service: BUS_NAME.to_owned(),
+                version: manager.version().await.map_err(read)?,
+                boot_state: manager.boot_state().await.map_err(read)?,
+                merged: manager.merged().await.map_err(read)?,
+                image_policy: manager.image_policy().await.map_err(read)?,
+                store_directory: manager.store_directory().await.map_err(read)?,
+            };
+            out.data(&status, |_, _| render::status_text(&status))?;
         }
-        Command::Monitor { json } => monitor::run(&client.connection, json).await?,
+        Command::Monitor { .. } => {
+            // Reading a property starts the service when the bus can, and says so once
+            // when it cannot, instead of waiting for signals that never come.
+            manager.version().await.map_err(|e| explain(e, false))?;
+            monitor::run(&client.connection, out).await?
+        }
     }
     Ok(())
+}
+
+/// A failed job's `Error`, `Kind: message`, as the status of its kind and the message.
+fn job_failure(error: &str) -> Failure {
+    let kind = error.split_once(": ").and_then(|(name, message)| {
+        ErrorKind::ALL.into_iter().find(|k| k.short_name() == name).map(|kind| (kind, message))
+    });
+    match kind {
+        Some((kind, message)) => Failure::new(Exit::of_kind(kind), message),
+        None => Failure::new(Exit::Failure, error),
+    }
+}
+
+/// A job that is not there: the service answers an unknown object path with
+/// `UnknownObject`, which people know as "no job N".
+fn no_such_job(error: anyhow::Error, id: u64) -> anyhow::Error {
+    match error.downcast_ref::<Failure>() {
+        Some(failure) if failure.exit == Exit::NotFound => Failure::new(Exit::NotFound, format!("no job {id}")).into(),
+        _ => error,
+    }
 }
 
 /// What one signal of the service says about the job being followed.
@@ -232,7 +270,7 @@ fn job_signal(message: Message, id: u64, path: &OwnedObjectPath) -> Option<JobSi
 }
 
 /// Installs through a job and follows it to the end; Ctrl-C cancels the job.
-async fn install(client: &Client, args: InstallArgs) -> Result<()> {
+async fn install(client: &Client, args: InstallArgs, out: Output) -> Result<()> {
     let manager = &client.manager;
     let mut options: HashMap<&str, OwnedVariant> = HashMap::new();
     let variant = |v: Variant<'static>| OwnedVariant::try_from(v).map_err(|e| anyhow!("cannot encode an option: {e}"));
@@ -264,26 +302,41 @@ async fn install(client: &Client, args: InstallArgs) -> Result<()> {
     let bus = zbus::fdo::DBusProxy::new(&client.connection).await?;
     let mut owner_changes = bus.receive_name_owner_changed_with_args(&[(0, BUS_NAME)]).await?;
 
+    // Whether an extension of the name that gets installed was there before: the job
+    // does not say whether it replaced one.
+    let before: Vec<String> = if args.replace {
+        client.list().await?.into_iter().filter(|e| e.status != ExtensionStatus::ImageMissing).map(|e| e.name).collect()
+    } else {
+        Vec::new()
+    };
+    // Failures of the install itself name what was being installed, as offline mode does.
+    let shown = kairos_extensionsd::engine::sources::redact(&args.source);
+    let cannot = || format!("cannot install {shown}");
+    // A bare name is a catalog entry unless a local file of that name exists.
     let catalog = crate::search::catalog_source(&args.source);
-    let local = if catalog.is_some() { None } else { local_file(&args.source)? };
+    let local = if catalog.is_some() { None } else { local_file(&args.source).with_context(cannot)? };
     let source = catalog.unwrap_or_else(|| args.source.clone());
-    let (id, path) = match local {
+    let started = match local {
         Some(path) if rustix::process::geteuid().is_root() => {
             let uri = file_uri(&path);
-            authorized!(client, manager.install / install_interactive(uri.as_str(), options))?
+            authorized!(client, manager.install / install_interactive(uri.as_str(), options))
         }
         Some(path) => {
-            let file = std::fs::File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+            let file = std::fs::File::open(&path)
+                .with_context(|| format!("cannot open {}", path.display()))
+                .with_context(cannot)?;
             let shown = path.display().to_string();
             authorized!(
                 client,
                 manager.install_from_fd / install_from_fd_interactive(zbus::Fd::from(&file), shown.as_str(), options)
-            )?
+            )
         }
-        None => authorized!(client, manager.install / install_interactive(source.as_str(), options))?,
+        None => authorized!(client, manager.install / install_interactive(source.as_str(), options)),
     };
+    let (id, path) = started.with_context(cannot)?;
 
-    let mut view = JobView::new(std::io::stderr().is_terminal());
+    tracing::info!(job = id, path = %path, "the install runs as job {id}");
+    let mut view = JobView::new(!out.quiet(), std::io::stderr().is_terminal());
     // Signals carry changes only: where the job stands (in line, or its phase) comes
     // from asking once. Signals already on their way may be older; the next one puts
     // that right.
@@ -326,31 +379,50 @@ async fn install(client: &Client, args: InstallArgs) -> Result<()> {
                 cancel_sent = true;
                 let job = client.job(path.clone()).await?;
                 if let Err(e) = authorized!(client, job.cancel / cancel_interactive()) {
-                    eprintln!("kairos-ext: {e}");
+                    eprintln!("kairos-ext: {}", crate::exit::describe(&e).1);
                 }
             }
         }
     };
     view.finish();
-    match result? {
+    let result = result?;
+    tracing::info!(
+        job = id,
+        "job {id} ended: {}{}",
+        result.as_str(),
+        if view.error.is_empty() { String::new() } else { format!(" ({})", view.error) }
+    );
+    match result {
         JobResult::Done => {
-            println!("Installed {}", if view.name.is_empty() { args.source.as_str() } else { view.name.as_str() });
-            if !args.enable.is_empty() && !view.name.is_empty() {
+            // A pull of several images names them all: `k3s, tools`.
+            let names: Vec<&str> = view.name.split(", ").filter(|n| !n.is_empty()).collect();
+            if names.is_empty() {
+                return out.said(&format!("Installed {}", args.source));
+            }
+            for name in names {
+                let ext = client.extension(name).await?;
+                let read = |e| explain(e, false);
+                let (digest, size) = (ext.digest().await.map_err(read)?, ext.size().await.map_err(read)?);
+                out.said(&outcome::installed(name, &digest, size, before.iter().any(|b| b == name)))?;
                 let lines = client
-                    .after(&view.name, |a| {
+                    .after(name, |a| {
                         args.enable.iter().map(|state| outcome::enabled(a, *state, true, args.now)).collect::<Vec<_>>()
                     })
                     .await?;
                 for line in lines {
-                    println!("{line}");
+                    out.said(&line)?;
                 }
             }
             Ok(())
         }
         JobResult::Canceled => bail!("install canceled"),
         JobResult::Failed => {
-            let error = if view.error.is_empty() { format!("job {id} failed") } else { view.error.clone() };
-            bail!("install failed: {error}")
+            let failure = if view.error.is_empty() {
+                Failure::new(Exit::Failure, format!("job {id} failed"))
+            } else {
+                job_failure(&view.error)
+            };
+            Err(anyhow::Error::from(failure).context(cannot()))
         }
     }
 }
@@ -362,11 +434,6 @@ fn progress_style() -> indicatif::ProgressStyle {
     )
     .map(|s| s.progress_chars("=> "))
     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-}
-
-/// `1 job ahead`, `2 jobs ahead`.
-fn jobs_ahead(count: u32) -> String {
-    format!("{count} job{} ahead", if count == 1 { "" } else { "s" })
 }
 
 /// What we know of a job from its PropertiesChanged signals, and how it is shown: a
@@ -382,11 +449,13 @@ struct JobView {
     bytes_done: u64,
     bytes_total: u64,
     bar: Option<indicatif::ProgressBar>,
+    shown: bool,
 }
 
 impl JobView {
-    fn new(tty: bool) -> Self {
-        let bar = tty.then(|| {
+    /// A view that shows progress when `shown` (not with `-q`), as a bar on a terminal.
+    fn new(shown: bool, tty: bool) -> Self {
+        let bar = (shown && tty).then(|| {
             let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
             bar.set_style(progress_style());
             bar
@@ -400,6 +469,7 @@ impl JobView {
             bytes_done: 0,
             bytes_total: 0,
             bar,
+            shown,
         }
     }
 
@@ -429,9 +499,11 @@ impl JobView {
                         indicatif::ProgressStyle::with_template("{msg}").unwrap_or_else(|_| progress_style()),
                     );
                 }
-                bar.set_message(format!("waiting for {}", jobs_ahead(ahead)));
+                bar.set_message(format!("waiting for {}", render::jobs_ahead(ahead)));
             }
-            (None, Some(ahead)) if waited != waiting => eprintln!("waiting for {}", jobs_ahead(ahead)),
+            (None, Some(ahead)) if waited != waiting && self.shown => {
+                eprintln!("waiting for {}", render::jobs_ahead(ahead))
+            }
             (None, Some(_)) => {}
             (Some(bar), None) => {
                 bar.set_message(self.phase.clone());
@@ -443,7 +515,7 @@ impl JobView {
                 }
                 bar.set_position(self.bytes_done);
             }
-            (None, None) if phase_changed => eprintln!("{}", self.phase),
+            (None, None) if phase_changed && self.shown => eprintln!("{}", self.phase),
             (None, None) => {}
         }
     }
@@ -455,7 +527,9 @@ impl JobView {
     }
 }
 
-/// Turns a D-Bus failure into a sentence for people.
+/// Turns a D-Bus failure into a sentence for people and its exit status: never a raw
+/// D-Bus error name. The contract's errors carry the engine's own message, which
+/// offline mode prints too.
 pub fn explain(error: zbus::Error, interactive: bool) -> anyhow::Error {
     let (name, message) = match &error {
         zbus::Error::MethodError(name, message, _) => (name.to_string(), message.clone().unwrap_or_default()),
@@ -466,24 +540,41 @@ pub fn explain(error: zbus::Error, interactive: bool) -> anyhow::Error {
                 None => (String::new(), text),
             }
         }
-        other => return anyhow!("{other}"),
+        zbus::Error::InputOutput(e) => {
+            return Failure::new(Exit::Unavailable, format!("the connection to the system bus failed ({e})")).into();
+        }
+        other => return Failure::new(Exit::Failure, format!("talking to the service failed: {other}")).into(),
     };
     let short = name.rsplit('.').next().unwrap_or(&name);
-    match short {
+    let (exit, text) = match short {
         "ServiceUnknown" | "NameHasNoOwner" => {
-            anyhow!("the kairos-extensionsd service is not running and could not be started ({message})")
+            (Exit::Unavailable, "the kairos-extensionsd service is not running and the bus cannot start it".to_owned())
         }
-        "AccessDenied" if !interactive => anyhow!(
-            "{message} (run it as root, on a terminal to authenticate, or ask for the org.kairos.extensions1.* polkit rights)"
-        ),
-        "InteractiveAuthorizationRequired" => anyhow!(
-            "authentication is required ({message}); run kairos-ext on a terminal without --no-ask-password, run it as root, or ask for the org.kairos.extensions1.* polkit rights"
-        ),
-        _ if ErrorKind::from_dbus_name(&name).is_some() || short == "InvalidArgs" || short == "AccessDenied" => {
-            anyhow!("{message}")
+        _ if name.contains(".Spawn.") => {
+            (Exit::Unavailable, format!("the kairos-extensionsd service could not be started ({message})"))
         }
-        _ => anyhow!("{name}: {message}"),
-    }
+        "AccessDenied" if !interactive => (
+            Exit::NotAuthorized,
+            format!(
+                "{message} (run it as root, on a terminal to authenticate, or ask for the org.kairos.extensions1.* polkit rights)"
+            ),
+        ),
+        "AccessDenied" => (Exit::NotAuthorized, message),
+        "InteractiveAuthorizationRequired" => (
+            Exit::NotAuthorized,
+            format!(
+                "authentication is required ({message}); run kairos-ext on a terminal without --no-ask-password, run it as root, or ask for the org.kairos.extensions1.* polkit rights"
+            ),
+        ),
+        "UnknownObject" => (Exit::NotFound, "the service has no such object".to_owned()),
+        "NoReply" | "Timeout" | "TimedOut" => (Exit::Failure, "the service did not answer in time".to_owned()),
+        "InvalidArgs" => (Exit::Failure, message),
+        _ => match ErrorKind::from_dbus_name(&name) {
+            Some(kind) => (Exit::of_kind(kind), message),
+            None => (Exit::Failure, format!("the service failed: {message}")),
+        },
+    };
+    Failure::new(exit, text).into()
 }
 
 #[cfg(test)]
@@ -492,16 +583,63 @@ mod tests {
 
     use super::*;
 
+    fn reply(name: &str, message: &str) -> zbus::Error {
+        let name = zbus::names::OwnedErrorName::try_from(name).expect("an error name");
+        let call = Message::method_call("/", "Ping").build(&()).expect("call");
+        let error = Message::error(&call.header(), name.clone()).build(&(message,)).expect("error");
+        zbus::Error::MethodError(name, Some(message.to_owned()), error)
+    }
+
+    fn explained(name: &str, message: &str, interactive: bool) -> (Exit, String) {
+        crate::exit::describe(&explain(reply(name, message), interactive))
+    }
+
     #[test]
-    fn jobs_ahead_are_counted_in_words() {
-        assert_eq!(jobs_ahead(1), "1 job ahead");
-        assert_eq!(jobs_ahead(2), "2 jobs ahead");
-        assert_eq!(jobs_ahead(64), "64 jobs ahead");
+    fn bus_errors_become_sentences_with_their_status_and_no_bus_names() {
+        let cases = [
+            ("org.kairos.Extensions1.Error.NotFound", "no extension named \"x\" is installed", Exit::NotFound),
+            (
+                "org.kairos.Extensions1.Error.AlreadyExists",
+                "extension \"x\" is already installed; pass replace to overwrite it",
+                Exit::Failure,
+            ),
+            (
+                "org.freedesktop.DBus.Error.ServiceUnknown",
+                "The name was not provided by any .service files",
+                Exit::Unavailable,
+            ),
+            ("org.freedesktop.DBus.Error.Spawn.ChildExited", "Process exited with status 1", Exit::Unavailable),
+            ("org.freedesktop.DBus.Error.AccessDenied", "not authorized", Exit::NotAuthorized),
+            ("org.freedesktop.DBus.Error.InteractiveAuthorizationRequired", "needs a password", Exit::NotAuthorized),
+            (
+                "org.freedesktop.DBus.Error.UnknownObject",
+                "Unknown object '/org/kairos/Extensions1/job/9'",
+                Exit::NotFound,
+            ),
+            ("com.example.Weird", "odd", Exit::Failure),
+        ];
+        for (name, message, exit) in cases {
+            let (got, text) = explained(name, message, false);
+            assert_eq!(got, exit, "{name}");
+            for raw in ["org.freedesktop", "Extensions1.Error", "com.example", "Unknown object", ".service files"] {
+                assert!(!text.contains(raw), "{name}: {text}");
+            }
+        }
+        assert!(explained(cases[1].0, cases[1].1, false).1.ends_with("pass --replace to overwrite it"));
+        assert!(explained(cases[4].0, "not authorized", false).1.contains("polkit rights"));
+    }
+
+    #[test]
+    fn a_failed_jobs_error_gives_its_kind_and_message() {
+        let failure = job_failure("AlreadyExists: extension \"k3s\" is already installed");
+        assert_eq!((failure.exit, failure.message.as_str()), (Exit::Failure, "extension \"k3s\" is already installed"));
+        assert_eq!(job_failure("NotFound: gone").exit, Exit::NotFound);
+        assert_eq!(job_failure("Weird: thing").message, "Weird: thing");
     }
 
     #[test]
     fn a_queued_job_shows_how_many_are_ahead_until_it_runs() {
-        let mut view = JobView::new(false);
+        let mut view = JobView::new(true, false);
         let queued = |position| JobProperties {
             state: Some(JobState::Queued),
             queue_position: Some(position),

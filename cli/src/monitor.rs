@@ -6,13 +6,15 @@ use kairos_extensions_dbus::BUS_NAME;
 use zbus::message::Type;
 use zbus::{Connection, MatchRule, MessageStream, Structure, Variant};
 
-/// Prints signals until interrupted.
-pub async fn run(connection: &Connection, json: bool) -> Result<()> {
+use crate::human;
+use crate::output::Output;
+
+/// Prints signals until interrupted, each with the time it arrived: local time in text,
+/// `timestamp` (µs since the epoch) in JSON.
+pub async fn run(connection: &Connection, out: Output) -> Result<()> {
     let rule = MatchRule::builder().msg_type(Type::Signal).sender(BUS_NAME).build()?;
     let mut stream = MessageStream::for_match_rule(rule, connection, None).await?;
-    if !json {
-        eprintln!("Monitoring {BUS_NAME}; press Ctrl-C to stop.");
-    }
+    out.hint(&format!("Monitoring {BUS_NAME}; press Ctrl-C to stop."));
     loop {
         let message = tokio::select! {
             message = stream.next() => message,
@@ -20,6 +22,10 @@ pub async fn run(connection: &Connection, json: bool) -> Result<()> {
         };
         let Some(message) = message else { return Ok(()) };
         let Ok(message) = message else { continue };
+        let timestamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
         let header = message.header();
         let member = header.member().map(|m| m.to_string()).unwrap_or_default();
         let path = header.path().map(|p| p.to_string()).unwrap_or_default();
@@ -27,13 +33,10 @@ pub async fn run(connection: &Connection, json: bool) -> Result<()> {
             Ok(body) => body.fields().iter().map(to_json).collect(),
             Err(_) => Vec::new(),
         };
-        if json {
-            let line = serde_json::json!({ "signal": member, "path": path, "args": args });
-            println!("{line}");
-        } else {
-            let rendered: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-            println!("{member} {path} {}", rendered.join(" "));
-        }
+        let rendered: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let text = format!("{} {member} {path} {}", human::now(), rendered.join(" "));
+        let record = serde_json::json!({ "timestamp": timestamp, "signal": member, "path": path, "args": args });
+        out.record(&record, text.trim_end())?;
     }
 }
 

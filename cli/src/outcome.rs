@@ -82,6 +82,13 @@ pub fn disabled(after: &After<'_>, state: BootState, changed: bool, now: bool) -
     }
 }
 
+/// The line for an install: the name, the stored image's digest and size, and whether
+/// it replaced an installed image.
+pub fn installed(name: &str, digest: &str, size: u64, replaced: bool) -> String {
+    let replaced = if replaced { ", replacing the previous image" } else { "" };
+    format!("Installed {name} ({digest}, {}){replaced}", crate::human::size(size))
+}
+
 /// The line for a removal of an extension that was `merged_before`.
 pub fn removed(name: &str, merged_before: bool, merged_after: bool) -> String {
     match (merged_before, merged_after) {

@@ -9,6 +9,8 @@ use kairos_extensionsd::engine::Engine;
 use kairos_extensionsd::engine::catalogs::fetch::Location;
 use serde::Serialize;
 
+use crate::output::Output;
+
 /// One line of `search`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Found {
@@ -118,13 +120,16 @@ fn table(found: &[Found]) -> String {
     out
 }
 
-fn print(found: &[Found], json: bool) -> Result<()> {
-    if json {
-        println!("{}", serde_json::to_string_pretty(found)?);
-    } else {
-        print!("{}", table(found));
-    }
-    Ok(())
+fn print(found: &[Found], out: &Output) -> Result<()> {
+    out.data(&found, |_, legend| {
+        let text = table(found);
+        match (legend, found.is_empty()) {
+            (true, _) => text,
+            (false, true) => String::new(),
+            // Without the legend: the rows alone, for scripts.
+            (false, false) => text.split_once('\n').map_or(String::new(), |(_, rows)| rows.to_owned()),
+        }
+    })
 }
 
 /// `search` through the service: `ListCatalog` and the installed extensions.
@@ -132,14 +137,14 @@ pub async fn through_service(
     manager: &ManagerProxy<'_>,
     installed: &[ExtensionDescription],
     text: Option<&str>,
-    json: bool,
+    out: &Output,
 ) -> Result<()> {
     let entries = manager.list_catalog().await.map_err(|e| crate::client::explain(e, false))?;
-    print(&matching(entries, installed, text), json)
+    print(&matching(entries, installed, text), out)
 }
 
 /// `search` offline: the catalogs read now, each one skipped said on stderr.
-pub fn offline(engine: &Engine, text: Option<&str>, json: bool) -> Result<()> {
+pub fn offline(engine: &Engine, text: Option<&str>, out: &Output) -> Result<()> {
     if engine.catalog_locations().is_empty() {
         anyhow::bail!("no catalog is configured: pass --catalog URL|PATH, or set catalogs in extensions.toml");
     }
@@ -157,7 +162,7 @@ pub fn offline(engine: &Engine, text: Option<&str>, json: bool) -> Result<()> {
     }
     let installed: Vec<ExtensionDescription> = engine.list()?.iter().map(ExtensionDescription::from).collect();
     let entries = catalogs.entries().into_iter().map(|e| (e.name, e.title, e.description, e.latest, e.versions));
-    print(&matching(entries, &installed, text), json)
+    print(&matching(entries, &installed, text), out)
 }
 
 #[cfg(test)]

@@ -227,7 +227,7 @@ fn an_image_root_is_prepared_with_relative_links_and_never_merged() {
     let before = tree(&store);
     let out = offline(root.path(), &["enable", "hello", "--common", "--now"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("'now' acts on the running system"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--now acts on the running system"), "{}", stderr(&out));
     assert_eq!(tree(&store), before, "a refused --now changes nothing");
     assert!(!root.path().join("run/extensions/hello.raw").exists());
 }

@@ -372,6 +372,13 @@ fn every_verb_is_in_the_help_the_man_page_and_every_completion() {
     assert_eq!(bash_complete(&bash, &["inst"]), ["install"], "bash completes a prefix");
     let install_options = bash_complete(&bash, &["install", "--re"]);
     assert!(install_options.contains(&"--replace".to_owned()), "bash completes install's options: {install_options:?}");
+    let jobs_options = bash_complete(&bash, &["jobs", "--"]);
+    assert!(jobs_options.iter().any(|o| o == "--json"), "jobs prints data: {jobs_options:?}");
+    assert!(!jobs_options.iter().any(|o| o == "--root" || o == "--config"), "jobs is service-only: {jobs_options:?}");
+    let list_options = bash_complete(&bash, &["list", "--"]);
+    for option in ["--root", "--json", "--no-pager", "--no-legend", "--active", "--quiet"] {
+        assert!(list_options.iter().any(|o| o == option), "bash completes list {option}: {list_options:?}");
+    }
     let states = bash_complete(&bash, &["enable", "k3s", "--boot", ""]);
     assert_eq!(states, ["active", "passive", "recovery", "common"], "bash offers the boot states");
     for state in ["active", "passive", "recovery", "common"] {

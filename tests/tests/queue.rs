@@ -421,7 +421,7 @@ fn ten_parallel_installs_of_different_images_all_succeed() {
     let installs: Vec<Install> =
         names.iter().map(|name| Install::spawn(&rig, &server.url(&format!("{name}.raw")))).collect();
     let states = || -> Vec<String> {
-        stdout(&rig.kairos_ext(&["jobs"]))
+        stdout(&rig.kairos_ext(&["jobs", "--no-legend"]))
             .lines()
             .filter_map(|l| l.split_whitespace().nth(2).map(str::to_owned))
             .collect()

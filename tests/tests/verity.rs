@@ -417,7 +417,8 @@ fn the_service_installs_a_trusted_signed_image_under_strict_and_refuses_a_strang
     ] {
         let out = rig.kairos_ext(&["install", image.to_str().expect("utf-8")]);
         assert!(!out.status.success(), "{} must be refused", image.display());
-        assert!(stderr(&out).contains("InvalidImage") && stderr(&out).contains(reason), "{}", stderr(&out));
+        let refused = format!("kairos-ext: cannot install {}: ", image.display());
+        assert!(stderr(&out).contains(&refused) && stderr(&out).contains(reason), "{}", stderr(&out));
     }
     assert_eq!(rig.store_snapshot(), before, "refusals change nothing");
 }

@@ -64,8 +64,23 @@ fn arg_header(arg: &Arg) -> Vec<Inline> {
         header.push(bold(format!("--{long}")));
     }
     if arg.get_action().takes_values() {
-        header.push(roman(" "));
-        header.push(italic(value_name(arg)));
+        // `--json[=MODE]`: a value that may be left out must be attached with `=`.
+        let optional = arg.get_num_args().is_some_and(|n| n.min_values() == 0);
+        match (arg.is_require_equals_set(), optional) {
+            (true, true) => {
+                header.push(roman("[="));
+                header.push(italic(value_name(arg)));
+                header.push(roman("]"));
+            }
+            (true, false) => {
+                header.push(roman("="));
+                header.push(italic(value_name(arg)));
+            }
+            (false, _) => {
+                header.push(roman(" "));
+                header.push(italic(value_name(arg)));
+            }
+        }
     }
     header
 }

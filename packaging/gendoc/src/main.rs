@@ -148,6 +148,13 @@ mod tests {
     }
 
     #[test]
+    fn an_optional_value_is_shown_attached() -> anyhow::Result<()> {
+        let page = pages::kairos_ext()?;
+        assert!(page.contains("\\fB\\-\\-json\\fR[=\\fIMODE\\fR]"), "{page}");
+        Ok(())
+    }
+
+    #[test]
     fn the_daemon_is_named_after_its_binary() {
         let cmd = kairos_extensionsd_command();
         assert_eq!(cmd.get_name(), "kairos-extensionsd");

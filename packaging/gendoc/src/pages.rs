@@ -79,7 +79,25 @@ On a system that is not Kairos there is no such file and only \fBcommon\fR appli
 it links or unlinks the image in \fI/run/extensions\fR, refreshes the merge and checks that the
 extension really merged (or left).
 Offline, it is only accepted with \fB\-\-root /\fR.
+.SH OUTPUT
+Verbs that print data (\fBlist\fR, \fBinspect\fR, \fBstatus\fR, \fBjobs\fR, \fBrefresh\fR, \fBmonitor\fR)
+print text for people by default: times in local time, sizes in binary units (KiB, MiB, GiB),
+colour when standard output is a terminal. \fB\-\-json\fR=\fIMODE\fR prints JSON instead, with the exact
+values (times in microseconds since the epoch, sizes in bytes): \fBshort\fR (one line per document,
+what a bare \fB\-\-json\fR means), \fBpretty\fR (indented) or \fBoff\fR (text).
+\fBmonitor\fR prints one line (or JSON object) per signal, with the time it arrived.
+.PP
+On a terminal, text longer than the screen goes through a pager, as \fBsystemctl\fR(1) does it
+(see \fBSYSTEMD_PAGER\fR below); \fB\-\-no\-pager\fR turns it off, and \fBmonitor\fR never uses one.
+\fB\-\-no\-legend\fR leaves out column headers, hints and notes such as "No extensions installed.".
+\fB\-q\fR leaves out confirmations of changes, progress and hints; data that was asked for and
+errors are still printed.
+.PP
+Messages name the command line's options, and read the same through the service and offline.
 .SH "EXIT STATUS"
+The statuses follow systemd's where they have a meaning here: 2 is its \fBEXIT_INVALIDARGUMENT\fR,
+4 \fBEXIT_NOPERMISSION\fR and 5 \fBEXIT_NOTINSTALLED\fR. They are the same through the service and
+offline.
 .TP
 .B 0
 The command succeeded.
@@ -88,7 +106,19 @@ The command succeeded.
 The command failed; the reason is printed on standard error.
 .TP
 .B 2
-The command line could not be parsed.
+The command line could not be parsed, or asks for what cannot be done, such as \fB\-\-root\fR with a
+verb that needs the service.
+.TP
+.B 3
+No such extension or job.
+.TP
+.B 4
+Not authorized: polkit refused, or needed a password that could not be asked for; offline, the file
+system refused (the store is root's).
+.TP
+.B 5
+The service is not available: it is not running and the bus cannot start it, or the system bus cannot
+be reached. As root, \fB\-\-root /\fR works without it.
 .SH ENVIRONMENT
 .TP
 .B DBUS_SYSTEM_BUS_ADDRESS
@@ -96,6 +126,31 @@ The system bus to reach the service on, instead of \fI/run/dbus/system_bus_socke
 .TP
 .B RUST_LOG
 A log filter (for example \fBdebug\fR) that overrides \fB\-v\fR.
+.TP
+.B NO_COLOR
+When set and not empty, no colour (see \fIhttps://no\-color.org\fR). Colour is also off when standard
+output is not a terminal and when \fBTERM\fR is \fBdumb\fR.
+.TP
+.B SYSTEMD_COLORS
+A boolean that forces colour on or off, as for systemd's tools.
+.TP
+.B SYSTEMD_PAGER
+The pager for long output on a terminal; \fBPAGER\fR when unset, else \fBless\fR. \fBcat\fR or an empty
+value means no pager. It runs through \fB/bin/sh \-c\fR.
+.TP
+.B PAGER
+The pager when \fBSYSTEMD_PAGER\fR is not set.
+.TP
+.B SYSTEMD_LESS
+The options given to \fBless\fR in \fBLESS\fR (default \fBFRSXMK\fR: quit when the text fits on the
+screen, keep colours, let Ctrl\-C quit).
+.TP
+.B SYSTEMD_PAGERSECURE
+A boolean. When true, and by default for root under \fBsudo\fR(8) or \fBpkexec\fR(1), the pager variables
+are ignored and only \fBless\fR runs, in its secure mode.
+.TP
+.B TZ
+The time zone of the times in text output, instead of \fI/etc/localtime\fR.
 .SH FILES
 .TP
 .I /etc/kairos/extensions.toml

@@ -46,6 +46,21 @@ impl Manager {
     }
 }
 
+impl Manager {
+    /// An authorized install whose name is known before anything is read (the `name`
+    /// option, or a file called `NAME.raw`) fails here, before a job downloads what the
+    /// commit would refuse. The engine checks again when it commits.
+    fn refuse_known_installed(&self, file_name: Option<&str>, request: &crate::engine::InstallRequest) -> Result<()> {
+        let Some(name) = crate::engine::early_name(file_name, request) else { return Ok(()) };
+        match self.shared.snapshot(name.as_str()) {
+            Some(existing) if crate::engine::refuses(&existing, request) => {
+                Err(crate::engine::Error::AlreadyExists(name.to_string()).into())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// The longest file name `InstallFromFd` accepts for display.
 const MAX_FILENAME: usize = 4096;
 
@@ -115,6 +130,7 @@ impl Manager {
             _ => {}
         }
         self.authorize_install(connection, &header, &display, &request).await?;
+        self.refuse_known_installed(crate::engine::source_file_name(&parsed).as_deref(), &request)?;
         let engine = self.shared.engine.clone();
         let refreshes = request.now && !request.enable.is_empty();
         // The same source with the same options is the same work, whoever asks. The
@@ -159,6 +175,7 @@ impl Manager {
         let display = if filename.is_empty() { "fd:".to_owned() } else { format!("fd:{filename}") };
         let uid = self.shared.authority.caller_uid(connection, &header).await?;
         self.authorize_install(connection, &header, &display, &request).await?;
+        self.refuse_known_installed(std::path::Path::new(filename).file_name().and_then(|n| n.to_str()), &request)?;
         let engine = self.shared.engine.clone();
         let refreshes = request.now && !request.enable.is_empty();
         let source = display.clone();

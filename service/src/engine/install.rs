@@ -56,6 +56,30 @@ pub struct Installed {
     pub enabled: Vec<BootState>,
 }
 
+/// The name an install will have, when it is known before anything is downloaded: the
+/// one asked for, or else that of a file called `NAME.raw`, the name systemd-sysext gives
+/// such a file.
+pub fn early_name(file_name: Option<&str>, request: &InstallRequest) -> Option<ExtensionName> {
+    request.name.clone().or_else(|| file_name?.strip_suffix(".raw")?.parse().ok())
+}
+
+/// The file name at the end of a local path or a download URL; for a catalog entry,
+/// the file its image is stored as (the entry's name is the extension's).
+pub fn source_file_name(source: &sources::Source) -> Option<String> {
+    match source {
+        sources::Source::File(path) => path.file_name()?.to_str().map(str::to_owned),
+        sources::Source::Http { url, .. } => url.path_segments()?.next_back().map(str::to_owned),
+        sources::Source::Catalog { name, .. } => Some(format!("{name}.raw")),
+        sources::Source::Oci { .. } => None,
+    }
+}
+
+/// Whether the installed `existing` stops an install of its name: unless replacing was
+/// asked for, except when its image is gone, which is reinstalled in place.
+pub fn refuses(existing: &Extension, request: &InstallRequest) -> bool {
+    !request.replace && existing.status != kairos_extensions_dbus::ExtensionStatus::ImageMissing
+}
+
 /// A staged image that passed every check and may be committed.
 struct Verified {
     staged: Staged,
@@ -92,6 +116,14 @@ impl Engine {
 
     /// Installs a local image file named by `path`.
     pub fn install_file(&self, path: &Path, request: &InstallRequest, progress: &dyn Progress) -> Result<Installed> {
+        // The release names the extension exactly: an installed one fails the install
+        // before the copy. An image that cannot be read here fails later, checked in full.
+        if !request.replace
+            && let Ok((releases, _)) = trust::read_releases(path)
+            && let Ok((name, _)) = releases.pick(request.name.as_ref(), None)
+        {
+            self.refuse_installed(&name, request)?;
+        }
         let file = sources::file::open_path(path)?;
         let total = file.metadata().ok().map(|m| m.len());
         let source = sources::Source::File(path.to_path_buf()).display();
@@ -106,6 +138,9 @@ impl Engine {
         request: &InstallRequest,
         progress: &dyn Progress,
     ) -> Result<Vec<Installed>> {
+        if let Some(name) = early_name(source_file_name(source).as_deref(), request) {
+            self.refuse_installed(&name, request)?;
+        }
         match source {
             sources::Source::File(path) => Ok(vec![self.install_file(path, request, progress)?]),
             sources::Source::Http { url, pinned } => {
@@ -181,6 +216,15 @@ impl Engine {
         }
         let resolved_digest = Some(pulled.index_digest.unwrap_or(pulled.manifest_digest));
         self.commit(verified, &Origin { source: shown, resolved_digest, catalog }, &request, progress)
+    }
+
+    /// Fails with `AlreadyExists` when `name` is installed and replacing was not asked
+    /// for, as the commit would; for installs that know their name before they read a byte.
+    pub fn refuse_installed(&self, name: &ExtensionName, request: &InstallRequest) -> Result<()> {
+        match self.list()?.iter().find(|e| e.name == name.as_str()) {
+            Some(existing) if refuses(existing, request) => Err(Error::AlreadyExists(name.to_string())),
+            _ => Ok(()),
+        }
     }
 
     /// Opens a staging file for a source that writes the bytes itself.
@@ -435,6 +479,25 @@ mod tests {
     use crate::engine::config::Config;
     use crate::engine::progress::Silent;
     use crate::engine::sysext::{RefreshRun, Refresher, SysextError};
+
+    #[test]
+    fn the_name_is_known_early_from_the_name_option_or_a_file_called_name_raw() {
+        let parse = |text: &str| sources::Source::parse(text).expect("a source");
+        let plain = InstallRequest::default();
+        let named = InstallRequest { name: Some("k3s".parse().expect("name")), ..InstallRequest::default() };
+        let early = |text: &str, request: &InstallRequest| {
+            early_name(source_file_name(&parse(text)).as_deref(), request).map(|n| n.to_string())
+        };
+        assert_eq!(early("https://example.com/dl/k3s.raw?sig=1", &plain).as_deref(), Some("k3s"));
+        assert_eq!(early("/srv/images/tools.raw", &plain).as_deref(), Some("tools"));
+        assert_eq!(early("catalog:k3s@^1.32", &plain).as_deref(), Some("k3s"), "a catalog entry names it");
+        assert_eq!(early("https://example.com/dl/k3s.img", &plain), None);
+        assert_eq!(early("https://example.com/", &plain), None);
+        assert_eq!(early("oci://registry.example/k3s:v1", &plain), None);
+        assert_eq!(early("oci://registry.example/bundle:v1", &named).as_deref(), Some("k3s"));
+        assert_eq!(early("https://example.com/other.raw", &named).as_deref(), Some("k3s"), "--name wins");
+        assert_eq!(early_name(Some("..raw"), &plain), None, "not a valid name");
+    }
 
     /// Committing never refreshes unless asked to; this says so loudly if it does.
     struct NoRefresh;

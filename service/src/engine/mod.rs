@@ -39,7 +39,7 @@ use kairos_extensions_dbus::{BootState, ExtensionName};
 pub use catalog::Extension;
 pub use config::Config;
 pub use error::{Error, Result, full_message};
-pub use install::{InstallRequest, Installed};
+pub use install::{InstallRequest, Installed, early_name, refuses, source_file_name};
 
 use catalog::ProbeCache;
 use intent::Change;
