@@ -53,6 +53,7 @@ pub fn run(root: &Path, config_file: Option<&Path>, command: Command) -> Result<
                 now: args.now,
                 replace: args.replace,
                 digest: args.digest.as_deref().map(str::parse::<Sha256Digest>).transpose()?,
+                update: false,
             };
             let boot = engine.boot_state();
             for installed in engine.install_source(&source, &request, &Silent)? {

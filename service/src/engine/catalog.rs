@@ -580,6 +580,7 @@ mod tests {
             file,
             source: format!("oci://registry.example/{name}:v1"),
             resolved_digest: Some(format!("sha256:{}", "ab".repeat(32))),
+            validators: None,
             digest: format!("sha256:{}", "cd".repeat(32)),
             size: meta.len(),
             mtime_ns: FileKey::of(&meta).mtime_ns(),

@@ -17,7 +17,7 @@ use kairos_extensions_dbus::{BootState, ExtensionName};
 use super::digest::Sha256Digest;
 use super::image::{ImageError, Releases};
 use super::intent::Change;
-use super::meta::Provenance;
+use super::meta::{Provenance, Validators};
 use super::progress::{Phase, Progress};
 use super::release::{self, Host, ReleaseFields};
 use super::store::{self, FileKey, Place, Staged};
@@ -36,6 +36,10 @@ pub struct InstallRequest {
     pub replace: bool,
     /// The digest the image must have.
     pub digest: Option<Sha256Digest>,
+    /// This install is an update of the installed extension of that name: the image it
+    /// replaces is kept as its previous version (for a rollback), and with `now` the new
+    /// image is merged if the old one is merged now.
+    pub update: bool,
 }
 
 /// The outcome of an install.
@@ -68,6 +72,8 @@ struct Origin<'a> {
     source: &'a str,
     /// The registry digest a tag resolved to.
     resolved_digest: Option<String>,
+    /// What an HTTP server said identifies the version downloaded.
+    validators: Option<Validators>,
 }
 
 impl Engine {
@@ -110,8 +116,9 @@ impl Engine {
                 let request = with_pinned_digest(request, pinned.as_ref(), source)?;
                 let mut staged = self.store.stage(self.config.max_image_size)?;
                 progress.phase(Phase::Downloading);
-                sources::http::download(url, &mut staged, progress)?;
-                Ok(vec![self.install_staged(staged, &source.display(), &request, progress)?])
+                let validators = sources::http::download(url, &mut staged, progress)?;
+                let origin = Origin { source: &source.display(), resolved_digest: None, validators: Some(validators) };
+                Ok(vec![self.install_staged_from(staged, &origin, &request, progress)?])
             }
             sources::Source::Oci { reference } => self.install_oci(source, reference, request, progress),
         }
@@ -169,7 +176,7 @@ impl Engine {
         }
         let resolved_digest = Some(pulled.index_digest.unwrap_or(pulled.manifest_digest));
         let display = source.display();
-        self.commit(verified, &Origin { source: &display, resolved_digest }, &request, progress)
+        self.commit(verified, &Origin { source: &display, resolved_digest, validators: None }, &request, progress)
     }
 
     /// Opens a staging file for a source that writes the bytes itself.
@@ -187,11 +194,21 @@ impl Engine {
         request: &InstallRequest,
         progress: &dyn Progress,
     ) -> Result<Installed> {
+        self.install_staged_from(staged, &Origin { source, resolved_digest: None, validators: None }, request, progress)
+    }
+
+    fn install_staged_from(
+        &self,
+        staged: Staged,
+        origin: &Origin<'_>,
+        request: &InstallRequest,
+        progress: &dyn Progress,
+    ) -> Result<Installed> {
         self.check_now(request.now && !request.enable.is_empty())?;
         check_pin(&staged, request, progress)?;
         let (releases, proof) = trust::read_releases(staged.path())?;
         let verified = self.verify(staged, &releases, &proof, request, None, progress)?;
-        let installed = self.commit(vec![verified], &Origin { source, resolved_digest: None }, request, progress)?;
+        let installed = self.commit(vec![verified], origin, request, progress)?;
         Ok(installed.into_iter().next().expect("commit reports one outcome per image it was given"))
     }
 
@@ -282,6 +299,11 @@ impl Engine {
     ) -> Result<Vec<Installed>> {
         let mut installed = Vec::with_capacity(planned.len());
         for (image, existing) in planned {
+            if request.update
+                && let Some(old) = &existing
+            {
+                self.keep_previous_locked(&image.name, &old.file, change)?;
+            }
             installed.push(self.store_locked(image, existing, origin, change)?);
         }
         self.enable_installed_locked(&mut installed, request, progress, change)?;
@@ -314,6 +336,7 @@ impl Engine {
             file: file.clone(),
             source: origin.source.to_owned(),
             resolved_digest: origin.resolved_digest.clone(),
+            validators: origin.validators.clone(),
             digest: digest.to_string(),
             size,
             mtime_ns,
@@ -333,7 +356,8 @@ impl Engine {
         progress: &dyn Progress,
         change: &mut Change<'_>,
     ) -> Result<()> {
-        if request.enable.is_empty() {
+        let merge_again = request.update && request.now;
+        if request.enable.is_empty() && !merge_again {
             return Ok(());
         }
         progress.phase(Phase::Enabling);
@@ -350,6 +374,8 @@ impl Engine {
                 }
                 activate |= request.now && boot::concerns(*state, current);
             }
+            // Merged now under this name: the old image until the refresh.
+            activate |= merge_again && ext.merged;
             exts.push(ext);
         }
         if activate {
@@ -453,7 +479,7 @@ mod tests {
         // Something that is no extension sits where the second image must go.
         std::fs::create_dir(store.join("second.raw")).expect("obstacle");
         let images = vec![verified(&engine, "first"), verified(&engine, "second")];
-        let origin = Origin { source: "test", resolved_digest: None };
+        let origin = Origin { source: "test", resolved_digest: None, validators: None };
         let outcome = engine.commit(images, &origin, &InstallRequest::default(), &Silent);
         assert!(outcome.is_err(), "the second commit must fail");
         assert!(!store.join("first.raw").exists(), "the first image must be taken out again");
@@ -465,7 +491,7 @@ mod tests {
     #[test]
     fn a_failure_after_a_replacement_puts_the_old_image_and_record_back() {
         let (_root, engine) = engine();
-        let origin = Origin { source: "test", resolved_digest: None };
+        let origin = Origin { source: "test", resolved_digest: None, validators: None };
         let request = InstallRequest { replace: true, ..InstallRequest::default() };
         engine.commit(vec![verified(&engine, "first")], &origin, &request, &Silent).expect("first install");
         let store = engine.layout().store();
@@ -493,7 +519,7 @@ mod tests {
         let store = engine.layout().store();
         std::fs::write(store.join("common/first.raw"), "someone's file").expect("obstacle");
         let request = InstallRequest { enable: vec![BootState::Common], ..InstallRequest::default() };
-        let origin = Origin { source: "test", resolved_digest: None };
+        let origin = Origin { source: "test", resolved_digest: None, validators: None };
         let outcome = engine.commit(vec![verified(&engine, "first")], &origin, &request, &Silent);
         assert!(matches!(outcome, Err(Error::Store(store::StoreError::Foreign { .. }))), "{:?}", outcome.err());
         assert!(!store.join("first.raw").exists(), "nothing is placed");

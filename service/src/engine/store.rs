@@ -284,6 +284,7 @@ impl Store {
         let mut dirs: Vec<PathBuf> = BootState::ALL.iter().map(|s| self.layout.state_dir(*s)).collect();
         dirs.push(self.layout.runtime());
         dirs.push(self.layout.meta_dir());
+        dirs.push(super::updates::previous::dir(self));
         let mut removed = 0;
         for dir in dirs {
             let read = match fs::read_dir(&dir) {

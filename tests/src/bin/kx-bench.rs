@@ -168,6 +168,7 @@ fn fill(store: &Path, n: usize, signed: &Path) -> Fallible<()> {
             file: file.clone(),
             source: format!("file:///bench/{file}"),
             resolved_digest: None,
+            validators: None,
             digest,
             size: meta.len(),
             mtime_ns,
