@@ -5,7 +5,7 @@
 //! Our changes and others' therefore produce exactly the same signals, and a change that
 //! changed nothing produces none. Reads never come here.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use zbus::Connection;
@@ -18,12 +18,16 @@ use crate::engine::Extension;
 /// Re-reads the store into the model and announces the difference.
 pub async fn resync(shared: &Arc<Shared>, connection: &Connection) -> BusResult<()> {
     let _serial = shared.updating.lock().await;
-    let (listed, merged) = read_store(shared).await?;
-    let diff = shared.update_model(|model| model.replace(listed, merged));
-    if diff.is_empty() {
-        return Ok(());
+    let (listed, merged, previous) = read_store(shared).await?;
+    let (diff, news) = shared.update_model(|model| {
+        let diff = model.replace(listed, merged);
+        model.set_previous_versions(&previous);
+        (diff, model.take_news())
+    });
+    if !diff.is_empty() {
+        announce::publish(connection, exporter(shared)?, &diff).await?;
     }
-    announce::publish(connection, exporter(shared)?, &diff).await?;
+    announce::publish_news(connection, &news).await?;
     Ok(())
 }
 
@@ -34,18 +38,30 @@ pub async fn resync(shared: &Arc<Shared>, connection: &Connection) -> BusResult<
 /// Returns how many extensions there are.
 pub async fn load(shared: &Arc<Shared>, connection: &Connection) -> BusResult<usize> {
     let _serial = shared.updating.lock().await;
-    let (listed, merged) = read_store(shared).await?;
-    let diff = shared.update_model(|model| model.replace(listed, merged));
+    let (listed, merged, previous) = read_store(shared).await?;
+    let diff = shared.update_model(|model| {
+        let diff = model.replace(listed, merged);
+        model.set_previous_versions(&previous);
+        // What is there at startup is nobody's news.
+        model.take_news();
+        diff
+    });
     announce::export(connection, exporter(shared)?, &diff.added).await?;
     Ok(diff.added.len())
 }
 
-/// What the engine lists now, and the names merged now.
-async fn read_store(shared: &Arc<Shared>) -> BusResult<(Vec<Extension>, BTreeSet<String>)> {
+/// What the engine lists now, the names merged now, and the versions kept for rollback.
+async fn read_store(shared: &Arc<Shared>) -> BusResult<(Vec<Extension>, BTreeSet<String>, BTreeMap<String, String>)> {
     let engine = shared.engine.clone();
-    let read = tokio::task::spawn_blocking(move || Ok::<_, crate::engine::Error>((engine.list()?, engine.merged()?)))
-        .await
-        .map_err(|e| BusError::failed(format!("listing extensions failed: {e}")))??;
+    let read = tokio::task::spawn_blocking(move || {
+        Ok::<_, crate::engine::Error>((
+            engine.list()?,
+            engine.merged()?,
+            engine.previous_versions()?.into_iter().collect(),
+        ))
+    })
+    .await
+    .map_err(|e| BusError::failed(format!("listing extensions failed: {e}")))??;
     Ok(read)
 }
 
