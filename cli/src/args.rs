@@ -5,6 +5,10 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use kairos_extensions_dbus::{BootState, ExtensionName};
 
+#[path = "update_args.rs"]
+mod update_args;
+pub use update_args::{CheckArgs, RollbackArgs, UpdateArgs};
+
 /// Manage systemd system extensions.
 ///
 /// Without --root, kairos-ext talks to the kairos-extensionsd service on the system bus.
@@ -81,6 +85,14 @@ pub enum Command {
     },
     /// Merge the activated extensions again and report what is merged.
     Refresh,
+    /// Ask the source of each extension whether it has something newer, without
+    /// downloading it: a registry tag is resolved, an HTTP(S) URL answers a HEAD.
+    Check(CheckArgs),
+    /// Update extensions from the source they were installed from; the image replaced is
+    /// kept for `rollback`.
+    Update(UpdateArgs),
+    /// Put the previous version of an extension back, in one step.
+    Rollback(RollbackArgs),
     /// List running jobs (service only).
     Jobs,
     /// Cancel a running job (service only).

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use futures_util::StreamExt;
 use kairos_extensions_dbus::properties::JobProperties;
-use kairos_extensions_dbus::proxies::{ExtensionProxy, JobProxy, JobRemoved, ManagerProxy, ObjectManagerProxy};
+use kairos_extensions_dbus::proxies::{ExtensionProxy, JobProxy, JobRemoved, ManagerProxy};
 use kairos_extensions_dbus::{BUS_NAME, BootState, ErrorKind, ExtensionDescription, FLAG_NOW, JobResult, JobState};
 use zbus::fdo::PropertiesChanged;
 use zbus::message::Type;
@@ -83,20 +83,6 @@ impl Client {
             .context("the service described the extension in a form this kairos-ext does not understand")
     }
 
-    /// Every extension, from one `GetManagedObjects`: the properties of all extension
-    /// objects at once, sorted by name as offline mode lists them.
-    async fn list(&self) -> Result<Vec<ExtensionDescription>> {
-        let objects = ObjectManagerProxy::new(&self.connection)
-            .await?
-            .get_managed_objects()
-            .await
-            .map_err(|e| explain(e, false))?;
-        let mut list: Vec<ExtensionDescription> =
-            objects.into_values().filter_map(|object| object.extension).map(ExtensionDescription::from).collect();
-        list.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(list)
-    }
-
     /// A proxy for the job at `path`, reading its properties fresh.
     async fn job(&self, path: OwnedObjectPath) -> Result<JobProxy<'static>> {
         Ok(JobProxy::builder(&self.connection)
@@ -113,11 +99,11 @@ pub async fn run(command: Command, no_ask_password: bool) -> Result<()> {
     let manager = &client.manager;
     match command {
         Command::List { json } => {
-            let list = client.list().await?;
+            let (list, updates) = crate::update::list(&client.connection).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
-                print!("{}", render::table(&list));
+                print!("{}{}", render::table(&list), crate::update::updates_footer(&updates));
             }
         }
         Command::Inspect { name, json } => {
@@ -193,6 +179,11 @@ pub async fn run(command: Command, no_ask_password: bool) -> Result<()> {
             println!("Store:        {}", manager.store_directory().await?);
         }
         Command::Monitor { json } => monitor::run(&client.connection, json).await?,
+        Command::Check(args) => crate::update::check(&client.connection, manager, client.interactive, &args).await?,
+        Command::Update(args) => crate::update::update(&client.connection, manager, client.interactive, &args).await?,
+        Command::Rollback(args) => {
+            crate::update::rollback(&client.connection, manager, client.interactive, &args).await?
+        }
     }
     Ok(())
 }
@@ -367,19 +358,19 @@ fn jobs_ahead(count: u32) -> String {
 /// progress bar with bytes, rate and ETA on a terminal, one line per phase otherwise;
 /// while the job is queued, how many jobs are ahead of it, as the bar's text or as a
 /// line whenever that changes.
-struct JobView {
+pub(crate) struct JobView {
     state: Option<JobState>,
     queue_position: u32,
     phase: String,
     name: String,
-    error: String,
+    pub(crate) error: String,
     bytes_done: u64,
     bytes_total: u64,
     bar: Option<indicatif::ProgressBar>,
 }
 
 impl JobView {
-    fn new(tty: bool) -> Self {
+    pub(crate) fn new(tty: bool) -> Self {
         let bar = tty.then(|| {
             let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
             bar.set_style(progress_style());
@@ -402,7 +393,7 @@ impl JobView {
         (self.state == Some(JobState::Queued) && self.queue_position > 0).then_some(self.queue_position)
     }
 
-    fn apply(&mut self, changed: JobProperties) {
+    pub(crate) fn apply(&mut self, changed: JobProperties) {
         let waited = self.waiting_for();
         self.state = changed.state.or(self.state);
         self.queue_position = changed.queue_position.unwrap_or(self.queue_position);
@@ -442,7 +433,7 @@ impl JobView {
         }
     }
 
-    fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }

@@ -9,6 +9,7 @@ mod monitor;
 mod offline;
 mod outcome;
 mod render;
+mod update;
 
 use std::process::ExitCode;
 

@@ -89,6 +89,9 @@ pub fn run(root: &Path, config_file: Option<&Path>, command: Command) -> Result<
         Command::Jobs | Command::Cancel { .. } | Command::Status | Command::Monitor { .. } => {
             anyhow::bail!("this command talks to the running service; it has no offline form")
         }
+        Command::Check(args) => crate::update::offline_check(&engine, &args)?,
+        Command::Update(args) => crate::update::offline_update(&engine, &args)?,
+        Command::Rollback(args) => crate::update::offline_rollback(&engine, &args)?,
         Command::Refresh => {
             let merged = engine.refresh()?.into_result()?;
             if merged.is_empty() {
