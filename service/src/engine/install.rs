@@ -117,7 +117,8 @@ impl Engine {
                 let mut staged = self.store.stage(self.config.max_image_size)?;
                 progress.phase(Phase::Downloading);
                 let validators = sources::http::download(url, &mut staged, progress)?;
-                let origin = Origin { source: &source.display(), resolved_digest: None, validators: Some(validators) };
+                let validators = Some(validators).filter(|v| !v.is_empty());
+                let origin = Origin { source: &source.display(), resolved_digest: None, validators };
                 Ok(vec![self.install_staged_from(staged, &origin, &request, progress)?])
             }
             sources::Source::Oci { reference } => self.install_oci(source, reference, request, progress),
