@@ -212,7 +212,8 @@ impl Store {
     pub fn open(layout: Layout) -> Result<Self, StoreError> {
         let store = Self { layout };
         let root = store.layout.store();
-        for dir in [root.clone(), root.join(META_DIR), root.join(TMP_DIR)]
+        let previous = super::updates::previous::dir(&store);
+        for dir in [root.clone(), root.join(META_DIR), root.join(TMP_DIR), previous]
             .into_iter()
             .chain(BootState::ALL.iter().map(|s| store.layout.state_dir(*s)))
         {
