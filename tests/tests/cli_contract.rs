@@ -10,8 +10,8 @@ use std::process::Output;
 use std::time::Duration;
 
 use kairos_extensions_dbus::proxies::{
-    ExtensionDisabled, ExtensionEnabled, ExtensionInstalled, ExtensionProxy, ExtensionRemoved, ExtensionUpdated, JobNew,
-    JobProxy, JobRemoved, ManagerProxy, Refreshed,
+    ExtensionDisabled, ExtensionEnabled, ExtensionInstalled, ExtensionProxy, ExtensionRemoved, ExtensionUpdated,
+    JobNew, JobProxy, JobRemoved, ManagerProxy, Refreshed,
 };
 use kairos_extensions_dbus::{BUS_NAME, BootState, INTERFACE_XML, MANAGER_INTERFACE, MANAGER_PATH};
 use kairos_extensions_tests::images::ImageBuilder;

@@ -145,6 +145,10 @@ fn a_moved_tag_is_checked_updated_now_and_rolled_back_with_signals() {
     ok(rig.kairos_ext(&["rollback", "hello", "--now"]), "second rollback");
     assert_eq!(stdout(&rig.ns.run("hello-kx", &[])).trim(), "v2");
 
+    // What the timer runs: with no configuration, auto_update is "check".
+    let said = ok(rig.kairos_ext(&["check", "--auto", "--no-ask-password"]), "check --auto");
+    assert_eq!(said.trim(), "hello 2: up to date", "one line per extension for the journal");
+
     // Removing the extension removes its previous version too.
     ok(rig.kairos_ext(&["remove", "hello", "--now"]), "remove");
     assert!(!store.join(".previous/hello.raw").exists() && !store.join(".previous/hello.json").exists());
@@ -279,4 +283,35 @@ fn an_update_whose_image_is_incompatible_or_does_not_verify_changes_nothing() {
     assert_eq!(offline.store(), before, "an update that does not verify changes nothing");
     assert_eq!(stdout(&offline.ns.run("hello-kx", &[])).trim(), "v1");
     assert!(!offline.ns.store().join(".previous").join("hello.raw").exists());
+}
+
+#[test]
+fn check_auto_does_what_auto_update_says() {
+    if !privileged("check_auto_does_what_auto_update_says") {
+        return;
+    }
+    let registry = Registry::start();
+    let insecure = format!("insecure_registries = [\"{}\"]\n", registry.host());
+    let offline = Offline::new(&format!("{insecure}auto_update = \"off\"\n"));
+    let dir = offline.scratch.path();
+    push(&registry, dir, "latest", &hello(dir, "1", None));
+    let source = format!("oci://{}/hello:latest", registry.host());
+    ok(offline.kx(&["install", &source, "--enable", "common", "--now"]), "install");
+    push(&registry, dir, "latest", &hello(dir, "2", None));
+
+    let said = ok(offline.kx(&["check", "--auto"]), "check --auto, off");
+    assert_eq!(said.trim(), "auto_update is off: nothing to do");
+
+    fs::write(&offline.config, format!("{insecure}auto_update = \"check\"\n")).expect("config");
+    let said = ok(offline.kx(&["check", "--auto"]), "check --auto, check");
+    assert!(said.starts_with("hello 1: update available (oci://"), "{said}");
+    assert!(!said.contains("Updated"), "check only checks: {said}");
+    assert_eq!(stdout(&offline.ns.run("hello-kx", &[])).trim(), "v1");
+
+    fs::write(&offline.config, format!("{insecure}auto_update = \"apply\"\nauto_update_now = true\n")).expect("config");
+    let said = ok(offline.kx(&["check", "--auto"]), "check --auto, apply");
+    assert!(said.contains("Updated hello from 1 to 2"), "{said}");
+    assert_eq!(stdout(&offline.ns.run("hello-kx", &[])).trim(), "v2", "auto_update_now merges it");
+    let said = ok(offline.kx(&["check", "--auto"]), "check --auto, nothing new");
+    assert!(said.contains("hello 2: up to date") && said.contains("No updates to apply."), "{said}");
 }
