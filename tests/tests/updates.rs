@@ -103,6 +103,12 @@ fn a_moved_tag_is_checked_updated_now_and_rolled_back_with_signals() {
     assert!(listed.contains("Updates available: hello"), "{listed}");
     assert_eq!(stdout(&rig.ns.run("hello-kx", &[])).trim(), "v1", "a check changes nothing");
 
+    // A version is for catalog installs only: refused at once, and nothing changes.
+    let out = rig.kairos_ext(&["update", "hello@2"]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(stderr(&out).contains("not a catalog install"), "{}", stderr(&out));
+    assert_eq!(property(&rig, "Version"), "s \"1\"");
+
     // Update --now: the new binary answers, the old image is the previous version.
     let said = ok(rig.kairos_ext(&["update", "hello", "--now"]), "update");
     assert!(said.contains("Updated hello from 1 to 2"), "{said}");
@@ -203,6 +209,8 @@ fn a_digest_pinned_install_reports_pinned_and_never_updates() {
     assert_eq!(rows[0]["check"], "pinned", "{said}");
     assert_eq!(rows[0]["update_available"], false, "{said}");
     let before = offline.store();
+    let out = offline.kx(&["update", "hello@2"]);
+    assert!(!out.status.success() && stderr(&out).contains("not a catalog install"), "{}", stderr(&out));
     let said = ok(offline.kx(&["update", "hello", "--now"]), "update pinned");
     assert!(said.contains("hello: not updated: pinned"), "{said}");
     assert_eq!(offline.store(), before, "nothing changes");
