@@ -215,6 +215,10 @@ fn a_digest_pinned_install_reports_pinned_and_never_updates() {
     assert!(said.contains("hello: not updated: pinned"), "{said}");
     assert_eq!(offline.store(), before, "nothing changes");
     assert_eq!(stdout(&offline.ns.run("hello-kx", &[])).trim(), "v1");
+    let out = offline.kx(&["rollback", "hello"]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(stderr(&out).contains("hello has no previous version to roll back to"), "{}", stderr(&out));
+    assert_eq!(offline.store(), before, "nothing changes");
 }
 
 #[test]

@@ -205,7 +205,7 @@ impl Engine {
             (UpdateCheck::Ok, true) => {}
             (UpdateCheck::Ok, false) => return Ok(skipped("already up to date".into())),
             (UpdateCheck::Failed(error), _) => {
-                return Err(Error::InvalidSource { source_text: ext.source.clone(), reason: error.clone() });
+                return Err(Error::UpdateCheck { name: ext.name.clone(), reason: error.clone() });
             }
             (UpdateCheck::Pinned, _) => return Ok(skipped("pinned by digest; it never updates".into())),
             (UpdateCheck::Local, _) => {
@@ -267,7 +267,7 @@ impl Engine {
         self.check_now(now)?;
         let _lock = self.lock_for_change()?;
         let ext = self.get(name)?;
-        let no_previous = || Error::NotFound(format!("{name} (no previous version to roll back to)"));
+        let no_previous = || Error::NoPreviousVersion(name.to_string());
         if !previous::exists(&self.store, name) {
             return Err(no_previous());
         }
