@@ -130,6 +130,7 @@ pub async fn update(
     let details = [("name", shown.as_str()), ("source", sources.as_str())];
     authz::authorize(shared.authority.as_ref(), connection, header, Action::Update, &details).await?;
     let uid = shared.authority.caller_uid(connection, header).await?;
+    let key = format!("update {shown} now={} version={:?}", options.now, options.version);
     let (engine, model, now) = (shared.engine.clone(), shared.clone(), options.now);
     let work: job::InstallWork = Box::new(move |progress| {
         if names.is_empty() {
@@ -146,7 +147,6 @@ pub async fn update(
         engine.update(&names, now, options.version.as_deref(), progress, &mut record)?;
         Ok(Vec::new())
     });
-    let key = format!("update {shown} {now}");
     job::start(shared, connection, JobType::Update, shown, Some(key), uid, now, work).await
 }
 
