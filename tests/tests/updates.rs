@@ -325,3 +325,35 @@ fn check_auto_does_what_auto_update_says() {
     let said = ok(offline.kx(&["check", "--auto"]), "check --auto, nothing new");
     assert!(said.contains("hello 2: up to date") && said.contains("No updates to apply."), "{said}");
 }
+
+/// polkit decides check and update apart, and sees the extension's name and source.
+#[test]
+fn check_and_update_are_separate_polkit_actions_with_name_and_source() {
+    if !privileged("check_and_update_are_separate_polkit_actions_with_name_and_source") {
+        return;
+    }
+    let rule = r#"polkit.addRule(function(action, subject) {
+    if (subject.user == "nobody" && action.id == "org.kairos.extensions1.check" &&
+        action.lookup("name") == "hello" && action.lookup("source").indexOf("file:///") == 0) {
+        return polkit.Result.YES;
+    }
+});"#;
+    let rig = Rig::start(&[rule], "idle_exit_sec = 0\n");
+    let image = rig.scratch.path().join("hello.raw");
+    fs::write(&image, hello(rig.scratch.path(), "1", None)).expect("image");
+    fs::set_permissions(&image, std::os::unix::fs::PermissionsExt::from_mode(0o644)).expect("mode");
+    ok(rig.kairos_ext(&["install", image.to_str().expect("utf-8")]), "install");
+
+    let said = ok(rig.kairos_ext_as_nobody(&["check", "hello", "--no-ask-password"]), "check hello as nobody");
+    assert!(said.contains("local file"), "{said}");
+    assert_eq!(property(&rig, "UpdateCheck"), "s \"local\"");
+    // Without a name the details name none, and the rule does not answer.
+    let out = rig.kairos_ext_as_nobody(&["check", "--no-ask-password"]);
+    assert!(!out.status.success(), "check of everything as nobody: {}", stdout(&out));
+    for args in [&["update", "hello", "--no-ask-password"][..], &["rollback", "hello", "--no-ask-password"]] {
+        let out = rig.kairos_ext_as_nobody(args);
+        assert!(!out.status.success(), "{args:?} as nobody: {}", stdout(&out));
+        assert!(stderr(&out).contains("org.kairos.extensions1.update"), "{args:?}: {}", stderr(&out));
+    }
+    assert_eq!(property(&rig, "Version"), "s \"1\"");
+}
