@@ -62,6 +62,13 @@ fn property(rig: &Rig, name: &str) -> String {
     ok(out, name).trim().to_owned()
 }
 
+/// Stops the service as systemd would and starts it again, as bus activation would.
+fn restart(rig: &mut Rig) {
+    rig.service.terminate();
+    assert_eq!(rig.service.wait_exit(std::time::Duration::from_secs(20)), Some(0), "the service stops");
+    rig.service.spawn(&rig.bus, &rig.ns);
+}
+
 fn updated_signal(monitor: &Monitor, old: &str, new: &str) -> bool {
     monitor.wait_for("ExtensionUpdated", &[json!("hello"), json!(old), json!(new)])
 }
@@ -72,8 +79,9 @@ fn a_moved_tag_is_checked_updated_now_and_rolled_back_with_signals() {
         return;
     }
     let registry = Registry::start();
-    let rig = Rig::start(&[], &format!("idle_exit_sec = 0\ninsecure_registries = [\"{}\"]\n", registry.host()));
-    let dir = rig.scratch.path();
+    let mut rig = Rig::start(&[], &format!("idle_exit_sec = 0\ninsecure_registries = [\"{}\"]\n", registry.host()));
+    let scratch = tempfile::Builder::new().prefix("kx-updates-").tempdir().expect("scratch");
+    let dir = scratch.path();
     push(&registry, dir, "latest", &hello(dir, "1", None));
     let source = format!("oci://{}/hello:latest", registry.host());
     ok(rig.kairos_ext(&["install", &source, "--enable", "common", "--now"]), "install");
@@ -103,6 +111,11 @@ fn a_moved_tag_is_checked_updated_now_and_rolled_back_with_signals() {
     assert!(listed.contains("Updates available: hello"), "{listed}");
     assert_eq!(stdout(&rig.ns.run("hello-kx", &[])).trim(), "v1", "a check changes nothing");
 
+    // What the check found outlives the service, which exits when idle.
+    restart(&mut rig);
+    assert_eq!(property(&rig, "UpdateAvailable"), "b true", "the check is remembered across a restart");
+    assert!(ok(rig.kairos_ext(&["list"]), "list").contains("Updates available: hello"));
+
     // A version is for catalog installs only: refused at once, and nothing changes.
     let out = rig.kairos_ext(&["update", "hello@2"]);
     assert!(!out.status.success(), "{}", stdout(&out));
@@ -119,6 +132,10 @@ fn a_moved_tag_is_checked_updated_now_and_rolled_back_with_signals() {
     assert_eq!(property(&rig, "UpdateAvailable"), "b false");
     assert_eq!(property(&rig, "Version"), "s \"2\"");
     assert_eq!(property(&rig, "EnabledBootStates"), "as 1 \"common\"", "enabled states are kept");
+    restart(&mut rig);
+    assert_eq!(property(&rig, "UpdateAvailable"), "b false", "a check of the image replaced is no longer true");
+    assert_eq!(property(&rig, "PreviousVersion"), "s \"1\"");
+    let monitor = Monitor::start(&rig);
 
     // The previous version is invisible to the store listing, kairos-agent and systemd.
     let store = rig.ns.store();

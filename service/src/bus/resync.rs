@@ -39,9 +39,14 @@ pub async fn resync(shared: &Arc<Shared>, connection: &Connection) -> BusResult<
 pub async fn load(shared: &Arc<Shared>, connection: &Connection) -> BusResult<usize> {
     let _serial = shared.updating.lock().await;
     let (listed, merged, previous) = read_store(shared).await?;
+    // What the last checks found outlives the service, which exits when idle.
+    let installed: Vec<(String, String)> = listed.iter().map(|e| (e.name.clone(), e.digest.clone())).collect();
+    let engine = shared.engine.clone();
+    let checked = tokio::task::spawn_blocking(move || engine.remembered_checks(&installed)).await.unwrap_or_default();
     let diff = shared.update_model(|model| {
         let diff = model.replace(listed, merged);
         model.set_previous_versions(&previous);
+        checked.iter().for_each(|outcome| model.record_check(outcome));
         // What is there at startup is nobody's news.
         model.take_news();
         diff

@@ -9,6 +9,7 @@
 //! the old state or the new one, and never loses the previous version.
 
 pub mod check;
+pub mod checks;
 pub mod previous;
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -24,7 +25,7 @@ use super::{Engine, Error, Extension, InstallRequest, Result, meta, sysext};
 use check::Origin;
 
 /// What checking one extension found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct CheckOutcome {
     /// The extension.
     pub name: String,
@@ -111,7 +112,25 @@ impl Engine {
             outcomes.push(self.check_one(ext, progress));
         }
         progress.bytes(total, Some(total));
+        let remembered = targets
+            .iter()
+            .zip(&outcomes)
+            .map(|(ext, outcome)| checks::Remembered { digest: ext.digest.clone(), outcome: outcome.clone() });
+        if let Err(e) = checks::remember(&self.store, remembered) {
+            tracing::warn!(error = %e, "cannot keep the results of the check; they last until the service stops");
+        }
         Ok(outcomes)
+    }
+
+    /// What the last checks found about the images `installed` now (name and digest):
+    /// a result about another image than the one installed now is no longer true.
+    pub fn remembered_checks(&self, installed: &[(String, String)]) -> Vec<CheckOutcome> {
+        let mut remembered = checks::load(&self.store);
+        installed
+            .iter()
+            .filter_map(|(name, digest)| remembered.remove(name).filter(|r| r.digest == *digest && !digest.is_empty()))
+            .map(|r| r.outcome)
+            .collect()
     }
 
     fn check_one(&self, ext: &Extension, progress: &dyn Progress) -> CheckOutcome {
