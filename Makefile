@@ -126,6 +126,8 @@ MANIFEST = \
 	$(LIBEXECDIR)/kairos-extensionsd \
 	$(SYSTEMDUNITDIR)/kairos-extensionsd.service \
 	$(SYSTEMDUNITDIR)/kairos-extensions-boot.service \
+	$(SYSTEMDUNITDIR)/kairos-extensions-update.service \
+	$(SYSTEMDUNITDIR)/kairos-extensions-update.timer \
 	$(SYSTEMDGENERATORDIR)/kairos-extensions-generator \
 	$(TMPFILESDIR)/kairos-extensions.conf \
 	$(DBUS_SERVICEDIR)/org.kairos.Extensions1.service \
@@ -177,6 +179,8 @@ $(BUILD_DIR)/%:
 install: dist
 	$(call install-subst,systemd/kairos-extensionsd.service.in,$(SYSTEMDUNITDIR)/kairos-extensionsd.service,0644)
 	$(call install-subst,systemd/kairos-extensions-boot.service.in,$(SYSTEMDUNITDIR)/kairos-extensions-boot.service,0644)
+	$(call install-subst,systemd/kairos-extensions-update.service.in,$(SYSTEMDUNITDIR)/kairos-extensions-update.service,0644)
+	$(call install-subst,systemd/kairos-extensions-update.timer.in,$(SYSTEMDUNITDIR)/kairos-extensions-update.timer,0644)
 	$(call install-subst,systemd/generators/kairos-extensions-generator.in,$(SYSTEMDGENERATORDIR)/kairos-extensions-generator,0755)
 	$(call install-subst,systemd/org.kairos.Extensions1.service.in,$(DBUS_SERVICEDIR)/org.kairos.Extensions1.service,0644)
 	install -Dm0755 $(DIST)/bin/kairos-ext $(DESTDIR)$(BINDIR)/kairos-ext

@@ -5,6 +5,10 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use kairos_extensions_dbus::{BootState, ExtensionName};
 
+#[path = "update_args.rs"]
+mod update_args;
+pub use update_args::{CheckArgs, RollbackArgs, UpdateArgs};
+
 /// Manage systemd system extensions.
 ///
 /// Without --root, kairos-ext talks to the kairos-extensionsd service on the system bus.
@@ -144,6 +148,14 @@ pub enum Command {
         #[command(flatten)]
         offline: OfflineArgs,
     },
+    /// Ask the source of each extension whether it has something newer, without
+    /// downloading it: a registry tag is resolved, an HTTP(S) URL answers a HEAD.
+    Check(CheckArgs),
+    /// Update extensions from the source they were installed from; the image replaced is
+    /// kept for `rollback`.
+    Update(UpdateArgs),
+    /// Put the previous version of an extension back, in one step.
+    Rollback(RollbackArgs),
     /// List running and queued jobs (service only).
     Jobs {
         /// How to print.
@@ -207,6 +219,9 @@ impl Command {
             Self::Status { .. } => "status",
             Self::Monitor { .. } => "monitor",
             Self::Search { .. } => "search",
+            Self::Check(_) => "check",
+            Self::Update(_) => "update",
+            Self::Rollback(_) => "rollback",
         }
     }
 
@@ -228,6 +243,9 @@ impl Command {
             | Self::Refresh { offline, .. }
             | Self::Search { offline, .. } => Some(offline),
             Self::Install(args) => Some(&args.offline),
+            Self::Check(args) => Some(&args.offline),
+            Self::Update(args) => Some(&args.offline),
+            Self::Rollback(args) => Some(&args.offline),
             Self::Enable(args) | Self::Disable(args) => Some(&args.offline),
             Self::Jobs { .. } | Self::Cancel { .. } | Self::Status { .. } | Self::Monitor { .. } => None,
         }
@@ -243,7 +261,14 @@ impl Command {
             | Self::Jobs { output }
             | Self::Status { output }
             | Self::Monitor { output } => Some(output),
-            Self::Install(_) | Self::Enable(_) | Self::Disable(_) | Self::Remove { .. } | Self::Cancel { .. } => None,
+            Self::Check(args) => Some(&args.output),
+            Self::Install(_)
+            | Self::Enable(_)
+            | Self::Disable(_)
+            | Self::Remove { .. }
+            | Self::Update(_)
+            | Self::Rollback(_)
+            | Self::Cancel { .. } => None,
         }
     }
 }

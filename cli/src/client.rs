@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use futures_util::StreamExt;
 use kairos_extensions_dbus::properties::JobProperties;
-use kairos_extensions_dbus::proxies::{ExtensionProxy, JobProxy, JobRemoved, ManagerProxy, ObjectManagerProxy};
+use kairos_extensions_dbus::proxies::{ExtensionProxy, JobProxy, JobRemoved, ManagerProxy};
 use kairos_extensions_dbus::{
     BUS_NAME, BootState, ErrorKind, ExtensionDescription, ExtensionStatus, FLAG_NOW, JobResult, JobState,
 };
@@ -96,21 +96,6 @@ impl Client {
             .context("the service described the extension in a form this kairos-ext does not understand")
     }
 
-    /// Every extension, from one `GetManagedObjects`: the properties of all extension
-    /// objects at once, sorted by name as offline mode lists them.
-    async fn list(&self) -> Result<Vec<ExtensionDescription>> {
-        tracing::info!("calling GetManagedObjects");
-        let objects = ObjectManagerProxy::new(&self.connection)
-            .await?
-            .get_managed_objects()
-            .await
-            .map_err(|e| explain(e, false))?;
-        let mut list: Vec<ExtensionDescription> =
-            objects.into_values().filter_map(|object| object.extension).map(ExtensionDescription::from).collect();
-        list.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(list)
-    }
-
     /// A proxy for the job at `path`, reading its properties fresh.
     async fn job(&self, path: OwnedObjectPath) -> Result<JobProxy<'static>> {
         Ok(JobProxy::builder(&self.connection)
@@ -128,9 +113,13 @@ pub async fn run(command: Command, no_ask_password: bool, out: Output) -> Result
     match command {
         Command::List { filter, .. } => {
             let state = filter.state();
-            let mut list = client.list().await?;
+            let (mut list, updates) = crate::update::list(&client.connection).await?;
             list.retain(|e| state.is_none_or(|s| e.enabled.contains(&s)));
             out.data(&list, |style, legend| render::table(&list, state, style, legend))?;
+            let footer = crate::update::updates_footer(&updates);
+            if !footer.is_empty() {
+                out.hint(footer.trim_end());
+            }
         }
         Command::Inspect { name, .. } => {
             let ext = client.describe(name.as_str()).await?;
@@ -166,7 +155,13 @@ pub async fn run(command: Command, no_ask_password: bool, out: Output) -> Result
             out.data(&serde_json::json!({ "merged": merged }), |_, legend| render::merged(&merged, legend))?;
         }
         Command::Search { text, .. } => {
-            crate::search::through_service(manager, &client.list().await?, text.as_deref(), &out).await?;
+            crate::search::through_service(
+                manager,
+                &crate::update::list(&client.connection).await?.0,
+                text.as_deref(),
+                &out,
+            )
+            .await?;
         }
         Command::Jobs { .. } => {
             tracing::info!("calling ListJobs");
@@ -213,6 +208,13 @@ pub async fn run(command: Command, no_ask_password: bool, out: Output) -> Result
             // when it cannot, instead of waiting for signals that never come.
             manager.version().await.map_err(|e| explain(e, false))?;
             monitor::run(&client.connection, out).await?
+        }
+        Command::Check(args) => {
+            crate::update::check(&client.connection, manager, client.interactive, &args, &out).await?
+        }
+        Command::Update(args) => crate::update::update(&client.connection, manager, client.interactive, &args).await?,
+        Command::Rollback(args) => {
+            crate::update::rollback(&client.connection, manager, client.interactive, &args).await?
         }
     }
     Ok(())
@@ -305,7 +307,13 @@ async fn install(client: &Client, args: InstallArgs, out: Output) -> Result<()> 
     // Whether an extension of the name that gets installed was there before: the job
     // does not say whether it replaced one.
     let before: Vec<String> = if args.replace {
-        client.list().await?.into_iter().filter(|e| e.status != ExtensionStatus::ImageMissing).map(|e| e.name).collect()
+        crate::update::list(&client.connection)
+            .await?
+            .0
+            .into_iter()
+            .filter(|e| e.status != ExtensionStatus::ImageMissing)
+            .map(|e| e.name)
+            .collect()
     } else {
         Vec::new()
     };
@@ -440,12 +448,12 @@ fn progress_style() -> indicatif::ProgressStyle {
 /// progress bar with bytes, rate and ETA on a terminal, one line per phase otherwise;
 /// while the job is queued, how many jobs are ahead of it, as the bar's text or as a
 /// line whenever that changes.
-struct JobView {
+pub(crate) struct JobView {
     state: Option<JobState>,
     queue_position: u32,
     phase: String,
     name: String,
-    error: String,
+    pub(crate) error: String,
     bytes_done: u64,
     bytes_total: u64,
     bar: Option<indicatif::ProgressBar>,
@@ -454,7 +462,7 @@ struct JobView {
 
 impl JobView {
     /// A view that shows progress when `shown` (not with `-q`), as a bar on a terminal.
-    fn new(shown: bool, tty: bool) -> Self {
+    pub(crate) fn new(shown: bool, tty: bool) -> Self {
         let bar = (shown && tty).then(|| {
             let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
             bar.set_style(progress_style());
@@ -478,7 +486,7 @@ impl JobView {
         (self.state == Some(JobState::Queued) && self.queue_position > 0).then_some(self.queue_position)
     }
 
-    fn apply(&mut self, changed: JobProperties) {
+    pub(crate) fn apply(&mut self, changed: JobProperties) {
         let waited = self.waiting_for();
         self.state = changed.state.or(self.state);
         self.queue_position = changed.queue_position.unwrap_or(self.queue_position);
@@ -520,7 +528,7 @@ impl JobView {
         }
     }
 
-    fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }

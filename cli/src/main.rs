@@ -15,6 +15,7 @@ mod pager;
 mod render;
 mod search;
 mod style;
+mod update;
 
 use std::process::ExitCode;
 

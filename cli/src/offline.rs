@@ -59,6 +59,7 @@ pub fn run(root: &Path, config_file: Option<&Path>, command: Command, out: Outpu
                 now: args.now,
                 replace: args.replace,
                 digest: args.digest.as_deref().map(str::parse::<Sha256Digest>).transpose()?,
+                update: false,
             };
             let boot = engine.boot_state();
             for installed in engine.install_source(&source, &request, &Silent).with_context(cannot)? {
@@ -96,6 +97,9 @@ pub fn run(root: &Path, config_file: Option<&Path>, command: Command, out: Outpu
             );
         }
         Command::Search { text, .. } => crate::search::offline(&engine, text.as_deref(), &out)?,
+        Command::Check(args) => crate::update::offline_check(&engine, &args, &out)?,
+        Command::Update(args) => crate::update::offline_update(&engine, &args)?,
+        Command::Rollback(args) => crate::update::offline_rollback(&engine, &args)?,
         Command::Refresh { .. } => {
             let merged: Vec<String> = engine.refresh()?.into_result()?.into_iter().collect();
             out.data(&serde_json::json!({ "merged": merged }), |_, legend| render::merged(&merged, legend))?;

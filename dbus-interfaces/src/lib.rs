@@ -17,6 +17,7 @@ pub mod paths;
 pub mod properties;
 pub mod proxies;
 mod status;
+mod update_check;
 
 /// The interface contract, as installed to `/usr/share/dbus-1/interfaces/`.
 pub const INTERFACE_XML: &str = include_str!("../org.kairos.Extensions1.xml");
@@ -28,6 +29,7 @@ pub use job_state::{JobState, UnknownJobState};
 pub use job_type::{JobType, UnknownJobType};
 pub use name::{ExtensionName, InvalidName};
 pub use status::{ExtensionStatus, UnknownStatus};
+pub use update_check::UpdateCheck;
 
 /// Well-known bus name of the service.
 pub const BUS_NAME: &str = "org.kairos.Extensions1";

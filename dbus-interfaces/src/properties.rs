@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use zbus::{DeserializeDict, SerializeDict, Type};
 
-use crate::{BootState, ExtensionStatus, JobState, JobType};
+use crate::{BootState, ExtensionStatus, JobState, JobType, UpdateCheck};
 
 /// Every property of an `org.kairos.Extensions1.Extension` object. Each is required:
 /// a dictionary that lacks one does not decode.
@@ -43,6 +43,18 @@ pub struct ExtensionProperties {
     pub status_reason: String,
     /// `Release`.
     pub release: BTreeMap<String, String>,
+    /// `UpdateAvailable`.
+    pub update_available: bool,
+    /// `AvailableVersion`.
+    pub available_version: String,
+    /// `AvailableSource`.
+    pub available_source: String,
+    /// `CheckedTime`.
+    pub checked_time: u64,
+    /// `UpdateCheck`.
+    pub update_check: UpdateCheck,
+    /// `PreviousVersion`.
+    pub previous_version: String,
 }
 
 /// Any subset of the properties of an `org.kairos.Extensions1.Job` object: all of them
@@ -114,8 +126,14 @@ mod tests {
             ("Status", Variant::from("shadowed")),
             ("StatusReason", Variant::from("/etc/extensions/k3s.raw comes first")),
             ("Release", Variant::from(HashMap::from([("ID", "_any")]))),
+            ("UpdateAvailable", Variant::from(true)),
+            ("AvailableVersion", Variant::from("")),
+            ("AvailableSource", Variant::from("oci://r/k3s:v1@sha256:ab")),
+            ("CheckedTime", Variant::from(9u64)),
+            ("UpdateCheck", Variant::from("ok")),
+            ("PreviousVersion", Variant::from("1.31")),
             // A property added by a later service is skipped.
-            ("UpdateAvailable", Variant::from(false)),
+            ("NotYetInvented", Variant::from(false)),
         ])
     }
 
@@ -140,6 +158,8 @@ mod tests {
         assert_eq!((ext.size, ext.installed_time), (4096, 7));
         assert_eq!(ext.status, ExtensionStatus::Shadowed);
         assert_eq!(ext.release, BTreeMap::from([("ID".to_owned(), "_any".to_owned())]));
+        assert!(ext.update_available && ext.update_check == UpdateCheck::Ok);
+        assert_eq!((ext.checked_time, ext.previous_version.as_str()), (9, "1.31"));
 
         let job: Interfaces<'_> = HashMap::from([(JOB_INTERFACE, HashMap::from([("Id", Variant::from(3u64))]))]);
         let bytes = to_bytes(Context::new(LE, 0), &job).expect("encodes");

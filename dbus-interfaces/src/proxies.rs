@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use zbus::{OwnedObjectPath, OwnedVariant, proxy};
 
 use crate::properties::ObjectInterfaces;
-use crate::{BootState, ExtensionStatus, JobResult, JobState, JobType};
+use crate::{BootState, ExtensionStatus, JobResult, JobState, JobType, UpdateCheck};
 
 /// One row of `ListExtensions`: name, version, enabled states, merged, object path.
 pub type ExtensionRow = (String, String, Vec<BootState>, bool, OwnedObjectPath);
@@ -72,6 +72,19 @@ pub trait Manager {
     fn refresh(&self, flags: u64) -> zbus::Result<Vec<String>>;
     #[zbus(name = "Refresh", allow_interactive_auth)]
     fn refresh_interactive(&self, flags: u64) -> zbus::Result<Vec<String>>;
+    fn check_updates(&self, names: &[&str], flags: u64) -> zbus::Result<(u64, OwnedObjectPath)>;
+    #[zbus(name = "CheckUpdates", allow_interactive_auth)]
+    fn check_updates_interactive(&self, names: &[&str], flags: u64) -> zbus::Result<(u64, OwnedObjectPath)>;
+    fn update(&self, names: &[&str], options: HashMap<&str, OwnedVariant>) -> zbus::Result<(u64, OwnedObjectPath)>;
+    #[zbus(name = "Update", allow_interactive_auth)]
+    fn update_interactive(
+        &self,
+        names: &[&str],
+        options: HashMap<&str, OwnedVariant>,
+    ) -> zbus::Result<(u64, OwnedObjectPath)>;
+    fn rollback(&self, name: &str, flags: u64) -> zbus::Result<()>;
+    #[zbus(name = "Rollback", allow_interactive_auth)]
+    fn rollback_interactive(&self, name: &str, flags: u64) -> zbus::Result<()>;
 
     #[zbus(signal)]
     fn extension_installed(&self, name: String, path: OwnedObjectPath) -> zbus::Result<()>;
@@ -81,6 +94,8 @@ pub trait Manager {
     fn extension_enabled(&self, name: String, boot_state: BootState) -> zbus::Result<()>;
     #[zbus(signal)]
     fn extension_disabled(&self, name: String, boot_state: BootState) -> zbus::Result<()>;
+    #[zbus(signal)]
+    fn extension_updated(&self, name: String, old_version: String, new_version: String) -> zbus::Result<()>;
     #[zbus(signal)]
     fn refreshed(&self, merged: Vec<String>) -> zbus::Result<()>;
     #[zbus(signal)]
@@ -144,6 +159,18 @@ pub trait Extension {
     fn status_reason(&self) -> zbus::Result<String>;
     #[zbus(property(emits_changed_signal = "false"))]
     fn release(&self) -> zbus::Result<BTreeMap<String, String>>;
+    #[zbus(property)]
+    fn update_available(&self) -> zbus::Result<bool>;
+    #[zbus(property)]
+    fn available_version(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn available_source(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn checked_time(&self) -> zbus::Result<u64>;
+    #[zbus(property)]
+    fn update_check(&self) -> zbus::Result<UpdateCheck>;
+    #[zbus(property)]
+    fn previous_version(&self) -> zbus::Result<String>;
 }
 
 #[proxy(interface = "org.kairos.Extensions1.Job", default_service = "org.kairos.Extensions1")]

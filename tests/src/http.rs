@@ -108,3 +108,89 @@ impl Drop for FileServer {
         let _ = TcpStream::connect(("127.0.0.1", self.port));
     }
 }
+
+/// What a [`ChangingServer`] says identifies the version of its file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Validator {
+    /// An `ETag` header.
+    ETag,
+    /// A `Last-Modified` header.
+    LastModified,
+    /// Neither.
+    Neither,
+}
+
+/// Serves one file whose content the test replaces, answering GET and HEAD with the
+/// validator it was started with; the validator changes with each new content.
+pub struct ChangingServer {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    file: Arc<std::sync::Mutex<(Vec<u8>, u32)>>,
+}
+
+impl ChangingServer {
+    /// Starts serving `body` on 127.0.0.1 with `validator`.
+    pub fn start(body: Vec<u8>, validator: Validator) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let port = listener.local_addr().expect("local address").port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let file = Arc::new(std::sync::Mutex::new((body, 1)));
+        let (flag, served) = (stop.clone(), file.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if flag.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let served = served.clone();
+                std::thread::spawn(move || answer(stream, &served, validator));
+            }
+        });
+        Self { port, stop, file }
+    }
+
+    /// Serves `body` from now on, as the next version.
+    pub fn replace(&self, body: Vec<u8>) {
+        let mut file = self.file.lock().expect("the file");
+        let version = file.1 + 1;
+        *file = (body, version);
+    }
+
+    /// A URL on this server (any path serves the file).
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/{path}", self.port)
+    }
+}
+
+fn answer(mut stream: TcpStream, file: &std::sync::Mutex<(Vec<u8>, u32)>, validator: Validator) {
+    let Ok(clone) = stream.try_clone() else { return };
+    let mut reader = BufReader::new(clone);
+    let mut request = String::new();
+    if reader.read_line(&mut request).is_err() {
+        return;
+    }
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).map(|n| n == 0).unwrap_or(true) || line == "\r\n" {
+            break;
+        }
+    }
+    let (body, version) = file.lock().map(|f| f.clone()).unwrap_or_default();
+    let header = match validator {
+        Validator::ETag => format!("ETag: \"v{version}\"\r\n"),
+        // One day apart per version, in the HTTP date format.
+        Validator::LastModified => format!("Last-Modified: Tue, {:02} Jul 2025 10:00:00 GMT\r\n", version),
+        Validator::Neither => String::new(),
+    };
+    let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n{header}Connection: close\r\n\r\n", body.len());
+    if !request.starts_with("HEAD ") {
+        let _ = stream.write_all(&body);
+    }
+}
+
+impl Drop for ChangingServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}

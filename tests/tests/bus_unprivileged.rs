@@ -201,6 +201,7 @@ fn place(store: &Path, name: &str) {
         source: format!("file:///images/{name}.raw"),
         resolved_digest: None,
         catalog: None,
+        validators: None,
         digest: format!("sha256:{}", "0".repeat(64)),
         size: meta.len(),
         mtime_ns: FileKey::of(&meta).mtime_ns(),

@@ -400,3 +400,87 @@ fn hostile_catalogs_give_precise_errors() {
     assert_eq!(verdict["error"]["name"], "org.kairos.Extensions1.Error.TooLarge", "{verdict}");
     assert!(verdict["error"]["message"].as_str().unwrap_or("").contains(&huge), "{verdict}");
 }
+
+/// The catalog `document` makes, offering 1.0.0 alone (as it was before 1.1.0 came out).
+fn first_release_only(published: &Published) -> Value {
+    let mut doc = document(&published.references[0], &published.references[1]);
+    doc["layers"][0]["latest"] = json!("1.0.0");
+    if let Some(tags) = doc["layers"][0]["tags"].as_array_mut() {
+        tags.remove(0);
+    }
+    doc
+}
+
+/// The `check --json` row of `hello`.
+fn checked(out: &Output) -> Value {
+    let rows: Value = serde_json::from_slice(&out.stdout).expect("check --json prints JSON");
+    rows.as_array().and_then(|rows| rows.iter().find(|r| r["name"] == "hello")).cloned().unwrap_or(Value::Null)
+}
+
+#[test]
+fn check_and_update_follow_a_newer_version_and_an_exact_version_is_a_pin() {
+    if !privileged("check_and_update_follow_a_newer_version_and_an_exact_version_is_a_pin") {
+        return;
+    }
+    let published = Published::new();
+    let moving = published.server.put("moving.json", first_release_only(&published).to_string());
+    let ns = Namespace::new();
+    let config = published.scratch.path().join("extensions.toml");
+    fs::write(&config, published.config(&[&moving])).expect("config");
+    let kx = |args: &[&str]| offline(&ns, &config, args);
+    let version = |what: &str| {
+        let (hello, _) = installed(&succeeded(kx(&["list", "--json"]), what), ns.store());
+        hello["version"].as_str().unwrap_or_default().to_owned()
+    };
+
+    // A constraint follows the newest match once the catalog offers it.
+    succeeded(kx(&["install", "hello@^1.0"]), "install hello@^1.0");
+    assert_eq!(version("list"), "1.0.0");
+    let row = checked(&succeeded(kx(&["check", "--json"]), "check"));
+    assert_eq!((&row["check"], &row["update_available"]), (&json!("ok"), &json!(false)), "{row}");
+    published.server.put("moving.json", document(&published.references[0], &published.references[1]).to_string());
+    let row = checked(&succeeded(kx(&["check", "--json"]), "check"));
+    assert_eq!((&row["check"], &row["update_available"]), (&json!("ok"), &json!(true)), "{row}");
+    assert_eq!(row["available_version"], "1.1.0", "{row}");
+    assert_eq!(row["available_source"], format!("oci://{}", published.references[1]), "{row}");
+    let updated = succeeded(kx(&["update", "hello"]), "update");
+    assert!(stdout(&updated).contains("Updated hello from 1.0.0 to 1.1.0"), "{}", stdout(&updated));
+    assert_eq!(version("list"), "1.1.0");
+    let row = checked(&succeeded(kx(&["check", "--json"]), "check"));
+    assert_eq!(row["update_available"], false, "1.1.0 is the newest match: {row}");
+    succeeded(kx(&["rollback", "hello"]), "rollback");
+    assert_eq!(version("list"), "1.0.0");
+
+    // An exact version is a pin: a newer version is reported, not installed, until
+    // NAME@VERSION moves the pin.
+    succeeded(kx(&["install", "hello@1.0.0", "--replace"]), "install hello@1.0.0");
+    let row = checked(&succeeded(kx(&["check", "--json"]), "check"));
+    assert_eq!((&row["check"], &row["update_available"]), (&json!("pinned"), &json!(false)), "{row}");
+    assert_eq!(row["available_version"], "1.1.0", "the newer version is still told: {row}");
+    let skipped = succeeded(kx(&["update", "hello"]), "update of a pin");
+    assert!(stdout(&skipped).contains("pinned to version 1.0.0"), "{}", stdout(&skipped));
+    assert_eq!(version("list"), "1.0.0");
+    succeeded(kx(&["update", "hello@1.1.0"]), "update hello@1.1.0");
+    let (hello, record) = installed(&succeeded(kx(&["list", "--json"]), "list"), ns.store());
+    assert_eq!(hello["version"], "1.1.0", "{hello}");
+    assert_eq!(record["catalog"]["request"], json!({"kind": "exact", "text": "1.1.0"}), "the new pin: {record}");
+    let refused = kx(&["update", "hello@9.9.9"]);
+    assert!(!refused.status.success(), "a version the catalog does not have");
+    assert_eq!(version("list"), "1.1.0", "a failed update changes nothing");
+
+    // Through the service, the check job reads the catalog and the update follows it.
+    let service_published = published;
+    service_published.server.put("moving.json", first_release_only(&service_published).to_string());
+    let rig = Rig::start(&[], &service_published.config(&[&moving]));
+    succeeded(rig.kairos_ext(&["install", "hello@^1.0"]), "install through the service");
+    service_published
+        .server
+        .put("moving.json", document(&service_published.references[0], &service_published.references[1]).to_string());
+    let row = checked(&succeeded(rig.kairos_ext(&["check", "--json"]), "check through the service"));
+    assert_eq!((&row["update_available"], &row["available_version"]), (&json!(true), &json!("1.1.0")), "{row}");
+    succeeded(rig.kairos_ext(&["update", "hello"]), "update through the service");
+    let listed: Value =
+        serde_json::from_slice(&succeeded(rig.kairos_ext(&["list", "--json"]), "list").stdout).expect("list --json");
+    let hello = listed.as_array().and_then(|all| all.iter().find(|e| e["name"] == "hello")).cloned();
+    assert_eq!(hello.map(|h| h["version"].clone()), Some(json!("1.1.0")));
+}

@@ -10,8 +10,8 @@ use std::process::Output;
 use std::time::Duration;
 
 use kairos_extensions_dbus::proxies::{
-    ExtensionDisabled, ExtensionEnabled, ExtensionInstalled, ExtensionProxy, ExtensionRemoved, JobNew, JobProxy,
-    JobRemoved, ManagerProxy, Refreshed,
+    ExtensionDisabled, ExtensionEnabled, ExtensionInstalled, ExtensionProxy, ExtensionRemoved, ExtensionUpdated,
+    JobNew, JobProxy, JobRemoved, ManagerProxy, Refreshed,
 };
 use kairos_extensions_dbus::{BUS_NAME, BootState, INTERFACE_XML, MANAGER_INTERFACE, MANAGER_PATH};
 use kairos_extensions_tests::images::ImageBuilder;
@@ -200,6 +200,12 @@ async fn call_everything(client: &Connection, caller: &mut Caller) {
     caller.check("Remove", manager.remove_interactive("hello", 0).await, true);
     caller.check("Refresh", manager.refresh(0).await, false);
     caller.check("Refresh", manager.refresh_interactive(0).await, true);
+    caller.check("CheckUpdates", manager.check_updates(&["hello"], 0).await, false);
+    caller.check("CheckUpdates", manager.check_updates_interactive(&[], 0).await, true);
+    caller.check("Update", manager.update(&["hello"], HashMap::new()).await, false);
+    caller.check("Update", manager.update_interactive(&[], HashMap::new()).await, true);
+    caller.check("Rollback", manager.rollback("hello", 1).await, false);
+    caller.check("Rollback", manager.rollback_interactive("hello", 0).await, true);
     caller.check("Manager.Version", manager.version().await, false);
     caller.check("Manager.BootState", manager.boot_state().await, false);
     caller.check("Manager.BootStates", manager.boot_states().await, false);
@@ -228,6 +234,12 @@ async fn call_everything(client: &Connection, caller: &mut Caller) {
     caller.check("Extension.Status", extension.status().await, false);
     caller.check("Extension.StatusReason", extension.status_reason().await, false);
     caller.check("Extension.Release", extension.release().await, false);
+    caller.check("Extension.UpdateAvailable", extension.update_available().await, false);
+    caller.check("Extension.AvailableVersion", extension.available_version().await, false);
+    caller.check("Extension.AvailableSource", extension.available_source().await, false);
+    caller.check("Extension.CheckedTime", extension.checked_time().await, false);
+    caller.check("Extension.UpdateCheck", extension.update_check().await, false);
+    caller.check("Extension.PreviousVersion", extension.previous_version().await, false);
 
     caller.check("Job.Cancel", job.cancel().await, false);
     caller.check("Job.Cancel", job.cancel_interactive().await, true);
@@ -254,6 +266,7 @@ fn manager_signal(member: &str, args: &str) -> Message {
         "as" => builder.build(&(vec!["hello"],)),
         "to" => builder.build(&(1u64, object)),
         "tos" => builder.build(&(1u64, object, "done")),
+        "sss" => builder.build(&("hello", "1", "2")),
         other => panic!("teach this test a signal of signature {other}"),
     }
     .expect("signal body")
@@ -268,6 +281,7 @@ fn proxy_reads(member: &str, message: Message) -> Option<bool> {
         "ExtensionEnabled" => ExtensionEnabled::from_message(message)?.args().is_ok(),
         "ExtensionDisabled" => ExtensionDisabled::from_message(message)?.args().is_ok(),
         "Refreshed" => Refreshed::from_message(message)?.args().is_ok(),
+        "ExtensionUpdated" => ExtensionUpdated::from_message(message)?.args().is_ok(),
         "JobNew" => JobNew::from_message(message)?.args().is_ok(),
         "JobRemoved" => JobRemoved::from_message(message)?.args().is_ok(),
         _ => return None,

@@ -39,6 +39,9 @@ struct Scenario<'a> {
     idempotent: bool,
     /// An extra configuration file.
     config: Option<PathBuf>,
+    /// Called before setup step `i`, and with the number of steps after the last: to
+    /// change what a registry serves between steps.
+    prepare: Option<&'a dyn Fn(usize)>,
 }
 
 struct Rig {
@@ -85,9 +88,15 @@ impl Rig {
         }
         // The store's own directories, as any first start makes them.
         self.settle();
-        for args in &scenario.setup {
+        for (step, args) in scenario.setup.iter().enumerate() {
+            if let Some(prepare) = scenario.prepare {
+                prepare(step);
+            }
             let out = self.kx(scenario, args, None);
             assert!(out.status.success(), "setup {args:?}: {}", stderr(&out));
+        }
+        if let Some(prepare) = scenario.prepare {
+            prepare(scenario.setup.len());
         }
         for line in scenario.setup_shell {
             let out = self.ns.run("sh", &["-c", line]);
@@ -106,11 +115,8 @@ impl Rig {
                 if key.ends_with("/.lock") {
                     continue;
                 }
-                let what = if path.starts_with(".meta") && what != "dir" {
-                    normalized_record(&self.ns.host_path(&key))
-                } else {
-                    what
-                };
+                let record = path.starts_with(".meta") || path.starts_with(".previous") && key.ends_with(".json");
+                let what = if record && what != "dir" { normalized_record(&self.ns.host_path(&key)) } else { what };
                 state.insert(key, what);
             }
         }
@@ -155,8 +161,8 @@ fn is_leftover(key: &str) -> bool {
     let Some(relative) = key.strip_prefix(STORE).or_else(|| key.strip_prefix(RUNTIME)) else { return false };
     let parts: Vec<&str> = relative.split('/').collect();
     match parts.as_slice() {
-        [".meta"] | [".tmp"] => false,
-        [".meta", record] => record.starts_with('.'),
+        [".meta"] | [".tmp"] | [".previous"] => false,
+        [".meta", record] | [".previous", record] => record.starts_with('.'),
         _ => parts.iter().any(|part| part.starts_with('.')),
     }
 }
@@ -240,6 +246,7 @@ fn install_enable_now_is_all_or_nothing_across_crashes() {
             command: args(&["install", &image, "--enable", "common", "--now"]),
             idempotent: false,
             config: None,
+            prepare: None,
         }
     });
 }
@@ -258,6 +265,7 @@ fn install_replace_now_is_all_or_nothing_across_crashes() {
             command: args(&["install", &new, "--replace", "--enable", "common", "--now"]),
             idempotent: true,
             config: None,
+            prepare: None,
         }
     });
 }
@@ -285,6 +293,7 @@ fn an_install_of_several_images_is_all_or_nothing_across_crashes() {
             command: args(&["install", &source, "--replace", "--enable", "common", "--now"]),
             idempotent: true,
             config: Some(config),
+            prepare: None,
         }
     });
 }
@@ -302,6 +311,7 @@ fn enable_now_is_all_or_nothing_across_crashes() {
             command: args(&["enable", "hello", "--boot", "common", "--now"]),
             idempotent: true,
             config: None,
+            prepare: None,
         }
     });
 }
@@ -323,6 +333,7 @@ fn disable_now_is_all_or_nothing_across_crashes() {
             command: args(&["disable", "hello", "--boot", "common", "--now"]),
             idempotent: true,
             config: None,
+            prepare: None,
         }
     });
 }
@@ -344,6 +355,7 @@ fn remove_now_is_all_or_nothing_across_crashes() {
             command: args(&["remove", "hello", "--now"]),
             idempotent: false,
             config: None,
+            prepare: None,
         }
     });
 }
@@ -362,6 +374,88 @@ fn refresh_settles_to_the_activated_set_across_crashes() {
             command: args(&["refresh"]),
             idempotent: true,
             config: None,
+            prepare: None,
         }
     });
+}
+
+/// A registry whose `hello:latest` the scenario moves from v1 to v2 between setup steps,
+/// and the configuration that reaches it.
+struct Moving {
+    registry: Registry,
+    layouts: [PathBuf; 2],
+    config: PathBuf,
+}
+
+impl Moving {
+    fn new(rig: &Rig) -> Self {
+        let registry = Registry::start();
+        let layouts = ["1", "2"].map(|version| {
+            let image = fs::read(rig.image("hello", version, &format!("hello-{version}.img"))).expect("image");
+            let layout = rig.scratch.path().join(format!("layout-{version}"));
+            gzip_layer_layout(&layout, "latest", &tar(&[("hello.raw", &image)]));
+            layout
+        });
+        let config = rig.scratch.path().join("extensions.toml");
+        fs::write(&config, format!("insecure_registries = [\"{}\"]\n", registry.host())).expect("config");
+        Self { registry, layouts, config }
+    }
+
+    fn source(&self) -> String {
+        format!("oci://{}/hello:latest", self.registry.host())
+    }
+
+    /// Serves v1 before the first setup step and v2 before the second.
+    fn prepare(&self, step: usize) {
+        if let Some(layout) = self.layouts.get(step) {
+            self.registry.push(layout, "latest", "hello", false);
+        }
+    }
+}
+
+#[test]
+fn update_now_is_old_or_new_across_crashes() {
+    if !privileged("update_now_is_old_or_new_across_crashes") {
+        return;
+    }
+    let rig = Rig::new();
+    let moving = Moving::new(&rig);
+    let prepare = |step: usize| moving.prepare(step);
+    let scenario = Scenario {
+        setup: vec![args(&["install", &moving.source(), "--enable", "common", "--now"])],
+        setup_shell: &[],
+        command: args(&["update", "hello", "--now"]),
+        // Once updated, another update finds nothing newer and changes nothing.
+        idempotent: true,
+        config: Some(moving.config.clone()),
+        prepare: Some(&prepare),
+    };
+    let points = crash_everywhere(&rig, &scenario);
+    assert!(points > 0, "the update passed no crash point");
+    eprintln!("update --now: crash points exercised: {points}");
+}
+
+#[test]
+fn rollback_now_is_old_or_new_across_crashes() {
+    if !privileged("rollback_now_is_old_or_new_across_crashes") {
+        return;
+    }
+    let rig = Rig::new();
+    let moving = Moving::new(&rig);
+    let prepare = |step: usize| moving.prepare(step);
+    let scenario = Scenario {
+        setup: vec![
+            args(&["install", &moving.source(), "--enable", "common", "--now"]),
+            args(&["update", "hello", "--now"]),
+        ],
+        setup_shell: &[],
+        command: args(&["rollback", "hello", "--now"]),
+        // A second rollback swaps back: it is retried only from the old state.
+        idempotent: false,
+        config: Some(moving.config.clone()),
+        prepare: Some(&prepare),
+    };
+    let points = crash_everywhere(&rig, &scenario);
+    assert!(points > 0, "the rollback passed no crash point");
+    eprintln!("rollback --now: crash points exercised: {points}");
 }

@@ -127,6 +127,8 @@ fn expected_usr() -> BTreeSet<String> {
         "/usr/libexec/kairos-extensionsd",
         "/usr/lib/systemd/system/kairos-extensionsd.service",
         "/usr/lib/systemd/system/kairos-extensions-boot.service",
+        "/usr/lib/systemd/system/kairos-extensions-update.service",
+        "/usr/lib/systemd/system/kairos-extensions-update.timer",
         "/usr/lib/systemd/system-generators/kairos-extensions-generator",
         "/usr/lib/tmpfiles.d/kairos-extensions.conf",
         "/usr/share/dbus-1/system-services/org.kairos.Extensions1.service",
@@ -606,6 +608,8 @@ fn the_deb_installs_into_a_root_verifies_and_removes_what_it_installed() {
         "postinst enables the boot unit"
     );
     assert_eq!(Path::new("/").join(enablement).exists(), host_had_enablement, "the host is untouched");
+    let timer = root.join("etc/systemd/system/timers.target.wants/kairos-extensions-update.timer");
+    assert!(fs::symlink_metadata(timer).is_err(), "the update timer is shipped disabled");
 
     // The installed units pass systemd-analyze verify against the installed tree (with the
     // host's own units for the targets they order against, and our man pages).
@@ -619,6 +623,8 @@ fn the_deb_installs_into_a_root_verifies_and_removes_what_it_installed() {
         .args([
             "/usr/lib/systemd/system/kairos-extensionsd.service",
             "/usr/lib/systemd/system/kairos-extensions-boot.service",
+            "/usr/lib/systemd/system/kairos-extensions-update.service",
+            "/usr/lib/systemd/system/kairos-extensions-update.timer",
         ])
         .env("MANPATH", root.join("usr/share/man"))
         .current_dir(root)

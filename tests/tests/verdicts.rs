@@ -750,6 +750,7 @@ fn installed_before_the_check(ns: &Namespace, dir: &Path) {
         source: format!("file://{}", image.display()),
         resolved_digest: None,
         catalog: None,
+        validators: None,
         digest: kairos_extensions_tests::registry::digest(&bytes),
         size: meta.len(),
         mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),

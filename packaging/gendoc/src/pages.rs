@@ -227,6 +227,13 @@ or a systemd image\-policy string.
 How the merge is refreshed: \fBsystemd\-unit\fR restarts \fBsystemd\-sysext.service\fR, \fBexec\fR runs
 \fBsystemd\-sysext refresh\fR, \fBauto\fR picks \fBsystemd\-unit\fR when systemd runs the system.
 .TP
+\fBauto_update\fR (default \fBcheck\fR)
+What \fBkairos\-extensions\-update.timer\fR does: \fBoff\fR (nothing), \fBcheck\fR (check every
+extension for updates) or \fBapply\fR (check, then update those with an update).
+.TP
+\fBauto_update_now\fR (default \fBfalse\fR)
+Whether updates the timer applies are merged at once where the extension is merged now.
+.TP
 \fBinsecure_registries\fR (default none)
 Registries, as \fIhost\fR or \fIhost\fR:\fIport\fR, that may be reached over plain HTTP.
 .TP

@@ -18,7 +18,7 @@ use zbus::names::InterfaceName;
 use zbus::object_server::{ObjectServer, SignalEmitter};
 use zbus::{Connection, Variant};
 
-use super::model::{Diff, newly_enabled};
+use super::model::{Diff, UpdateInfo, UpdateNews, newly_enabled};
 use super::signals::{self, MANAGER_INTERFACE};
 use crate::engine::Extension;
 
@@ -78,6 +78,54 @@ pub async fn publish(connection: &Connection, exporter: &dyn Exporter, diff: &Di
         properties_changed(connection, &MANAGER_PATH.try_into()?, MANAGER_INTERFACE, changed).await?;
     }
     Ok(())
+}
+
+/// Announces update news: changed update properties, and `ExtensionUpdated`. After
+/// [`publish`], so that an extension's new version is told before the signal that it was
+/// updated.
+pub async fn publish_news(connection: &Connection, news: &[UpdateNews]) -> zbus::Result<()> {
+    for item in news {
+        match item {
+            UpdateNews::Changed { name, before, now } => {
+                properties_changed(connection, &extension_path(name), EXTENSION_INTERFACE, update_changes(before, now))
+                    .await?;
+            }
+            UpdateNews::Updated { name, old_version, new_version } => {
+                tracing::info!(extension = %name, old_version, new_version, "extension updated");
+                signals::extension_updated(connection, name, old_version, new_version).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every update property that differs between `before` and `now`.
+fn update_changes<'a>(before: &UpdateInfo, now: &'a UpdateInfo) -> HashMap<&'static str, Variant<'a>> {
+    let mut changed = HashMap::new();
+    let mut note = |property: &'static str, differs: bool, value: Variant<'a>| {
+        if differs {
+            changed.insert(property, value);
+        }
+    };
+    note("UpdateAvailable", before.update_available != now.update_available, Variant::from(now.update_available));
+    note(
+        "AvailableVersion",
+        before.available_version != now.available_version,
+        Variant::from(now.available_version.as_str()),
+    );
+    note(
+        "AvailableSource",
+        before.available_source != now.available_source,
+        Variant::from(now.available_source.as_str()),
+    );
+    note("CheckedTime", before.checked_time != now.checked_time, Variant::from(now.checked_time));
+    note("UpdateCheck", before.check != now.check, Variant::from(now.check.as_str()));
+    note(
+        "PreviousVersion",
+        before.previous_version != now.previous_version,
+        Variant::from(now.previous_version.as_str()),
+    );
+    changed
 }
 
 /// Every property of an extension object that differs between `before` and `now`.

@@ -25,6 +25,10 @@ pub enum Action {
     Manage,
     /// Remove an extension.
     Remove,
+    /// Ask the sources of installed extensions for updates.
+    Check,
+    /// Update an extension, or roll it back.
+    Update,
 }
 
 impl Action {
@@ -34,6 +38,8 @@ impl Action {
             Self::Install => "org.kairos.extensions1.install",
             Self::Manage => "org.kairos.extensions1.manage",
             Self::Remove => "org.kairos.extensions1.remove",
+            Self::Check => "org.kairos.extensions1.check",
+            Self::Update => "org.kairos.extensions1.update",
         }
     }
 }

@@ -11,6 +11,7 @@ use zbus::{Connection, interface};
 
 use super::announce::Exporter;
 use super::error::Result;
+use super::model::UpdateInfo;
 use super::ops;
 use super::state::Shared;
 use crate::engine::Extension;
@@ -27,6 +28,13 @@ impl ExtensionObject {
     /// that raced with its removal).
     fn read<T: Default>(&self, field: impl FnOnce(&Extension) -> T) -> T {
         self.shared.snapshot(&self.name).map(|ext| field(&ext)).unwrap_or_default()
+    }
+}
+
+impl ExtensionObject {
+    /// The update properties of this extension, from the model.
+    fn updates(&self) -> UpdateInfo {
+        self.shared.model().update_info(&self.name)
     }
 }
 
@@ -172,5 +180,42 @@ impl ExtensionObject {
     #[zbus(property)]
     fn release(&self) -> HashMap<String, String> {
         self.read(|e| e.release.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+    }
+
+    /// Whether the last check found something newer at the source.
+    #[zbus(property)]
+    fn update_available(&self) -> bool {
+        self.updates().update_available
+    }
+
+    /// The version an update would install, when the source tells it; else empty.
+    #[zbus(property)]
+    fn available_version(&self) -> String {
+        self.updates().available_version
+    }
+
+    /// What an update would install.
+    #[zbus(property)]
+    fn available_source(&self) -> String {
+        self.updates().available_source
+    }
+
+    /// When it was last checked, µs since the epoch; 0 if never.
+    #[zbus(property)]
+    fn checked_time(&self) -> u64 {
+        self.updates().checked_time
+    }
+
+    /// `ok`, `pinned`, `local`, `cannot-check`, or the error of the last check; empty if
+    /// never checked.
+    #[zbus(property)]
+    fn update_check(&self) -> String {
+        self.updates().check.as_str().to_owned()
+    }
+
+    /// The version a rollback would restore; empty when there is none.
+    #[zbus(property)]
+    fn previous_version(&self) -> String {
+        self.updates().previous_version
     }
 }

@@ -54,11 +54,32 @@ pub async fn start_install(
     refreshes: bool,
     work: InstallWork,
 ) -> BusResult<(u64, OwnedObjectPath)> {
+    start(shared, connection, JobType::Install, source, key, owner_uid, refreshes, work).await
+}
+
+/// Starts a job of `kind` as [`start_install`] does; `check` and `update` jobs run
+/// their work the same way, in the same queue.
+#[allow(clippy::too_many_arguments, reason = "the parts of a job, each needed once")]
+pub async fn start(
+    shared: &Arc<Shared>,
+    connection: &Connection,
+    kind: JobType,
+    source: String,
+    key: Option<String>,
+    owner_uid: u32,
+    refreshes: bool,
+    work: InstallWork,
+) -> BusResult<(u64, OwnedObjectPath)> {
     let cells = JobCells::new();
-    let (id, path, turn) = match shared.jobs.admit(JobType::Install, key, cells.clone())? {
+    let (id, path, turn) = match shared.jobs.admit(kind, key, cells.clone())? {
         Admission::New(id, path, turn) => (id, path, turn),
         Admission::Shared(id, path) => {
-            tracing::info!(job = id, source, "the same install is already queued or running; sharing its job");
+            tracing::info!(
+                job = id,
+                source,
+                kind = kind.as_str(),
+                "the same work is already queued or running; sharing its job"
+            );
             return Ok((id, path));
         }
     };
@@ -66,17 +87,18 @@ pub async fn start_install(
     // later change is announced against it. Taken before exporting: the queue may move
     // meanwhile, and a change announced twice is harmless where one lost is not.
     let exported = cells.status();
-    let object = JobObject { id, source: source.clone(), owner_uid, cells: cells.clone(), shared: shared.clone() };
+    let object =
+        JobObject { id, kind, source: source.clone(), owner_uid, cells: cells.clone(), shared: shared.clone() };
     if let Err(e) = connection.object_server().at(&path, object).await {
         shared.jobs.forget(id);
         return Err(e.into());
     }
     signals::job_new(connection, id, &path).await?;
     match exported.queue_position {
-        0 => tracing::info!(job = id, source, "install job started"),
-        ahead => tracing::info!(job = id, source, ahead, "install job queued"),
+        0 => tracing::info!(job = id, source, kind = kind.as_str(), "job started"),
+        ahead => tracing::info!(job = id, source, kind = kind.as_str(), ahead, "job queued"),
     }
-    let job = JobRun { id, path: path.clone(), cells, shared: shared.clone(), connection: connection.clone() };
+    let job = JobRun { id, kind, path: path.clone(), cells, shared: shared.clone(), connection: connection.clone() };
     tokio::spawn(job.run(turn, exported, refreshes, work));
     Ok((id, path))
 }
@@ -84,6 +106,7 @@ pub async fn start_install(
 /// The life of one job after it is announced: its wait in line, its work, its end.
 struct JobRun {
     id: u64,
+    kind: JobType,
     path: OwnedObjectPath,
     cells: JobCells,
     shared: Arc<Shared>,
@@ -125,14 +148,16 @@ impl JobRun {
         // The documented order of a job's last announcements: its final properties
         // (above), the model's changes, Refreshed, JobRemoved, and the object goes.
         let updated = match &outcome {
-            // What an install that succeeded touched are the extensions it installed;
-            // after a failure the store is read whole, as the undo may have touched more.
-            Some(Ok(installed)) => {
+            // What an install that succeeded touched are the extensions it installed, and
+            // a check touched no file (its findings are in the model already); an update
+            // reads the store whole, and so does any failure, as the undo may have
+            // touched more.
+            Some(Ok(installed)) if self.kind != JobType::Update => {
                 let names = installed.iter().map(|i| i.name.clone()).collect();
                 resync::resync_touched(&self.shared, &self.connection, resync::Touched { names, ..Default::default() })
                     .await
             }
-            Some(Err(_)) => resync::resync(&self.shared, &self.connection).await,
+            Some(_) => resync::resync(&self.shared, &self.connection).await,
             None => Ok(()),
         };
         if let Err(e) = updated {
@@ -154,24 +179,27 @@ impl JobRun {
     /// Records how the job ended (`None`: it never ran) and returns its final state.
     fn settle(&self, outcome: Option<&engine::Result<Vec<Installed>>>) -> JobResult {
         let id = self.id;
+        let kind = self.kind.as_str();
         let result = match outcome {
             Some(Ok(installed)) => {
                 let names: Vec<String> = installed.iter().map(|i| i.name.to_string()).collect();
-                tracing::info!(job = id, extensions = %names.join(", "), "install job done");
-                self.cells.update(|s| s.name = names.join(", "));
+                tracing::info!(job = id, kind, extensions = %names.join(", "), "job done");
+                if !names.is_empty() {
+                    self.cells.update(|s| s.name = names.join(", "));
+                }
                 JobResult::Done
             }
             None => {
-                tracing::info!(job = id, "install job canceled before it ran");
+                tracing::info!(job = id, kind, "job canceled before it ran");
                 JobResult::Canceled
             }
             Some(Err(e)) if e.kind() == ErrorKind::Canceled => {
-                tracing::info!(job = id, "install job canceled");
+                tracing::info!(job = id, kind, "job canceled");
                 JobResult::Canceled
             }
             Some(Err(e)) => {
                 let message = full_message(e);
-                tracing::warn!(job = id, error = %message, "install job failed");
+                tracing::warn!(job = id, kind, error = %message, "job failed");
                 self.cells.update(|s| s.error = format!("{}: {message}", e.kind().short_name()));
                 JobResult::Failed
             }
@@ -271,6 +299,7 @@ async fn announce_changes(
 /// `org.kairos.Extensions1.Job`.
 pub struct JobObject {
     id: u64,
+    kind: JobType,
     source: String,
     owner_uid: u32,
     cells: JobCells,
@@ -312,10 +341,10 @@ impl JobObject {
         self.id
     }
 
-    /// What the job does: `install`.
+    /// What the job does: `install`, `check` or `update`.
     #[zbus(property(emits_changed_signal = "const"))]
     fn r#type(&self) -> &str {
-        JobType::Install.as_str()
+        self.kind.as_str()
     }
 
     /// The source being installed, without credentials.

@@ -13,7 +13,7 @@ use zbus::{Connection, ObjectPath, OwnedFd, OwnedObjectPath, OwnedVariant, inter
 use super::authz::{self, Action};
 use super::error::{BusError, Result};
 use super::state::Shared;
-use super::{args, job, ops};
+use super::{args, job, ops, updates};
 use crate::engine::boot;
 use crate::engine::catalogs::{LIST_MAX_AGE, fetch_kind};
 use crate::engine::sources::{self, Source};
@@ -243,6 +243,44 @@ impl Manager {
         ops::refresh(&self.shared, connection, &header, flags).await
     }
 
+    /// Starts a check job: asks the source of each extension in `names` (every one when
+    /// empty) whether it has something newer.
+    #[zbus(out_args("job_id", "job_path"))]
+    async fn check_updates(
+        &self,
+        names: Vec<String>,
+        flags: u64,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<(u64, OwnedObjectPath)> {
+        updates::check(&self.shared, connection, &header, names, flags).await
+    }
+
+    /// Starts an update job for `names` (every extension with an update available when
+    /// empty). Options: `now` (b), `version` (s, catalog installs only).
+    #[zbus(out_args("job_id", "job_path"))]
+    async fn update(
+        &self,
+        names: Vec<String>,
+        options: HashMap<String, OwnedVariant>,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<(u64, OwnedObjectPath)> {
+        updates::update(&self.shared, connection, &header, names, options).await
+    }
+
+    /// Puts the previous version of `name` back. Flag 1 (`NOW`) merges it again when it
+    /// is merged now.
+    async fn rollback(
+        &self,
+        name: &str,
+        flags: u64,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<()> {
+        updates::rollback(&self.shared, connection, &header, name, flags).await
+    }
+
     /// Every job: id, type, state, object path.
     #[zbus(out_args("jobs"))]
     fn list_jobs(&self) -> Vec<(u64, String, String, OwnedObjectPath)> {
@@ -327,6 +365,15 @@ impl Manager {
     /// An extension was disabled for a boot state.
     #[zbus(signal)]
     pub async fn extension_disabled(emitter: &SignalEmitter<'_>, name: &str, boot_state: &str) -> zbus::Result<()>;
+
+    /// An update or a rollback replaced the image of an extension.
+    #[zbus(signal)]
+    pub async fn extension_updated(
+        emitter: &SignalEmitter<'_>,
+        name: &str,
+        old_version: &str,
+        new_version: &str,
+    ) -> zbus::Result<()>;
 
     /// The merge was refreshed; these are merged now.
     #[zbus(signal)]

@@ -19,6 +19,7 @@ pub mod resync;
 pub mod signals;
 pub mod state;
 pub mod systemd_unit;
+pub mod updates;
 pub mod watch;
 
 use std::path::Path;
@@ -257,6 +258,7 @@ mod layering {
         ("signals", include_str!("signals.rs")),
         ("state", include_str!("state.rs")),
         ("systemd_unit", include_str!("systemd_unit.rs")),
+        ("updates", include_str!("updates.rs")),
         ("watch", include_str!("watch.rs")),
     ];
 

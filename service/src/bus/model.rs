@@ -9,15 +9,61 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use kairos_extensions_dbus::BootState;
+use kairos_extensions_dbus::{BootState, UpdateCheck};
 
-use crate::engine::Extension;
+use crate::engine::{CheckOutcome, Extension};
 
 /// What the service knows right now.
 #[derive(Debug, Default)]
 pub struct Model {
     extensions: BTreeMap<String, Arc<Extension>>,
     merged: Vec<String>,
+    /// What checks found and what can be rolled back to, by name: not in the store's
+    /// listing, because checks are not kept on disk and previous versions are not
+    /// extensions.
+    updates: BTreeMap<String, UpdateInfo>,
+    /// Update news not announced yet, oldest first.
+    news: Vec<UpdateNews>,
+}
+
+/// The update properties of one extension object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpdateInfo {
+    /// `UpdateAvailable`.
+    pub update_available: bool,
+    /// `AvailableVersion`.
+    pub available_version: String,
+    /// `AvailableSource`.
+    pub available_source: String,
+    /// `CheckedTime`, µs since the epoch.
+    pub checked_time: u64,
+    /// `UpdateCheck`.
+    pub check: UpdateCheck,
+    /// `PreviousVersion`.
+    pub previous_version: String,
+}
+
+/// Something about updates that clients have not been told yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpdateNews {
+    /// The update properties of `name` changed.
+    Changed {
+        /// The extension.
+        name: String,
+        /// What clients were told before.
+        before: UpdateInfo,
+        /// What holds now.
+        now: UpdateInfo,
+    },
+    /// `ExtensionUpdated(name, old_version, new_version)`.
+    Updated {
+        /// The extension.
+        name: String,
+        /// Its version before.
+        old_version: String,
+        /// Its version now.
+        new_version: String,
+    },
 }
 
 /// What changed between two pictures.
@@ -69,6 +115,9 @@ impl Model {
             }
         }
         diff.removed = std::mem::take(&mut self.extensions).into_values().collect();
+        for gone in &diff.removed {
+            self.updates.remove(&gone.name);
+        }
         self.extensions = next;
         let merged: Vec<String> = merged.into_iter().collect();
         if merged != self.merged {
@@ -101,7 +150,10 @@ impl Model {
                     diff.added.push(now.clone());
                     self.extensions.insert(name, now);
                 }
-                (Some(before), None) => diff.removed.push(before),
+                (Some(before), None) => {
+                    self.updates.remove(&name);
+                    diff.removed.push(before);
+                }
                 (None, None) => {}
             }
         }
@@ -134,6 +186,68 @@ impl Model {
     /// The names merged now.
     pub fn merged(&self) -> &[String] {
         &self.merged
+    }
+
+    /// The update properties of `name`.
+    pub fn update_info(&self, name: &str) -> UpdateInfo {
+        self.updates.get(name).cloned().unwrap_or_default()
+    }
+
+    /// Changes the update properties of `name`, an extension the model has; a real
+    /// change becomes news.
+    pub fn change_update_info(&mut self, name: &str, change: impl FnOnce(&mut UpdateInfo)) {
+        if !self.extensions.contains_key(name) {
+            return;
+        }
+        let before = self.update_info(name);
+        let mut now = before.clone();
+        change(&mut now);
+        if now != before {
+            self.updates.insert(name.to_owned(), now.clone());
+            self.news.push(UpdateNews::Changed { name: name.to_owned(), before, now });
+        }
+    }
+
+    /// Takes in what a check found.
+    pub fn record_check(&mut self, outcome: &CheckOutcome) {
+        self.change_update_info(&outcome.name, |info| {
+            info.update_available = outcome.update_available;
+            info.available_version = outcome.available_version.clone();
+            info.available_source = outcome.available_source.clone();
+            info.checked_time = outcome.checked_time_us;
+            info.check = outcome.check.clone();
+        });
+    }
+
+    /// Takes in the version of every previous image (names without one have none).
+    pub fn set_previous_versions(&mut self, versions: &BTreeMap<String, String>) {
+        let names: Vec<String> = self.extensions.keys().cloned().collect();
+        for name in names {
+            let version = versions.get(&name).cloned().unwrap_or_default();
+            self.change_update_info(&name, |info| info.previous_version = version);
+        }
+    }
+
+    /// `name` was updated or rolled back from `old_version` to `new_version`: what the
+    /// last check said no longer holds.
+    pub fn updated(&mut self, name: &str, old_version: &str, new_version: &str) {
+        self.change_update_info(name, |info| {
+            info.update_available = false;
+            info.available_version.clear();
+            info.available_source.clear();
+            info.checked_time = 0;
+            info.check = UpdateCheck::NotChecked;
+        });
+        self.news.push(UpdateNews::Updated {
+            name: name.to_owned(),
+            old_version: old_version.to_owned(),
+            new_version: new_version.to_owned(),
+        });
+    }
+
+    /// The news not announced yet, oldest first; each is handed out once.
+    pub fn take_news(&mut self) -> Vec<UpdateNews> {
+        std::mem::take(&mut self.news)
     }
 }
 
@@ -216,6 +330,38 @@ mod tests {
         assert!(
             partial.update(vec![("a".into(), partial.get("a").map(|e| (*e).clone()))], merged(&["a", "b"])).is_empty()
         );
+    }
+
+    #[test]
+    fn checks_and_updates_are_news_once_and_only_for_known_extensions() {
+        let mut model = Model::default();
+        model.replace(vec![ext("a", &[])], merged(&[]));
+        let outcome = CheckOutcome {
+            name: "a".into(),
+            installed_version: "1".into(),
+            source: "oci://r/a:v".into(),
+            check: UpdateCheck::Ok,
+            update_available: true,
+            available_version: String::new(),
+            available_source: "oci://r/a:v@sha256:00".into(),
+            checked_time_us: 5,
+        };
+        model.record_check(&outcome);
+        model.record_check(&outcome);
+        model.record_check(&CheckOutcome { name: "ghost".into(), ..outcome.clone() });
+        let news = model.take_news();
+        assert_eq!(news.len(), 1, "the same answer twice is news once: {news:?}");
+        assert!(model.update_info("a").update_available);
+
+        model.updated("a", "1", "2");
+        let news = model.take_news();
+        assert!(
+            matches!(&news[..], [UpdateNews::Changed { now, .. }, UpdateNews::Updated { .. }] if !now.update_available)
+        );
+        model.set_previous_versions(&BTreeMap::from([("a".to_owned(), "1".to_owned())]));
+        assert_eq!(model.update_info("a").previous_version, "1");
+        model.replace(vec![], merged(&[]));
+        assert_eq!(model.update_info("a"), UpdateInfo::default(), "a removed extension forgets its checks");
     }
 
     #[test]

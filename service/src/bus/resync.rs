@@ -6,7 +6,7 @@
 //! Our changes and others' therefore produce exactly the same signals, and a change that
 //! changed nothing produces none. Reads never come here.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use kairos_extensions_dbus::ExtensionName;
@@ -20,12 +20,16 @@ use crate::engine::Extension;
 /// Re-reads the store into the model and announces the difference.
 pub async fn resync(shared: &Arc<Shared>, connection: &Connection) -> BusResult<()> {
     let _serial = shared.updating.lock().await;
-    let (listed, merged) = read_store(shared).await?;
-    let diff = shared.update_model(|model| model.replace(listed, merged));
-    if diff.is_empty() {
-        return Ok(());
+    let (listed, merged, previous) = read_store(shared).await?;
+    let (diff, news) = shared.update_model(|model| {
+        let diff = model.replace(listed, merged);
+        model.set_previous_versions(&previous);
+        (diff, model.take_news())
+    });
+    if !diff.is_empty() {
+        announce::publish(connection, exporter(shared)?, &diff).await?;
     }
-    announce::publish(connection, exporter(shared)?, &diff).await?;
+    announce::publish_news(connection, &news).await?;
     Ok(())
 }
 
@@ -52,25 +56,30 @@ pub async fn resync_touched(shared: &Arc<Shared>, connection: &Connection, touch
     let read = tokio::task::spawn_blocking(move || read_touched(&reading, touched))
         .await
         .map_err(|e| BusError::failed(format!("reading extensions failed: {e}")))??;
-    let Some((found, merged)) = read else {
+    let Some((found, merged, previous)) = read else {
         drop(serial);
         return resync(shared, connection).await;
     };
-    let diff = shared.update_model(|model| model.update(found, merged));
-    if diff.is_empty() {
-        return Ok(());
+    let (diff, news) = shared.update_model(|model| {
+        let diff = model.update(found, merged);
+        model.set_previous_versions(&previous);
+        (diff, model.take_news())
+    });
+    if !diff.is_empty() {
+        announce::publish(connection, exporter(shared)?, &diff).await?;
     }
-    announce::publish(connection, exporter(shared)?, &diff).await?;
+    announce::publish_news(connection, &news).await?;
     Ok(())
 }
 
-/// What the engine says now of the touched extensions, and the merged names; `None`
-/// when only a listing can tell.
-#[allow(clippy::type_complexity)]
-fn read_touched(
-    shared: &Shared,
-    mut touched: Touched,
-) -> Result<Option<(Vec<(String, Option<Extension>)>, BTreeSet<String>)>, crate::engine::Error> {
+/// What the engine says of a few extensions, the names merged, and the versions kept for
+/// rollback.
+type TouchedRead = (Vec<(String, Option<Extension>)>, BTreeSet<String>, BTreeMap<String, String>);
+
+/// What the engine says now of the touched extensions, the merged names and the
+/// versions kept for rollback (few: one per extension updated); `None` when only a
+/// listing can tell.
+fn read_touched(shared: &Shared, mut touched: Touched) -> Result<Option<TouchedRead>, crate::engine::Error> {
     let engine = &shared.engine;
     if touched.links {
         let enablement = engine.enablement()?;
@@ -99,7 +108,7 @@ fn read_touched(
             None => return Ok(None),
         }
     }
-    Ok(Some((found, engine.merged()?)))
+    Ok(Some((found, engine.merged()?, engine.previous_versions()?.into_iter().collect())))
 }
 
 /// Fills the model for the first time and exports an object for every extension, at
@@ -109,18 +118,35 @@ fn read_touched(
 /// Returns how many extensions there are.
 pub async fn load(shared: &Arc<Shared>, connection: &Connection) -> BusResult<usize> {
     let _serial = shared.updating.lock().await;
-    let (listed, merged) = read_store(shared).await?;
-    let diff = shared.update_model(|model| model.replace(listed, merged));
+    let (listed, merged, previous) = read_store(shared).await?;
+    // What the last checks found outlives the service, which exits when idle.
+    let installed: Vec<(String, String)> = listed.iter().map(|e| (e.name.clone(), e.digest.clone())).collect();
+    let engine = shared.engine.clone();
+    let checked = tokio::task::spawn_blocking(move || engine.remembered_checks(&installed)).await.unwrap_or_default();
+    let diff = shared.update_model(|model| {
+        let diff = model.replace(listed, merged);
+        model.set_previous_versions(&previous);
+        checked.iter().for_each(|outcome| model.record_check(outcome));
+        // What is there at startup is nobody's news.
+        model.take_news();
+        diff
+    });
     announce::export(connection, exporter(shared)?, &diff.added).await?;
     Ok(diff.added.len())
 }
 
-/// What the engine lists now, and the names merged now.
-async fn read_store(shared: &Arc<Shared>) -> BusResult<(Vec<Extension>, BTreeSet<String>)> {
+/// What the engine lists now, the names merged now, and the versions kept for rollback.
+async fn read_store(shared: &Arc<Shared>) -> BusResult<(Vec<Extension>, BTreeSet<String>, BTreeMap<String, String>)> {
     let engine = shared.engine.clone();
-    let read = tokio::task::spawn_blocking(move || Ok::<_, crate::engine::Error>((engine.list()?, engine.merged()?)))
-        .await
-        .map_err(|e| BusError::failed(format!("listing extensions failed: {e}")))??;
+    let read = tokio::task::spawn_blocking(move || {
+        Ok::<_, crate::engine::Error>((
+            engine.list()?,
+            engine.merged()?,
+            engine.previous_versions()?.into_iter().collect(),
+        ))
+    })
+    .await
+    .map_err(|e| BusError::failed(format!("listing extensions failed: {e}")))??;
     Ok(read)
 }
 

@@ -39,6 +39,16 @@ pub async fn extension_disabled(connection: &Connection, name: &str, boot_state:
     send(connection, "ExtensionDisabled", &(name, boot_state)).await
 }
 
+/// `ExtensionUpdated(s name, s old_version, s new_version)`.
+pub async fn extension_updated(
+    connection: &Connection,
+    name: &str,
+    old_version: &str,
+    new_version: &str,
+) -> Result<()> {
+    send(connection, "ExtensionUpdated", &(name, old_version, new_version)).await
+}
+
 /// `Refreshed(as merged)`.
 pub async fn refreshed(connection: &Connection, merged: &[String]) -> Result<()> {
     send(connection, "Refreshed", &(merged,)).await

@@ -615,6 +615,7 @@ mod tests {
             source: format!("oci://registry.example/{name}:v1"),
             resolved_digest: Some(format!("sha256:{}", "ab".repeat(32))),
             catalog: None,
+            validators: None,
             digest: format!("sha256:{}", "cd".repeat(32)),
             size: meta.len(),
             mtime_ns: FileKey::of(&meta).mtime_ns(),

@@ -27,6 +27,19 @@ pub enum RefreshMode {
     Exec,
 }
 
+/// What `kairos-extensions-update.timer` does (`kairos-ext check --auto`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AutoUpdate {
+    /// Nothing: the timer's run ends at once.
+    Off,
+    /// Check every extension; the results go to the journal and the extension objects.
+    #[default]
+    Check,
+    /// Check, then update every extension that has an update.
+    Apply,
+}
+
 /// The service's configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -44,6 +57,11 @@ pub struct Config {
     pub image_policy: ImagePolicy,
     /// How merges are refreshed.
     pub refresh: RefreshMode,
+    /// What the update timer does: `off`, `check` or `apply`.
+    pub auto_update: AutoUpdate,
+    /// Whether updates the timer applies are merged at once, where the extension is
+    /// merged now; otherwise they take effect at the next refresh or boot.
+    pub auto_update_now: bool,
     /// Registries (`host:port`) that may be reached over plain HTTP.
     pub insecure_registries: Vec<String>,
     /// A containers-style `auth.json` with registry credentials.
@@ -69,6 +87,8 @@ impl Default for Config {
             runtime_dir: PathBuf::from("/run/extensions"),
             image_policy: ImagePolicy::Permissive,
             refresh: RefreshMode::Auto,
+            auto_update: AutoUpdate::Check,
+            auto_update_now: false,
             insecure_registries: Vec::new(),
             registry_auth: None,
             max_image_size: 8 << 30,
@@ -267,6 +287,8 @@ mod tests {
             idle_exit_sec = 0
             trusted_certificates = ["/etc/kairos/verity.d"]
             catalogs = ["https://example.com/releases.json", "/etc/kairos/releases.json"]
+            auto_update = "apply"
+            auto_update_now = true
             "#,
         )?;
         assert_eq!(config.store_dir, Path::new("/srv/ext"));
@@ -276,6 +298,7 @@ mod tests {
         assert_eq!(config.max_jobs, 2);
         assert_eq!(config.idle_exit_sec, 0);
         assert_eq!(config.catalogs, ["https://example.com/releases.json", "/etc/kairos/releases.json"]);
+        assert_eq!((config.auto_update, config.auto_update_now), (AutoUpdate::Apply, true));
         Ok(())
     }
 
@@ -298,6 +321,8 @@ mod tests {
             ("catalogs = [\"releases.json\"]", "catalogs"),
             ("catalogs = [\"ftp://example.com/releases.json\"]", "catalogs"),
             ("catalogs = \"https://example.com/releases.json\"", "catalogs"),
+            ("auto_update = \"always\"", "always"),
+            ("auto_update_now = \"yes\"", "auto_update_now"),
         ];
         for (text, key) in cases {
             match Config::parse(text) {

@@ -103,6 +103,17 @@ pub enum Error {
     /// A refresh that left asked-for extensions unmerged.
     #[error("{}", describe_unmerged(.0))]
     Unmerged(Vec<(String, String)>),
+    /// An extension has no previous version to roll back to.
+    #[error("{0} has no previous version to roll back to")]
+    NoPreviousVersion(String),
+    /// Asking the source of an extension for an update failed.
+    #[error("cannot check {name} for updates: {reason}")]
+    UpdateCheck {
+        /// The extension.
+        name: String,
+        /// What the source or the network said.
+        reason: String,
+    },
     /// The operation was canceled.
     #[error("canceled")]
     Canceled,
@@ -164,7 +175,7 @@ impl Error {
     /// kind however deep it was raised.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::NotFound(_) => ErrorKind::NotFound,
+            Self::NotFound(_) | Self::NoPreviousVersion(_) => ErrorKind::NotFound,
             Self::AlreadyExists(_) => ErrorKind::AlreadyExists,
             Self::InvalidName(_) => ErrorKind::InvalidName,
             Self::InvalidBootState(_) => ErrorKind::InvalidBootState,
@@ -186,6 +197,7 @@ impl Error {
             | Self::Config(_)
             | Self::Layout(_)
             | Self::Sysext(_)
+            | Self::UpdateCheck { .. }
             | Self::Intent(_) => ErrorKind::Failed,
         }
     }

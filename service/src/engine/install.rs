@@ -18,7 +18,7 @@ use super::catalogs::CatalogOrigin;
 use super::digest::Sha256Digest;
 use super::image::{ImageError, Releases};
 use super::intent::Change;
-use super::meta::Provenance;
+use super::meta::{Provenance, Validators};
 use super::progress::{Phase, Progress};
 use super::release::{self, Host, ReleaseFields};
 use super::store::{self, FileKey, Place, Staged};
@@ -37,6 +37,10 @@ pub struct InstallRequest {
     pub replace: bool,
     /// The digest the image must have.
     pub digest: Option<Sha256Digest>,
+    /// This install is an update of the installed extension of that name: the image it
+    /// replaces is kept as its previous version (for a rollback), and with `now` the new
+    /// image is merged if the old one is merged now.
+    pub update: bool,
 }
 
 /// The outcome of an install.
@@ -95,6 +99,8 @@ struct Origin<'a> {
     resolved_digest: Option<String>,
     /// The catalog entry it was installed from.
     catalog: Option<CatalogOrigin>,
+    /// What an HTTP server said identifies the version downloaded.
+    validators: Option<Validators>,
 }
 
 impl Engine {
@@ -148,8 +154,10 @@ impl Engine {
                 let request = with_pinned_digest(request, pinned.as_ref(), source)?;
                 let mut staged = self.store.stage(self.config.max_image_size)?;
                 progress.phase(Phase::Downloading);
-                sources::http::download(url, &mut staged, progress)?;
-                Ok(vec![self.install_staged(staged, &source.display(), &request, progress)?])
+                let validators = sources::http::download(url, &mut staged, progress)?;
+                let validators = Some(validators).filter(|v| !v.is_empty());
+                let origin = Origin { source: &source.display(), resolved_digest: None, catalog: None, validators };
+                Ok(vec![self.install_staged_from(staged, &origin, &request, progress)?])
             }
             sources::Source::Oci { reference } => {
                 self.install_oci(&source.display(), reference, request, None, progress)
@@ -215,14 +223,14 @@ impl Engine {
             return Err(Error::InvalidImage(ImageError::NameNotInImage { wanted, available }));
         }
         let resolved_digest = Some(pulled.index_digest.unwrap_or(pulled.manifest_digest));
-        self.commit(verified, &Origin { source: shown, resolved_digest, catalog }, &request, progress)
+        self.commit(verified, &Origin { source: shown, resolved_digest, catalog, validators: None }, &request, progress)
     }
 
     /// Fails with `AlreadyExists` when `name` is installed and replacing was not asked
     /// for, as the commit would; for installs that know their name before they read a byte.
     pub fn refuse_installed(&self, name: &ExtensionName, request: &InstallRequest) -> Result<()> {
-        match self.list()?.iter().find(|e| e.name == name.as_str()) {
-            Some(existing) if refuses(existing, request) => Err(Error::AlreadyExists(name.to_string())),
+        match self.find(name)? {
+            Some(existing) if refuses(&existing, request) => Err(Error::AlreadyExists(name.to_string())),
             _ => Ok(()),
         }
     }
@@ -242,13 +250,27 @@ impl Engine {
         request: &InstallRequest,
         progress: &dyn Progress,
     ) -> Result<Installed> {
+        self.install_staged_from(
+            staged,
+            &Origin { source, resolved_digest: None, catalog: None, validators: None },
+            request,
+            progress,
+        )
+    }
+
+    fn install_staged_from(
+        &self,
+        staged: Staged,
+        origin: &Origin<'_>,
+        request: &InstallRequest,
+        progress: &dyn Progress,
+    ) -> Result<Installed> {
         self.check_now(request.now && !request.enable.is_empty())?;
         check_pin(&staged, request, progress)?;
         staged.flush()?;
         let (releases, proof) = trust::read_releases(staged.path())?;
         let verified = self.verify(staged, &releases, &proof, request, None, progress)?;
-        let installed =
-            self.commit(vec![verified], &Origin { source, resolved_digest: None, catalog: None }, request, progress)?;
+        let installed = self.commit(vec![verified], origin, request, progress)?;
         Ok(installed.into_iter().next().expect("commit reports one outcome per image it was given"))
     }
 
@@ -339,6 +361,11 @@ impl Engine {
     ) -> Result<Vec<Installed>> {
         let mut installed = Vec::with_capacity(planned.len());
         for (image, existing) in planned {
+            if request.update
+                && let Some(old) = &existing
+            {
+                self.keep_previous_locked(&image.name, &old.file, change)?;
+            }
             installed.push(self.store_locked(image, existing, origin, change)?);
         }
         self.enable_installed_locked(&mut installed, request, progress, change)?;
@@ -372,6 +399,7 @@ impl Engine {
             source: origin.source.to_owned(),
             resolved_digest: origin.resolved_digest.clone(),
             catalog: origin.catalog.clone(),
+            validators: origin.validators.clone(),
             digest: digest.to_string(),
             size,
             mtime_ns,
@@ -391,7 +419,8 @@ impl Engine {
         progress: &dyn Progress,
         change: &mut Change<'_>,
     ) -> Result<()> {
-        if request.enable.is_empty() {
+        let merge_again = request.update && request.now;
+        if request.enable.is_empty() && !merge_again {
             return Ok(());
         }
         progress.phase(Phase::Enabling);
@@ -408,6 +437,8 @@ impl Engine {
                 }
                 activate |= request.now && boot::concerns(*state, current);
             }
+            // Merged now under this name: the old image until the refresh.
+            activate |= merge_again && ext.merged;
             exts.push(ext);
         }
         if activate {
@@ -530,7 +561,7 @@ mod tests {
         // Something that is no extension sits where the second image must go.
         std::fs::create_dir(store.join("second.raw")).expect("obstacle");
         let images = vec![verified(&engine, "first"), verified(&engine, "second")];
-        let origin = Origin { source: "test", resolved_digest: None, catalog: None };
+        let origin = Origin { source: "test", resolved_digest: None, catalog: None, validators: None };
         let outcome = engine.commit(images, &origin, &InstallRequest::default(), &Silent);
         assert!(outcome.is_err(), "the second commit must fail");
         assert!(!store.join("first.raw").exists(), "the first image must be taken out again");
@@ -542,7 +573,7 @@ mod tests {
     #[test]
     fn a_failure_after_a_replacement_puts_the_old_image_and_record_back() {
         let (_root, engine) = engine();
-        let origin = Origin { source: "test", resolved_digest: None, catalog: None };
+        let origin = Origin { source: "test", resolved_digest: None, catalog: None, validators: None };
         let request = InstallRequest { replace: true, ..InstallRequest::default() };
         engine.commit(vec![verified(&engine, "first")], &origin, &request, &Silent).expect("first install");
         let store = engine.layout().store();
@@ -570,7 +601,7 @@ mod tests {
         let store = engine.layout().store();
         std::fs::write(store.join("common/first.raw"), "someone's file").expect("obstacle");
         let request = InstallRequest { enable: vec![BootState::Common], ..InstallRequest::default() };
-        let origin = Origin { source: "test", resolved_digest: None, catalog: None };
+        let origin = Origin { source: "test", resolved_digest: None, catalog: None, validators: None };
         let outcome = engine.commit(vec![verified(&engine, "first")], &origin, &request, &Silent);
         assert!(matches!(outcome, Err(Error::Store(store::StoreError::Foreign { .. }))), "{:?}", outcome.err());
         assert!(!store.join("first.raw").exists(), "nothing is placed");

@@ -28,6 +28,7 @@ use super::failpoint;
 use super::layout;
 use super::meta::{self, Provenance};
 use super::store::{Entry, IoContext, Place, Staged, Store, StoreError};
+use super::updates::previous;
 
 /// The record's file name inside the store.
 pub const INTENT_FILE: &str = ".intent";
@@ -70,6 +71,23 @@ pub enum Line {
         /// The extension.
         name: ExtensionName,
         /// The previous record, verbatim.
+        before: Option<String>,
+    },
+    /// The previous version of `name` (`.previous/<NAME>.raw`) is about to be set. Its
+    /// image before is kept in staging as `kept`; without `kept` there was none, and
+    /// undoing deletes it.
+    Previous {
+        /// The extension.
+        name: ExtensionName,
+        /// The staging entry with the previous image it had.
+        kept: Option<String>,
+    },
+    /// The record of the previous version of `name` is about to be written or removed;
+    /// `before` is the text it had, if it existed.
+    PreviousRecord {
+        /// The extension.
+        name: ExtensionName,
+        /// The previous text, verbatim.
         before: Option<String>,
     },
     /// systemd-sysext is about to be asked to merge.
@@ -195,13 +213,16 @@ fn undo(store: &Store, step: &Line) -> Result<(), StoreError> {
             }
             .context(|| format!("restoring the provenance record of {name}"))
         }
+        Line::Previous { name, kept: Some(kept) } => previous::put_back(store, kept, name),
+        Line::Previous { name, kept: None } => previous::remove_image(store, name),
+        Line::PreviousRecord { name, before } => previous::set_record_text(store, name, before.as_deref()),
         Line::Merge | Line::Begin { .. } | Line::Committed => Ok(()),
     }
 }
 
 fn discard_kept(store: &Store, steps: &[Line]) -> Result<(), StoreError> {
     for step in steps {
-        if let Line::File { kept: Some(kept), .. } = step {
+        if let Line::File { kept: Some(kept), .. } | Line::Previous { kept: Some(kept), .. } = step {
             store.discard_kept(kept)?;
         }
     }
@@ -303,6 +324,48 @@ impl<'a> Change<'a> {
         let kept = if replace && exists { Some(self.store.keep_copy(file)?) } else { None };
         self.log(Line::File { file: file.to_owned(), kept })?;
         self.store.commit(staged, file, replace)
+    }
+
+    /// Makes the existing file `from` (in the store's file system) the store file `file`,
+    /// as a hard link: an installed image is kept until the change is over.
+    pub fn place_link(&mut self, from: &Path, file: &str) -> Result<(), StoreError> {
+        let exists = fs::symlink_metadata(self.store.path_of(file)).is_ok();
+        let kept = if exists { Some(self.store.keep_copy(file)?) } else { None };
+        self.log(Line::File { file: file.to_owned(), kept })?;
+        previous::link_into_store(self.store, from, file)
+    }
+
+    /// Makes the store file `file` the previous version of `name`. The previous image it
+    /// had is kept in staging until the change is over, under the name returned.
+    pub fn set_previous(&mut self, name: &ExtensionName, file: &str) -> Result<Option<String>, StoreError> {
+        let kept = if previous::exists(self.store, name) { Some(previous::keep_copy(self.store, name)?) } else { None };
+        self.log(Line::Previous { name: name.clone(), kept: kept.clone() })?;
+        previous::set_image(self.store, name, &self.store.path_of(file))?;
+        Ok(kept)
+    }
+
+    /// Writes the record of the previous version of `name`, or removes it (`None`).
+    pub fn set_previous_record(&mut self, name: &ExtensionName, record: Option<&Provenance>) -> Result<(), StoreError> {
+        let before = previous::record_text(self.store, name)?;
+        self.log(Line::PreviousRecord { name: name.clone(), before })?;
+        let text = record.map(serde_json::to_string_pretty).transpose().map_err(|e| StoreError::Io {
+            context: "writing a provenance record".into(),
+            source: io::Error::other(e),
+        })?;
+        previous::set_record_text(self.store, name, text.as_deref())
+    }
+
+    /// Removes the previous version of `name` and its record, if there is one.
+    pub fn remove_previous(&mut self, name: &ExtensionName) -> Result<(), StoreError> {
+        if previous::exists(self.store, name) {
+            let kept = previous::keep_copy(self.store, name)?;
+            self.log(Line::Previous { name: name.clone(), kept: Some(kept) })?;
+            previous::remove_image(self.store, name)?;
+        }
+        if previous::record_text(self.store, name)?.is_some() {
+            self.set_previous_record(name, None)?;
+        }
+        Ok(())
     }
 
     /// Takes the store entry away (into staging, until the change is over).

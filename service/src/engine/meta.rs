@@ -34,6 +34,10 @@ pub struct Provenance {
     /// catalogs existed, which still read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catalog: Option<CatalogOrigin>,
+    /// For HTTP(S) downloads: the validators the server gave, which an update check
+    /// compares with a HEAD request. Older records have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validators: Option<Validators>,
     /// `sha256:…` of the stored file.
     pub digest: String,
     /// Size of the stored file in bytes.
@@ -44,6 +48,24 @@ pub struct Provenance {
     pub installed_time_us: u64,
     /// The extension-release read at install time.
     pub release: ReleaseFields,
+}
+
+/// What an HTTP server said identifies the version of a file (RFC 9110 validators).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Validators {
+    /// The `ETag` header, verbatim (weak tags keep their `W/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    /// The `Last-Modified` header, verbatim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<String>,
+}
+
+impl Validators {
+    /// Whether the server gave neither, so nothing can tell a new version from the old.
+    pub fn is_empty(&self) -> bool {
+        self.etag.is_none() && self.last_modified.is_none()
+    }
 }
 
 /// Reads a record; a missing, oversized or unparsable record is `None` (and logged):
@@ -112,6 +134,7 @@ mod tests {
             source: "file:///tmp/k3s.raw".into(),
             resolved_digest: None,
             catalog: None,
+            validators: Some(Validators { etag: Some("\"v1\"".into()), last_modified: None }),
             digest: "sha256:00".into(),
             size: 4096,
             mtime_ns: 1,
@@ -157,5 +180,13 @@ mod tests {
         write(dir.path(), &with_origin)?;
         assert_eq!(read(&dir.path().join("k3s.json")), Some(with_origin));
         Ok(())
+    }
+
+    #[test]
+    fn a_record_written_before_validators_existed_still_reads() {
+        let old = r#"{"name":"k3s","file":"k3s.raw","source":"https://h/k3s.raw","digest":"sha256:00",
+            "size":1,"mtime_ns":1,"installed_time_us":2,"release":{}}"#;
+        let record: Provenance = serde_json::from_str(old).expect("an old record reads");
+        assert_eq!(record.validators, None);
     }
 }

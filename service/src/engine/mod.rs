@@ -30,6 +30,7 @@ pub mod sources;
 pub mod store;
 pub mod sysext;
 pub mod trust;
+pub mod updates;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -40,6 +41,7 @@ pub use catalog::Extension;
 pub use config::Config;
 pub use error::{Error, Result, full_message};
 pub use install::{InstallRequest, Installed, early_name, refuses, source_file_name};
+pub use updates::{CheckOutcome, Rolled, Updated};
 
 use catalog::ProbeCache;
 use intent::Change;
@@ -351,6 +353,7 @@ impl Engine {
             change.take_away(&entry)?;
         }
         change.remove_record(name)?;
+        change.remove_previous(name)?;
         tracing::info!(extension = %ext.name, file = %ext.file, "removed extension");
         Ok(was_active)
     }

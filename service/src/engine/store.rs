@@ -220,7 +220,8 @@ impl Store {
     pub fn open(layout: Layout) -> Result<Self, StoreError> {
         let store = Self { layout };
         let root = store.layout.store();
-        for dir in [root.clone(), root.join(META_DIR), root.join(TMP_DIR)]
+        let previous = super::updates::previous::dir(&store);
+        for dir in [root.clone(), root.join(META_DIR), root.join(TMP_DIR), previous]
             .into_iter()
             .chain(BootState::ALL.iter().map(|s| store.layout.state_dir(*s)))
         {
@@ -307,6 +308,7 @@ impl Store {
         let mut dirs: Vec<PathBuf> = BootState::ALL.iter().map(|s| self.layout.state_dir(*s)).collect();
         dirs.push(self.layout.runtime());
         dirs.push(self.layout.meta_dir());
+        dirs.push(super::updates::previous::dir(self));
         let mut removed = 0;
         for dir in dirs {
             let read = match fs::read_dir(&dir) {

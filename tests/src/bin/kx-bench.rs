@@ -169,6 +169,7 @@ fn fill(store: &Path, n: usize, signed: &Path) -> Fallible<()> {
             source: format!("file:///bench/{file}"),
             resolved_digest: None,
             catalog: None,
+            validators: None,
             digest,
             size: meta.len(),
             mtime_ns,

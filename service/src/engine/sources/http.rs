@@ -11,6 +11,7 @@ use std::time::Duration;
 use reqwest::Url;
 use reqwest::redirect::{Attempt, Policy};
 
+use super::super::meta::Validators;
 use super::super::progress::Progress;
 use super::super::store::{Staged, StoreError};
 
@@ -54,17 +55,52 @@ pub enum HttpError {
     Store(#[from] StoreError),
 }
 
-/// Streams `url` into `staged`.
-pub fn download(url: &Url, staged: &mut Staged, progress: &dyn Progress) -> Result<(), HttpError> {
+/// Streams `url` into `staged`; returns the validators the server sent with it, which a
+/// later update check compares.
+pub fn download(url: &Url, staged: &mut Staged, progress: &dyn Progress) -> Result<Validators, HttpError> {
     download_with(url, staged, progress, STALL_TIMEOUT)
 }
 
-fn download_with(url: &Url, staged: &mut Staged, progress: &dyn Progress, stall: Duration) -> Result<(), HttpError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
+fn download_with(
+    url: &Url,
+    staged: &mut Staged,
+    progress: &dyn Progress,
+    stall: Duration,
+) -> Result<Validators, HttpError> {
+    runtime()?.block_on(fetch(url, staged, progress, stall))
+}
+
+/// Asks for the validators of `url` with a HEAD request, following redirects as a
+/// download does: what an update check compares with the recorded ones.
+pub fn head(url: &Url, progress: &dyn Progress) -> Result<Validators, HttpError> {
+    runtime()?.block_on(async {
+        let response = with_cancel(client()?.head(url.clone()).send(), progress, STALL_TIMEOUT)
+            .await?
+            .map_err(|e| HttpError::Transfer(describe(e)))?;
+        if !response.status().is_success() {
+            return Err(HttpError::Status(response.status()));
+        }
+        Ok(validators(response.headers()))
+    })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, HttpError> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| HttpError::Client(e.to_string()))
+}
+
+fn client() -> Result<reqwest::Client, HttpError> {
+    reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .redirect(redirect_policy())
+        .user_agent(concat!("kairos-extensionsd/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| HttpError::Client(e.to_string()))?;
-    runtime.block_on(fetch(url, staged, progress, stall))
+        .map_err(|e| HttpError::Client(e.without_url().to_string()))
+}
+
+/// The `ETag` and `Last-Modified` headers, when they are text.
+fn validators(headers: &reqwest::header::HeaderMap) -> Validators {
+    let text = |name| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    Validators { etag: text(reqwest::header::ETAG), last_modified: text(reqwest::header::LAST_MODIFIED) }
 }
 
 /// Follows at most ten redirects, to http(s) only, never from https down to http.
@@ -84,13 +120,13 @@ pub(crate) fn redirect_policy() -> Policy {
     })
 }
 
-async fn fetch(url: &Url, staged: &mut Staged, progress: &dyn Progress, stall: Duration) -> Result<(), HttpError> {
-    let client = reqwest::Client::builder()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .redirect(redirect_policy())
-        .user_agent(concat!("kairos-extensionsd/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| HttpError::Client(e.without_url().to_string()))?;
+async fn fetch(
+    url: &Url,
+    staged: &mut Staged,
+    progress: &dyn Progress,
+    stall: Duration,
+) -> Result<Validators, HttpError> {
+    let client = client()?;
     let transfer = |e: reqwest::Error| HttpError::Transfer(describe(e));
     let mut response = with_cancel(client.get(url.clone()).send(), progress, stall).await?.map_err(transfer)?;
     if response.status().is_redirection() {
@@ -104,6 +140,7 @@ async fn fetch(url: &Url, staged: &mut Staged, progress: &dyn Progress, stall: D
         return Err(HttpError::Status(response.status()));
     }
     let expected = response.content_length();
+    let validators = validators(response.headers());
     progress.bytes(0, expected);
     loop {
         let Some(chunk) = with_cancel(response.chunk(), progress, stall).await?.map_err(transfer)? else { break };
@@ -114,7 +151,7 @@ async fn fetch(url: &Url, staged: &mut Staged, progress: &dyn Progress, stall: D
         Some(expected) if expected != staged.size() => {
             Err(HttpError::LengthMismatch { expected, received: staged.size() })
         }
-        _ => Ok(()),
+        _ => Ok(validators),
     }
 }
 
@@ -197,6 +234,28 @@ mod tests {
         let mut staged = store.stage(1 << 20).expect("stage");
         download(&url, &mut staged, &Silent).expect("download");
         assert_eq!(staged.size(), 5000);
+    }
+
+    #[test]
+    fn the_validators_of_a_download_and_of_a_head_are_the_servers() {
+        let respond = |_: &str, s: &mut std::net::TcpStream| {
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nETag: W/\"v7\"\r\nLast-Modified: Tue, 01 Jul 2025 10:00:00 GMT\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc"
+            );
+        };
+        let (_root, store) = store();
+        let mut staged = store.stage(1 << 20).expect("stage");
+        let got = download(&serve(respond), &mut staged, &Silent).expect("download");
+        assert_eq!(got.etag.as_deref(), Some("W/\"v7\""));
+        assert_eq!(got.last_modified.as_deref(), Some("Tue, 01 Jul 2025 10:00:00 GMT"));
+        assert_eq!(head(&serve(respond), &Silent).expect("head"), got);
+        let bare = serve(|_, s| body_response(s, 0, b""));
+        assert!(head(&bare, &Silent).expect("head").is_empty(), "a server without validators gives none");
+        let missing = serve(|_, s| {
+            let _ = write!(s, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        });
+        assert!(matches!(head(&missing, &Silent), Err(HttpError::Status(s)) if s.as_u16() == 404));
     }
 
     #[test]

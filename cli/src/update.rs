@@ -1,0 +1,526 @@
+//! `check`, `update` and `rollback`, through the service and offline (`--root`), in the
+//! same words either way.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+
+use anyhow::{Context, Result, anyhow, bail};
+use futures_util::StreamExt;
+use kairos_extensions_dbus::properties::JobProperties;
+use kairos_extensions_dbus::proxies::{
+    ExtensionProxy, ExtensionUpdated, JobProxy, JobRemoved, ManagerProxy, ObjectManagerProxy,
+};
+use kairos_extensions_dbus::{BUS_NAME, ExtensionDescription, ExtensionName, FLAG_NOW, JobResult, UpdateCheck};
+use kairos_extensionsd::engine::config::AutoUpdate;
+use kairos_extensionsd::engine::progress::Silent;
+use kairos_extensionsd::engine::{CheckOutcome, Config, Engine, Updated};
+use serde::Serialize;
+use zbus::fdo::PropertiesChanged;
+use zbus::message::Type;
+use zbus::names::InterfaceName;
+use zbus::proxy::CacheProperties;
+use zbus::{Connection, MatchRule, MessageStream, OwnedObjectPath, OwnedVariant, Variant};
+
+use crate::args::{CheckArgs, RollbackArgs, UpdateArgs};
+use crate::client::{JobView, explain};
+use crate::output::Output;
+
+/// What `check` shows of one extension.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Row {
+    /// The extension.
+    pub name: String,
+    /// Its version now.
+    pub installed_version: String,
+    /// What an update would bring, when known.
+    pub available_version: String,
+    /// Where it was installed from.
+    pub source: String,
+    /// What the check could say.
+    pub check: String,
+    /// Whether the source has something newer.
+    pub update_available: bool,
+    /// What an update would install.
+    pub available_source: String,
+}
+
+impl From<&CheckOutcome> for Row {
+    fn from(o: &CheckOutcome) -> Self {
+        Self {
+            name: o.name.clone(),
+            installed_version: o.installed_version.clone(),
+            available_version: o.available_version.clone(),
+            source: o.source.clone(),
+            check: o.check.as_str().to_owned(),
+            update_available: o.update_available,
+            available_source: o.available_source.clone(),
+        }
+    }
+}
+
+impl Row {
+    /// The AVAILABLE column: the newer version, or what the check found instead.
+    fn available(&self) -> String {
+        match UpdateCheck::from(self.check.clone()) {
+            UpdateCheck::Ok if self.update_available && self.available_version.is_empty() => "newer image".into(),
+            UpdateCheck::Ok if self.update_available => self.available_version.clone(),
+            UpdateCheck::Ok => "up to date".into(),
+            UpdateCheck::Pinned => "pinned".into(),
+            UpdateCheck::Local => "local file".into(),
+            UpdateCheck::CannotCheck => "cannot check".into(),
+            UpdateCheck::NotChecked => "not checked".into(),
+            UpdateCheck::Failed(_) => "check failed".into(),
+        }
+    }
+
+    /// One line for the journal: what was found, with the error when the check failed.
+    fn line(&self) -> String {
+        let version = if self.installed_version.is_empty() { "-" } else { self.installed_version.as_str() };
+        match UpdateCheck::from(self.check.clone()) {
+            UpdateCheck::Failed(error) => format!("{} {version}: check failed: {error}", self.name),
+            UpdateCheck::Ok if self.update_available => {
+                format!("{} {version}: update available ({})", self.name, self.available_source)
+            }
+            _ => format!("{} {version}: {}", self.name, self.available()),
+        }
+    }
+}
+
+/// The `check` table: NAME, INSTALLED, AVAILABLE, SOURCE; failures explained below it.
+pub fn table(rows: &[Row]) -> String {
+    if rows.is_empty() {
+        return "No extensions installed.\n".to_owned();
+    }
+    let or_dash = |s: &str| if s.is_empty() { "-".to_owned() } else { s.to_owned() };
+    let cells: Vec<[String; 4]> = rows
+        .iter()
+        .map(|r| [r.name.clone(), or_dash(&r.installed_version), r.available(), or_dash(&r.source)])
+        .collect();
+    let header = ["NAME", "INSTALLED", "AVAILABLE", "SOURCE"];
+    let mut widths = header.map(str::len);
+    for row in &cells {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |row: [&str; 4]| {
+        format!(
+            "{:<w0$}  {:<w1$}  {:<w2$}  {}",
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
+        )
+        .trim_end()
+        .to_owned()
+            + "\n"
+    };
+    let mut out = line(header);
+    for row in &cells {
+        out.push_str(&line([&row[0], &row[1], &row[2], &row[3]]));
+    }
+    for row in rows {
+        if let UpdateCheck::Failed(error) = UpdateCheck::from(row.check.clone()) {
+            out.push_str(&format!("{}: {error}\n", row.name));
+        }
+    }
+    out
+}
+
+fn print_rows(rows: &[Row], out: &Output, auto: bool) -> Result<()> {
+    if auto && !out.is_json() {
+        // One line per extension, for the journal.
+        for row in rows {
+            out.said(&row.line())?;
+        }
+        return Ok(());
+    }
+    out.data(&rows, |_, legend| {
+        let text = table(rows);
+        if legend || rows.is_empty() {
+            text
+        } else {
+            text.split_once('\n').map_or(String::new(), |(_, r)| r.to_owned())
+        }
+    })
+}
+
+/// `NAME` or `NAME@VERSION` words: the names, and the version when there is one (for a
+/// single catalog install).
+pub fn parse_targets(words: &[String]) -> Result<(Vec<ExtensionName>, Option<String>)> {
+    let mut names = Vec::with_capacity(words.len());
+    let mut version = None;
+    for word in words {
+        let (name, wanted) = match word.split_once('@') {
+            Some((name, v)) if !v.is_empty() => (name, Some(v.to_owned())),
+            Some(_) => bail!("{word:?}: a version must follow the @"),
+            None => (word.as_str(), None),
+        };
+        names.push(ExtensionName::new(name).with_context(|| format!("{word:?}"))?);
+        if wanted.is_some() {
+            version = wanted;
+        }
+    }
+    if version.is_some() && names.len() != 1 {
+        bail!("NAME@VERSION updates one extension at a time");
+    }
+    Ok((names, version))
+}
+
+fn updated_line(step: &Updated) -> String {
+    if step.updated {
+        let or_dash = |s: &str| if s.is_empty() { "-".to_owned() } else { s.to_owned() };
+        format!("Updated {} from {} to {}", step.name, or_dash(&step.old_version), or_dash(&step.new_version))
+    } else {
+        format!("{}: not updated: {}", step.name, step.note)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Offline.
+
+/// `check` on the engine.
+pub fn offline_check(engine: &Engine, args: &CheckArgs, out: &Output) -> Result<()> {
+    if args.auto {
+        return offline_auto(engine, out);
+    }
+    let outcomes = engine.check_updates(&args.names, &Silent)?;
+    print_rows(&outcomes.iter().map(Row::from).collect::<Vec<_>>(), out, false)
+}
+
+fn offline_auto(engine: &Engine, out: &Output) -> Result<()> {
+    let config = engine.config();
+    if config.auto_update == AutoUpdate::Off {
+        println!("auto_update is off: nothing to do");
+        return Ok(());
+    }
+    let outcomes = engine.check_updates(&[], &Silent)?;
+    print_rows(&outcomes.iter().map(Row::from).collect::<Vec<_>>(), out, true)?;
+    if config.auto_update == AutoUpdate::Apply {
+        let names: Vec<ExtensionName> =
+            outcomes.iter().filter(|o| o.update_available).filter_map(|o| ExtensionName::new(&o.name).ok()).collect();
+        if names.is_empty() {
+            println!("No updates to apply.");
+            return Ok(());
+        }
+        let now = config.auto_update_now && engine.layout().is_live();
+        engine.update(&names, now, None, &Silent, &mut |step| println!("{}", updated_line(step)))?;
+    }
+    Ok(())
+}
+
+/// `update` on the engine.
+pub fn offline_update(engine: &Engine, args: &UpdateArgs) -> Result<()> {
+    let (names, version) = parse_targets(&args.names)?;
+    let mut any = false;
+    engine.update(&names, args.now, version.as_deref(), &Silent, &mut |step| {
+        any = true;
+        println!("{}", updated_line(step));
+    })?;
+    if !any {
+        println!("No updates to apply.");
+    }
+    Ok(())
+}
+
+/// `rollback` on the engine.
+pub fn offline_rollback(engine: &Engine, args: &RollbackArgs) -> Result<()> {
+    let rolled = engine.rollback(&args.name, args.now)?;
+    println!("{}", rolled_line(&rolled.name, &rolled.old_version, &rolled.new_version));
+    Ok(())
+}
+
+fn rolled_line(name: &str, old: &str, new: &str) -> String {
+    let or_dash = |s: &str| if s.is_empty() { "-".to_owned() } else { s.to_owned() };
+    format!("Rolled back {name} from {} to {}", or_dash(old), or_dash(new))
+}
+
+// ---------------------------------------------------------------------------------------
+// Through the service.
+
+/// What following a job found.
+struct Followed {
+    result: JobResult,
+    error: String,
+    updated: Vec<(String, String, String)>,
+}
+
+/// Every signal of the service, subscribed before a job starts so that none of its
+/// signals is missed.
+async fn subscribe(connection: &Connection) -> Result<MessageStream> {
+    let rule = MatchRule::builder().msg_type(Type::Signal).sender(BUS_NAME).build()?;
+    Ok(MessageStream::for_match_rule(rule, connection, std::num::NonZeroUsize::new(1024)).await?)
+}
+
+/// Follows job `id` to its end, showing its progress; Ctrl-C cancels it.
+async fn follow(
+    connection: &Connection,
+    signals: &mut MessageStream,
+    id: u64,
+    path: &OwnedObjectPath,
+    interactive: bool,
+) -> Result<Followed> {
+    let mut view = JobView::new(true, std::io::stderr().is_terminal());
+    let mut updated = Vec::new();
+    let mut cancel_sent = false;
+    let result = loop {
+        tokio::select! {
+            message = signals.next() => {
+                let Some(message) = message else { bail!("lost the connection to the service while job {id} was running") };
+                let Ok(message) = message else { continue };
+                if let Some(signal) = ExtensionUpdated::from_message(message.clone()) {
+                    if let Ok(args) = signal.args() {
+                        updated.push((args.name.clone(), args.old_version.clone(), args.new_version.clone()));
+                    }
+                    continue;
+                }
+                if let Some(removed) = JobRemoved::from_message(message.clone()) {
+                    match removed.args() {
+                        Ok(args) if args.id == id => break args.result,
+                        Ok(_) => continue,
+                        Err(e) => bail!("job {id} ended in a way this kairos-ext does not understand: {e}"),
+                    }
+                }
+                let Some(changed) = PropertiesChanged::from_message(message) else { continue };
+                if changed.message().header().path().map(|p| p.as_str()) != Some(path.as_str()) {
+                    continue;
+                }
+                if let Ok((_, properties, _)) =
+                    changed.message().body().deserialize::<(InterfaceName<'_>, JobProperties, Vec<String>)>()
+                {
+                    view.apply(properties);
+                }
+            }
+            _ = tokio::signal::ctrl_c(), if !cancel_sent => {
+                eprintln!("\nCanceling job {id}…");
+                cancel_sent = true;
+                let job = JobProxy::builder(connection).path(path.clone()).cache_properties(CacheProperties::No).build().await?;
+                let sent = if interactive { job.cancel_interactive().await } else { job.cancel().await };
+                if let Err(e) = sent {
+                    eprintln!("kairos-ext: {}", explain(e, interactive));
+                }
+            }
+        }
+    };
+    view.finish();
+    Ok(Followed { result, error: view.error.clone(), updated })
+}
+
+/// Ends with the job's failure, if it failed.
+fn job_outcome(what: &str, id: u64, followed: &Followed) -> Result<()> {
+    match followed.result {
+        JobResult::Done => Ok(()),
+        JobResult::Canceled => bail!("{what} canceled"),
+        JobResult::Failed if followed.error.is_empty() => bail!("{what} failed (job {id})"),
+        JobResult::Failed => bail!("{what} failed: {}", followed.error),
+    }
+}
+
+/// The extension object of `name`, read fresh.
+async fn extension(connection: &Connection, manager: &ManagerProxy<'_>, name: &str) -> Result<ExtensionProxy<'static>> {
+    let path = manager.get_extension(name).await.map_err(|e| explain(e, false))?;
+    Ok(ExtensionProxy::builder(connection).path(path).cache_properties(CacheProperties::No).build().await?)
+}
+
+/// What the extension objects of `names` say about updates now.
+async fn rows(connection: &Connection, manager: &ManagerProxy<'_>, names: &[String]) -> Result<Vec<Row>> {
+    let mut rows = Vec::with_capacity(names.len());
+    for name in names {
+        let ext = extension(connection, manager, name).await?;
+        let read = |e: zbus::Error| explain(e, false);
+        rows.push(Row {
+            name: name.clone(),
+            installed_version: ext.version().await.map_err(read)?,
+            available_version: ext.available_version().await.map_err(read)?,
+            source: ext.source().await.map_err(read)?,
+            check: ext.update_check().await.map_err(read)?.as_str().to_owned(),
+            update_available: ext.update_available().await.map_err(read)?,
+            available_source: ext.available_source().await.map_err(read)?,
+        });
+    }
+    Ok(rows)
+}
+
+/// `check` through the service.
+pub async fn check(
+    connection: &Connection,
+    manager: &ManagerProxy<'_>,
+    interactive: bool,
+    args: &CheckArgs,
+    out: &Output,
+) -> Result<()> {
+    let auto = if args.auto { Some(Config::load(std::path::Path::new("/"), None)?) } else { None };
+    if auto.as_ref().is_some_and(|c| c.auto_update == AutoUpdate::Off) {
+        println!("auto_update is off: nothing to do");
+        return Ok(());
+    }
+    let mut names: Vec<String> = args.names.iter().map(ToString::to_string).collect();
+    let asked: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut signals = subscribe(connection).await?;
+    let started = if interactive {
+        manager.check_updates_interactive(&asked, 0).await
+    } else {
+        manager.check_updates(&asked, 0).await
+    };
+    let (id, path) = started.map_err(|e| explain(e, interactive))?;
+    let followed = follow(connection, &mut signals, id, &path, interactive).await?;
+    job_outcome("check", id, &followed)?;
+    if names.is_empty() {
+        names = manager.list_extensions().await.map_err(|e| explain(e, false))?.into_iter().map(|row| row.0).collect();
+    }
+    let rows = rows(connection, manager, &names).await?;
+    print_rows(&rows, out, args.auto)?;
+    if let Some(config) = auto.filter(|c| c.auto_update == AutoUpdate::Apply) {
+        if !rows.iter().any(|r| r.update_available) {
+            println!("No updates to apply.");
+            return Ok(());
+        }
+        update_through(connection, manager, interactive, &[], None, config.auto_update_now).await?;
+    }
+    Ok(())
+}
+
+/// `update` through the service.
+pub async fn update(
+    connection: &Connection,
+    manager: &ManagerProxy<'_>,
+    interactive: bool,
+    args: &UpdateArgs,
+) -> Result<()> {
+    let (names, version) = parse_targets(&args.names)?;
+    update_through(connection, manager, interactive, &names, version, args.now).await
+}
+
+async fn update_through(
+    connection: &Connection,
+    manager: &ManagerProxy<'_>,
+    interactive: bool,
+    names: &[ExtensionName],
+    version: Option<String>,
+    now: bool,
+) -> Result<()> {
+    let mut options: HashMap<&str, OwnedVariant> = HashMap::new();
+    let variant = |v: Variant<'static>| OwnedVariant::try_from(v).map_err(|e| anyhow!("cannot encode an option: {e}"));
+    if now {
+        options.insert("now", variant(Variant::from(true))?);
+    }
+    if let Some(version) = version {
+        options.insert("version", variant(Variant::from(version))?);
+    }
+    let asked: Vec<&str> = names.iter().map(ExtensionName::as_str).collect();
+    let mut signals = subscribe(connection).await?;
+    let started = if interactive {
+        manager.update_interactive(&asked, options).await
+    } else {
+        manager.update(&asked, options).await
+    };
+    let (id, path) = started.map_err(|e| explain(e, interactive))?;
+    let followed = follow(connection, &mut signals, id, &path, interactive).await?;
+    for (name, old, new) in &followed.updated {
+        let step = Updated {
+            name: name.clone(),
+            old_version: old.clone(),
+            new_version: new.clone(),
+            updated: true,
+            note: String::new(),
+        };
+        println!("{}", updated_line(&step));
+    }
+    job_outcome("update", id, &followed)?;
+    for name in names.iter().filter(|n| !followed.updated.iter().any(|(u, _, _)| u == n.as_str())) {
+        println!("{name}: not updated (up to date, pinned, or its source cannot tell; see `kairos-ext check {name}`)");
+    }
+    if names.is_empty() && followed.updated.is_empty() {
+        println!("No updates to apply.");
+    }
+    Ok(())
+}
+
+/// `rollback` through the service.
+pub async fn rollback(
+    connection: &Connection,
+    manager: &ManagerProxy<'_>,
+    interactive: bool,
+    args: &RollbackArgs,
+) -> Result<()> {
+    let ext = extension(connection, manager, args.name.as_str()).await?;
+    let before = ext.version().await.map_err(|e| explain(e, false))?;
+    let flags = if args.now { FLAG_NOW } else { 0 };
+    let done = if interactive {
+        manager.rollback_interactive(args.name.as_str(), flags).await
+    } else {
+        manager.rollback(args.name.as_str(), flags).await
+    };
+    done.map_err(|e| explain(e, interactive))?;
+    let after = ext.version().await.map_err(|e| explain(e, false))?;
+    println!("{}", rolled_line(args.name.as_str(), &before, &after));
+    Ok(())
+}
+
+/// `list` through the service: every extension from one `GetManagedObjects`, and the
+/// names of those a check found an update for.
+pub async fn list(connection: &Connection) -> Result<(Vec<ExtensionDescription>, Vec<String>)> {
+    let objects =
+        ObjectManagerProxy::new(connection).await?.get_managed_objects().await.map_err(|e| explain(e, false))?;
+    let mut updates = Vec::new();
+    let mut list = Vec::new();
+    for properties in objects.into_values().filter_map(|object| object.extension) {
+        if properties.update_available {
+            updates.push(properties.name.clone());
+        }
+        list.push(ExtensionDescription::from(properties));
+    }
+    list.sort_by(|a, b| a.name.cmp(&b.name));
+    updates.sort();
+    Ok((list, updates))
+}
+
+/// The line under `list` that names the extensions with an update available.
+pub fn updates_footer(updates: &[String]) -> String {
+    if updates.is_empty() {
+        return String::new();
+    }
+    format!("Updates available: {} (kairos-ext update NAME, or --all)\n", updates.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_may_carry_one_version() {
+        let words = |w: &[&str]| w.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let (names, version) = parse_targets(&words(&["k3s@1.32.1"])).expect("one pinned name");
+        assert_eq!((names[0].as_str(), version.as_deref()), ("k3s", Some("1.32.1")));
+        assert!(parse_targets(&words(&["k3s@1", "nginx"])).is_err(), "a version names one extension");
+        assert!(parse_targets(&words(&["k3s@"])).is_err());
+        assert!(parse_targets(&words(&["../x"])).is_err());
+    }
+
+    #[test]
+    fn the_table_says_what_each_check_found() {
+        let row = |name: &str, check: &str, available: bool| Row {
+            name: name.into(),
+            installed_version: "1".into(),
+            available_version: String::new(),
+            source: format!("oci://r/{name}:v1"),
+            check: check.into(),
+            update_available: available,
+            available_source: String::new(),
+        };
+        let text = table(&[
+            row("a", "ok", true),
+            row("b", "ok", false),
+            row("c", "pinned", false),
+            row("d", "registry: down", false),
+        ]);
+        assert!(text.starts_with("NAME"), "{text}");
+        for expected in ["newer image", "up to date", "pinned", "check failed", "d: registry: down"] {
+            assert!(text.contains(expected), "{expected} missing from:\n{text}");
+        }
+        assert_eq!(row("a", "ok", true).line(), "a 1: update available ()");
+    }
+}
