@@ -115,11 +115,12 @@ pub async fn run(command: Command, no_ask_password: bool, out: Output) -> Result
             let state = filter.state();
             let (mut list, updates) = crate::update::list(&client.connection).await?;
             list.retain(|e| state.is_none_or(|s| e.enabled.contains(&s)));
-            out.data(&list, |style, legend| render::table(&list, state, style, legend))?;
-            let footer = crate::update::updates_footer(&updates);
-            if !footer.is_empty() {
-                out.hint(footer.trim_end());
-            }
+            // Which extensions have an update is part of the legend, as systemctl's
+            // closing lines are.
+            out.data(&list, |style, legend| {
+                let table = render::table(&list, state, style, legend);
+                if legend { table + &crate::update::updates_footer(&updates) } else { table }
+            })?;
         }
         Command::Inspect { name, .. } => {
             let ext = client.describe(name.as_str()).await?;
