@@ -87,7 +87,8 @@ impl Source {
     /// The source as stored in provenance, logged and shown: never with credentials.
     pub fn display(&self) -> String {
         match self {
-            Self::File(path) => format!("file://{}", path.display()),
+            // `%` escaped, so that what is shown parses back to the same file.
+            Self::File(path) => format!("file://{}", path.display().to_string().replace('%', "%25")),
             Self::Http { url, pinned } => {
                 let shown = redact(url.as_str());
                 match pinned {
@@ -263,6 +264,13 @@ mod tests {
         assert_eq!(Source::parse("file:///tmp/a.raw").ok(), Some(Source::File("/tmp/a.raw".into())));
         assert_eq!(Source::parse("/tmp/a.raw").ok(), Some(Source::File("/tmp/a.raw".into())));
         assert_eq!(Source::parse("file:///tmp/a%20b.raw").ok(), Some(Source::File("/tmp/a b.raw".into())));
+        // Found by the source fuzz target: a path with a percent sign was shown as a URL
+        // that names another file, or none.
+        for path in ["/tmp/100%.raw", "/tmp/k3s%41.raw"] {
+            let shown = Source::parse(path).map(|s| s.display()).ok();
+            assert_eq!(shown.as_deref(), Some(format!("file://{}", path.replace('%', "%25")).as_str()));
+            assert_eq!(Source::parse(&shown.unwrap_or_default()).ok(), Some(Source::File(path.into())));
+        }
     }
 
     #[test]
