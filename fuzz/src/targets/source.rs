@@ -55,9 +55,6 @@ fn as_written(text: &str) {
             let again = reqwest::Url::parse(&shown).expect("what is shown is a URL");
             assert!(again.username().is_empty() && again.password().is_none(), "{shown}");
             assert!(again.query().is_none_or(|q| q == "%3Credacted%3E"), "{shown}");
-            if let Some(password) = url.password() {
-                assert!(!shown.contains(&format!(":{password}@")), "{shown}");
-            }
             if url.username().is_empty() && url.password().is_none() && url.query().is_none() {
                 assert_eq!(Source::parse(&shown).ok().as_ref(), Some(&source), "{text:?} shown as {shown:?}");
             }
