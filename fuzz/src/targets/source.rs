@@ -66,8 +66,8 @@ fn as_written(text: &str) {
     }
 }
 
-/// `text` with `%XX` escapes decoded as far as they decode, lower-cased: how a URL reader
-/// may come to see it.
+/// `text` with `%XX` escapes decoded as far as they decode, tabs and line breaks dropped
+/// (as URL parsers drop them), lower-cased: how a URL reader may come to see it.
 fn decoded_lowercase(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -85,6 +85,7 @@ fn decoded_lowercase(text: &str) -> String {
             }
         }
     }
+    out.retain(|b| !matches!(b, b'\t' | b'\n' | b'\r'));
     String::from_utf8_lossy(&out).to_lowercase()
 }
 
