@@ -68,8 +68,8 @@ for target in $targets; do
     printf '%-12s %10s %6s %6s %8s %s\n' "$target" "${runs:-?}" "${cov:-?}" "${corp:-?}" "$(($(date +%s) - start))" "$status"
     total=$((total + ${runs:-0}))
     if [ "${FUZZ_KEEP:-0}" = 1 ] && [ "$status" = ok ]; then
-        TMPDIR="$scratch" "$bin_dir/$target" -merge=1 "fuzz/corpus/$target" "$scratch/corpus/$target" \
-            >>"$log" 2>&1
+        ASAN_OPTIONS="${asan}${ASAN_OPTIONS:+:$ASAN_OPTIONS}" TMPDIR="$scratch" "$bin_dir/$target" -merge=1 \
+            -artifact_prefix="fuzz/artifacts/$target/" "fuzz/corpus/$target" "$scratch/corpus/$target" >>"$log" 2>&1
     fi
 done
 echo "$total inputs run in all"
