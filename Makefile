@@ -77,6 +77,16 @@ bench-reads: deps release bench-client
 bench-client:
 	$(CARGO) build -p kairos-extensions-tests --bin kx-bench --locked --release
 
+## fuzz: every parser under libFuzzer for FUZZ_SECONDS (default 15) each, from the corpus
+## in fuzz/corpus/; fails on a panic, a hang or an over-limit allocation (needs nightly;
+## installs cargo-fuzz). fuzz-replay: that corpus through every target on the pinned toolchain.
+.PHONY: fuzz fuzz-replay
+fuzz:
+	fuzz/run.sh
+
+fuzz-replay:
+	$(CARGO) test --manifest-path fuzz/Cargo.toml --locked
+
 ## release: the shipped binaries only. Building just these two packages keeps the test
 ## crate's `failpoints` feature (crash points for the crash tests) out of them; the grep proves it.
 release:

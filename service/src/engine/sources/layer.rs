@@ -45,6 +45,10 @@ pub struct Extracted {
     pub staged: Staged,
 }
 
+/// The longest file name Linux file systems hold, and systemd's `filename_is_valid()`
+/// allows: no image was ever copied into a layer under a longer one.
+const NAME_MAX: usize = 255;
+
 /// Checks one entry's name: a single component ending in `.raw`, printable, not hidden.
 /// Returns the file name, or `None` for the root directory entry.
 pub fn entry_name(raw: &[u8], is_dir: bool) -> Result<Option<String>, &'static str> {
@@ -73,6 +77,9 @@ pub fn entry_name(raw: &[u8], is_dir: bool) -> Result<Option<String>, &'static s
     }
     if name.starts_with('.') || name.starts_with('-') {
         return Err("hidden or option-like names are not allowed");
+    }
+    if name.len() > NAME_MAX {
+        return Err("the name is longer than any file name may be (255 bytes)");
     }
     Ok(Some(name.to_owned()))
 }
@@ -354,6 +361,14 @@ mod tests {
         for bad in ["", ".raw", "a/b.raw", "a\0.raw", "..", "../a.raw", "a/../b.raw", "-x.raw", "\u{7f}.raw"] {
             assert!(entry_name(bad.as_bytes(), false).is_err(), "{bad:?} accepted");
         }
+        // Found by the layer_entry fuzz target: a name no file system holds was taken.
+        let longest = format!("{}.raw", "k".repeat(NAME_MAX - 4));
+        assert!(matches!(entry_name(longest.as_bytes(), false), Ok(Some(_))));
+        let too_long = format!("k{longest}");
+        assert_eq!(
+            entry_name(too_long.as_bytes(), false),
+            Err("the name is longer than any file name may be (255 bytes)")
+        );
     }
 
     #[test]

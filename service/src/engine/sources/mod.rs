@@ -74,7 +74,8 @@ impl Source {
             if !rest.starts_with('/') {
                 return Err(invalid("file:// URLs need an absolute path (file:///path/to/image.raw)"));
             }
-            let path = percent_decode(rest).ok_or_else(|| invalid("bad %-escape in the path"))?;
+            let path = percent_decode(rest)
+                .ok_or_else(|| invalid("bad %-escape in the path, or one that stands for a control character"))?;
             return file_path(&path).ok_or_else(|| invalid("'..' is not allowed in the path"));
         }
         if text.starts_with('/') {
@@ -84,7 +85,8 @@ impl Source {
             return Err(invalid("use oci://, https://, http://, file://, catalog:NAME or an absolute path"));
         };
         match scheme {
-            "http" | "https" => parse_http(text).map_err(|reason| invalid(&reason)),
+            // A bad pin's digest error quotes the fragment, which may run on into a query.
+            "http" | "https" => parse_http(text).map_err(|reason| invalid(&redact_in_text(&reason))),
             "oci" | "docker" | "container" => {
                 ImageReference::parse(rest).map(|reference| Self::Oci { reference }).map_err(|e| match e {
                     ReferenceError::Credentials => invalid(&e.to_string()),
@@ -100,7 +102,8 @@ impl Source {
     /// The source as stored in provenance, logged and shown: never with credentials.
     pub fn display(&self) -> String {
         match self {
-            Self::File(path) => format!("file://{}", path.display()),
+            // `%` escaped, so that what is shown parses back to the same file.
+            Self::File(path) => format!("file://{}", path.display().to_string().replace('%', "%25")),
             Self::Http { url, pinned } => {
                 let shown = redact(url.as_str());
                 match pinned {
@@ -224,7 +227,9 @@ fn is_pin(fragment: &str) -> bool {
     fragment.strip_prefix("sha256=").is_some_and(|hex| Sha256Digest::from_hex(hex).is_ok())
 }
 
-/// Decodes `%XX` escapes; `None` for a bad escape, bytes that are not UTF-8, or NUL.
+/// Decodes `%XX` escapes; `None` for a bad escape, bytes that are not UTF-8, or a control
+/// character (NUL among them): a path that may not be written plainly may not be escaped
+/// either, or it reaches logs and listings with a line break in it.
 /// `kairos-ext` decodes local file URLs with this too, so both read a path alike.
 pub fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
@@ -241,7 +246,7 @@ pub fn percent_decode(text: &str) -> Option<String> {
         }
     }
     let decoded = String::from_utf8(out).ok()?;
-    (!decoded.contains('\0')).then_some(decoded)
+    (!decoded.chars().any(char::is_control)).then_some(decoded)
 }
 
 #[cfg(test)]
@@ -279,6 +284,19 @@ mod tests {
         assert!(!source_text.contains("SECRET") && !reason.contains("SECRET"), "{source_text} / {reason}");
     }
 
+    /// Found by the source fuzz target: a `#sha256=` pin written before the query made
+    /// the query part of the pin, and the refusal quoted it.
+    #[test]
+    fn a_bad_pin_does_not_echo_the_query_after_it() {
+        let Err(Error::InvalidSource { source_text, reason }) =
+            Source::parse("https://cdn.example.com/k3s.raw#sha256=e3b0?X-Amz-Signature=SECRET")
+        else {
+            panic!("a pin that is not a digest must be refused")
+        };
+        assert!(!source_text.contains("SECRET") && !reason.contains("SECRET"), "{source_text} / {reason}");
+        assert!(reason.contains("digest"), "{reason}");
+    }
+
     const HEX: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
     #[test]
@@ -286,6 +304,13 @@ mod tests {
         assert_eq!(Source::parse("file:///tmp/a.raw").ok(), Some(Source::File("/tmp/a.raw".into())));
         assert_eq!(Source::parse("/tmp/a.raw").ok(), Some(Source::File("/tmp/a.raw".into())));
         assert_eq!(Source::parse("file:///tmp/a%20b.raw").ok(), Some(Source::File("/tmp/a b.raw".into())));
+        // Found by the source fuzz target: a path with a percent sign was shown as a URL
+        // that names another file, or none.
+        for path in ["/tmp/100%.raw", "/tmp/k3s%41.raw"] {
+            let shown = Source::parse(path).map(|s| s.display()).ok();
+            assert_eq!(shown.as_deref(), Some(format!("file://{}", path.replace('%', "%25")).as_str()));
+            assert_eq!(Source::parse(&shown.unwrap_or_default()).ok(), Some(Source::File(path.into())));
+        }
     }
 
     #[test]
@@ -360,6 +385,10 @@ mod tests {
             "file:///tmp/%00x",
             "file:///tmp/../etc/shadow",
             "/tmp/a\nb",
+            // Found by the source fuzz target: escaped, a control character got through.
+            "file:///tmp/a%0Ab.raw",
+            "file:///tmp/a%19b.raw",
+            "file:///tmp/a%7fb.raw",
             "ftp://x/y",
             "https://",
             "https://example.com/x#md5=00",

@@ -96,8 +96,10 @@ fn read_entries(file: &mut File, header: &[u8; 92], sector: u64, length: u64) ->
             return Err(GptError::Malformed("a partition ends before it starts"));
         }
         let offset = first.checked_mul(sector).ok_or(GptError::Malformed("partition out of range"))?;
-        let length_bytes =
-            (last - first + 1).checked_mul(sector).ok_or(GptError::Malformed("partition out of range"))?;
+        let length_bytes = (last - first)
+            .checked_add(1)
+            .and_then(|sectors| sectors.checked_mul(sector))
+            .ok_or(GptError::Malformed("partition out of range"))?;
         if offset.checked_add(length_bytes).is_none_or(|end| end > length) {
             return Err(GptError::Malformed("a partition extends beyond the end of the image"));
         }
@@ -182,6 +184,10 @@ mod tests {
         assert!(matches!(partitions(&mut many.reopen().expect("reopen")), Err(GptError::Malformed(_))));
         let odd = image(|h| h[84..88].copy_from_slice(&100u32.to_le_bytes()), &[], 8 * 512);
         assert!(matches!(partitions(&mut odd.reopen().expect("reopen")), Err(GptError::Malformed(_))));
+        // Every sector there is: the sector count overflowed (a panic where overflow is
+        // checked), found while writing the gpt fuzz target.
+        let everything = image(|_| {}, &entry(1, 0, u64::MAX), 8 * 512);
+        assert!(matches!(partitions(&mut everything.reopen().expect("reopen")), Err(GptError::Malformed(_))));
         let far = image(|h| h[72..80].copy_from_slice(&u64::MAX.to_le_bytes()), &[], 8 * 512);
         assert!(matches!(partitions(&mut far.reopen().expect("reopen")), Err(GptError::Malformed(_))));
         let mut plain = tempfile::NamedTempFile::new().expect("temp");
