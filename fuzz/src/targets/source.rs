@@ -48,6 +48,10 @@ fn as_written(text: &str) {
             assert_eq!(Source::parse(&shown).ok().as_ref(), Some(&source), "{text:?} shown as {shown:?}");
             assert_eq!(ImageReference::parse(&reference.to_string()).as_ref(), Ok(reference));
         }
+        Source::Catalog { name, request } => {
+            assert_eq!(shown, format!("catalog:{name}{request}"));
+            assert_eq!(Source::parse(&shown).ok().as_ref(), Some(&source), "{text:?} shown as {shown:?}");
+        }
         Source::Http { url, pinned } => {
             assert!(matches!(url.scheme(), "http" | "https"), "{url}");
             assert!(url.fragment().is_none(), "the fragment is the pin, not part of the URL: {url}");
