@@ -32,6 +32,8 @@ const NS_PID = env("KX_NS_PID");
 const STORE = env("KX_STORE");
 const COPIED_IMAGE = env("KX_COPIED_IMAGE");
 const KAIROS_EXT = env("KX_KAIROS_EXT");
+/** argv that pushes greeter v2 under the tag greeter v1 was installed from. */
+const PUSH_UPDATE = JSON.parse(env("KX_PUSH_UPDATE"));
 const SCREENSHOTS = env("KX_SCREENSHOTS");
 /** argv that starts the service again, as bus activation would after an idle exit. */
 const SERVICE_COMMAND = JSON.parse(env("KX_SERVICE_COMMAND"));
@@ -109,6 +111,11 @@ function mergedInNamespace() {
     encoding: "utf8",
   });
   return out.split(/\s+/).filter(Boolean);
+}
+
+/** What greeter's binary answers in the service's namespace: its version, as merged now. */
+function greeterSays() {
+  return execFileSync("nsenter", ["-t", NS_PID, "-m", "--", "/usr/bin/kx-greeter"], { encoding: "utf8" }).trim();
 }
 
 /** Every path under the store with its size or link target, to prove nothing changed. */
@@ -227,7 +234,7 @@ describe("an administrator", () => {
       const dialog = await installThroughDialog(page, source);
       await dialog.waitFor({ state: "hidden" });
     }
-    const list = page.getByRole("list", { name: "Installs in progress" });
+    const list = page.getByRole("list", { name: "Jobs in progress" });
     const items = list.getByRole("listitem");
     await until("two installs listed", async () => (await items.count()) === 2);
     // max_jobs = 1: the first downloads, the second waits for it (jobs are listed by id).
@@ -307,6 +314,59 @@ describe("an administrator", () => {
     assert.deepEqual(mergedInNamespace(), ["hello"]);
   });
 
+  it("checks for updates, updates greeter to what its tag holds now, and rolls it back", async () => {
+    execFileSync(KAIROS_EXT, ["install", `oci://${REGISTRY}/greeter:latest`, "--enable", "common", "--now"], { stdio: "pipe" });
+    await until("greeter merged on the page", async () => (await cell(page, "greeter", "Merged")) === "Merged");
+    assert.equal(greeterSays(), "v1");
+    assert.equal(await cell(page, "greeter", "Update"), "Not checked");
+    assert.equal(await page.getByRole("button", { name: /^Roll back greeter/ }).count(), 0, "nothing to roll back to yet");
+    execFileSync(PUSH_UPDATE[0], PUSH_UPDATE.slice(1), { stdio: "pipe" });
+
+    // A check job for every extension, listed like an install: here it waits in line
+    // behind a slow install (max_jobs = 1), and runs once that is canceled.
+    const slow = await installThroughDialog(page, SLOW[0]);
+    await slow.waitFor({ state: "hidden" });
+    // By its text: its name gains "Loading..." while the check is on.
+    const checkButton = page.locator("button", { hasText: "Check for updates" });
+    await checkButton.click();
+    const list = page.getByRole("list", { name: "Jobs in progress" });
+    const queued = list.getByRole("listitem").filter({ hasText: "Check for updates" });
+    await until("the check waiting in line", async () => /Waiting for 1 job ahead/.test(await queued.innerText()));
+    assert.equal(await checkButton.getAttribute("aria-disabled"), "true", "one check at a time from the page");
+    await list.getByRole("button", { name: /^Cancel the install of / }).click();
+    // What the check found stays on each row.
+    const checked = page.locator("#jobs .pf-v6-c-alert", { hasText: "Checked for updates" });
+    await checked.waitFor();
+    assert.match(await checked.innerText(), /An update is available for greeter\./);
+    await until("greeter's update on the page", async () => /^Update available/.test(await cell(page, "greeter", "Update")));
+    // The source it would get: the tag, with the digest it resolves to now.
+    const offered = (await cell(page, "greeter", "Update")).replace(/\s+/g, "");
+    assert.match(offered, new RegExp(`oci://${REGISTRY}/greeter:latest@sha256:[0-9a-f]{64}$`));
+    assert.equal(await cell(page, "tools", "Update"), "Up to date");
+    assert.equal(await cell(page, "hello", "Update"), "Local file");
+    assert.match(await cell(page, "alien", "Update"), /^Cannot check/, "no recorded source");
+    assert.equal(greeterSays(), "v1", "a check changes nothing");
+
+    // Update: merged now, so merged again with the new image.
+    await page.getByRole("button", { name: "Update greeter" }).click();
+    const updated = page.locator("#jobs .pf-v6-c-alert", { hasText: "Updated greeter" });
+    await updated.waitFor();
+    assert.match(await updated.innerText(), /Updated greeter from 1 to 2\./);
+    await until("greeter 2 on the page", async () => (await cell(page, "greeter", "Version")) === "2");
+    assert.equal(greeterSays(), "v2", "the new image is merged");
+    assert.equal(await cell(page, "greeter", "Merged"), "Merged");
+    await until("the update done", async () => (await cell(page, "greeter", "Update")) === "Not checked");
+    assert.equal(await page.getByRole("button", { name: "Update greeter" }).count(), 0);
+
+    // Roll back: one step, merged again, and v2 becomes the one to roll back to.
+    await page.getByRole("button", { name: "Roll back greeter to 1" }).click();
+    await page.locator(".pf-v6-c-alert", { hasText: "Rolled back greeter from 2 to 1" }).waitFor();
+    await until("greeter 1 on the page", async () => (await cell(page, "greeter", "Version")) === "1");
+    assert.equal(greeterSays(), "v1", "the previous image is merged again");
+    await page.getByRole("button", { name: "Roll back greeter to 2" }).waitFor();
+    assert.equal(navigations, 0, "the page never reloaded");
+  });
+
   it("asks before Remove, then the row goes", async () => {
     await page.getByRole("button", { name: "Remove tools" }).click();
     const dialog = page.getByRole("dialog", { name: "Remove tools?" });
@@ -343,7 +403,7 @@ describe("a user without administrative access", () => {
     await row(page, "hello").waitFor();
     assert.equal(await cell(page, "hello", "Merged"), "Merged");
     await page.getByText("Read only: you do not have administrative access").waitFor();
-    for (const name of ["Install…", "Refresh", "Remove hello"]) {
+    for (const name of ["Install…", "Refresh", "Check for updates", "Remove hello", "Roll back greeter to 2"]) {
       assert.equal(await page.getByRole("button", { name }).getAttribute("aria-disabled"), "true", name);
     }
     await page.getByRole("button", { name: "hello Details" }).click();

@@ -3,7 +3,9 @@
 //! (`make cockpit`), Debian's Chromium runs it, driven by playwright-core from the page's
 //! lock file (`cockpit/test/page.mjs`, run with `node --test`). Behind it: a private system
 //! bus with our policy, real polkitd, kairos-extensionsd merging for real in a private
-//! mount namespace, a local docker-registry and a slow HTTP server.
+//! mount namespace, a local docker-registry and a slow HTTP server. The registry also
+//! holds `greeter:latest`, which the page sees move from v1 to v2 (the test pushes v2
+//! while it runs, with the command in `KX_PUSH_UPDATE`), updates and rolls back.
 //!
 //! cockpit-ws runs inside the service's mount namespace, so what Cockpit reads (the boot
 //! report in /run) is the sandboxed system's, as it would be on a real machine. A second
@@ -192,6 +194,28 @@ fn the_cockpit_page_in_a_real_browser() {
     let (slow_one, slow_two) = (slow("bigone"), slow("bigtwo"));
     let copied = ImageBuilder::new("copied").release("ID=_any\nVERSION_ID=3\n").build(dir, "copied.raw");
 
+    // What the page updates and rolls back: greeter v1 under the tag `latest` now, and
+    // v2 ready to be pushed under the same tag while the page looks on.
+    let greeter_layout = |version: &str| {
+        let image = ImageBuilder::new("greeter")
+            .release(&format!("ID=_any\nSYSEXT_VERSION_ID={version}\n"))
+            .command("kx-greeter", &format!("v{version}"))
+            .build(dir, &format!("greeter-{version}.img"));
+        let layout = dir.join(format!("layout-greeter-{version}"));
+        gzip_layer_layout(&layout, "latest", &tar(&[("greeter.raw", &fs::read(&image).expect("greeter image"))]));
+        layout
+    };
+    registry.push(&greeter_layout("1"), "latest", "greeter", false);
+    let push_update = serde_json::json!([
+        "skopeo",
+        "copy",
+        "--quiet",
+        "--dest-tls-verify=false",
+        format!("oci:{}:latest", greeter_layout("2").display()),
+        format!("docker://{}/greeter:latest", registry.host()),
+    ])
+    .to_string();
+
     let bus = SystemBus::start();
     let _polkit = Polkit::start(&bus, &[]);
     let _service = Service::start(&bus, &ns, &fs::read_to_string(&config).expect("config"));
@@ -221,6 +245,7 @@ fn the_cockpit_page_in_a_real_browser() {
         .env("KX_NS_PID", ns.pid().to_string())
         .env("KX_STORE", ns.store())
         .env("KX_COPIED_IMAGE", &copied)
+        .env("KX_PUSH_UPDATE", push_update)
         .env("KX_KAIROS_EXT", bins::kairos_ext())
         .env("KX_SERVICE_COMMAND", restart)
         .env("KX_SCREENSHOTS", &screenshots)

@@ -24,6 +24,10 @@ export type Status = (typeof STATUSES)[number] | "unknown";
 export const JOB_STATES = ["queued", "running", "done", "failed", "canceled"] as const;
 export type JobState = (typeof JOB_STATES)[number];
 
+/** What a job does (`Type`). */
+export const JOB_TYPES = ["install", "check", "update"] as const;
+export type JobType = (typeof JOB_TYPES)[number];
+
 export const JOB_PHASES = ["resolving", "downloading", "verifying", "installing", "enabling", "refreshing"] as const;
 export type JobPhase = (typeof JOB_PHASES)[number];
 
@@ -45,6 +49,11 @@ export function concernsThisBoot(state: BootState, current: CurrentBoot): boolea
 
 export function jobState(value: unknown): JobState | null {
   return typeof value === "string" && (JOB_STATES as readonly string[]).includes(value) ? (value as JobState) : null;
+}
+
+/** A job's type, or null for one this page does not know yet. */
+export function jobType(value: unknown): JobType | null {
+  return typeof value === "string" && (JOB_TYPES as readonly string[]).includes(value) ? (value as JobType) : null;
 }
 
 export function jobPhase(value: unknown): JobPhase | null {

@@ -5,7 +5,7 @@
 const PREFIX = "org.kairos.Extensions1.Error.";
 
 /** What the person was trying to do, to say what they are not allowed to do. */
-export type Action = "install" | "manage" | "remove" | "cancel" | "refresh" | "read";
+export type Action = "install" | "manage" | "remove" | "cancel" | "refresh" | "read" | "check" | "update";
 
 const NOT_ALLOWED: Record<Action, string> = {
   install: "You are not allowed to install extensions.",
@@ -14,6 +14,8 @@ const NOT_ALLOWED: Record<Action, string> = {
   cancel: "You are not allowed to cancel this install.",
   refresh: "You are not allowed to refresh the merged extensions.",
   read: "You are not allowed to see the extensions.",
+  check: "You are not allowed to check for updates.",
+  update: "You are not allowed to update or roll back extensions.",
 };
 
 /** Sentences for the service's own error kinds; the service's message follows after a colon. */
@@ -40,7 +42,9 @@ function withDetail(sentence: string, detail: string): string {
 /** `name` (full or short error name) and `message` as a sentence for a person. */
 export function describeError(name: string, message: string, action: Action): string {
   const short = name.startsWith(PREFIX) ? name.slice(PREFIX.length) : name;
-  const kind = KINDS[short];
+  // Rollback is the one call whose NotFound can mean a missing previous version.
+  const kind =
+    short === "NotFound" && action === "update" ? "The extension or its previous version does not exist (any more)" : KINDS[short];
   if (kind !== undefined) {
     return withDetail(kind, message);
   }
@@ -99,8 +103,8 @@ export function describeFailure(error: unknown, action: Action): string {
   return "The operation failed.";
 }
 
-/** A job's `Error` property (`Kind: message`) as a sentence. */
-export function describeJobError(error: string): string {
+/** A job's `Error` property (`Kind: message`) as a sentence; `what` names the job ("The install"). */
+export function describeJobError(error: string, what = "The install"): string {
   const colon = error.indexOf(":");
   if (colon > 0) {
     const kind = error.slice(0, colon);
@@ -108,5 +112,5 @@ export function describeJobError(error: string): string {
       return describeError(kind, error.slice(colon + 1), "install");
     }
   }
-  return error.trim() ? withDetail("The install failed", error) : "The install failed.";
+  return error.trim() ? withDetail(`${what} failed`, error) : `${what} failed.`;
 }

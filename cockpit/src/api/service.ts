@@ -18,6 +18,7 @@ import {
   type JobPhase,
   type JobResult,
   type JobState,
+  type JobType,
   MANAGER_IFACE,
   MANAGER_PATH,
   PROPERTIES_IFACE,
@@ -26,9 +27,11 @@ import {
   jobPhase,
   jobResult,
   jobState,
+  jobType,
 } from "./contract";
 import { type StatusInfo, statusOf } from "./status";
 import { RateMeter } from "./rate";
+import { type Replaced, type UpdateInfo, checkSummary, replaced, updateJobSummary, updateOf } from "./updates";
 
 export interface ManagerInfo {
   version: string;
@@ -52,12 +55,14 @@ export interface ExtensionInfo {
   merged: boolean;
   status: StatusInfo;
   release: Record<string, string>;
+  update: UpdateInfo;
 }
 
 export interface JobInfo {
   path: string;
   id: number;
-  type: string;
+  /** null for a type this page does not know yet. */
+  type: JobType | null;
   source: string;
   name: string;
   state: JobState | null;
@@ -75,10 +80,18 @@ export interface JobInfo {
 /** A job that ended, kept on the page until dismissed (its object is gone by then). */
 export interface FinishedJob {
   id: number;
+  type: JobType | null;
   name: string;
   source: string;
   result: JobResult;
   error: string;
+  /**
+   * What a check found or an update did, said when it ended: the service announces the
+   * changes to the extensions and `ExtensionUpdated` before `JobRemoved`.
+   */
+  summary: string;
+  /** Whether an update job replaced anything. */
+  replacedAny: boolean;
 }
 
 export type Connection =
@@ -158,6 +171,7 @@ function extensionInfo(path: string, data: Record<string, unknown>): ExtensionIn
     merged: data.Merged === true,
     status: statusOf(data),
     release: release(data.Release),
+    update: updateOf(data),
   };
 }
 
@@ -165,7 +179,7 @@ function jobInfo(path: string, data: Record<string, unknown>, rate: number | nul
   return {
     path,
     id: num(data.Id),
-    type: str(data.Type),
+    type: jobType(data.Type),
     source: str(data.Source),
     name: str(data.Name),
     state: jobState(data.State),
@@ -191,6 +205,10 @@ export class ExtensionsService {
   private readonly extensions = new Map<string, ExtensionInfo>();
   private readonly jobs = new Map<string, JobInfo>();
   private readonly rates = new Map<string, RateMeter>();
+  /** `ExtensionUpdated` signals heard while each update job lived, by job path. */
+  private readonly replacedByJob = new Map<string, Replaced[]>();
+  /** The last `ExtensionUpdated` of each extension, to say what a rollback did. */
+  private readonly lastReplaced = new Map<string, Replaced>();
   private finished: FinishedJob[] = [];
   private connection: Connection = { kind: "connecting" };
   private current: Snapshot;
@@ -221,10 +239,16 @@ export class ExtensionsService {
     this.jobProxies.addEventListener("removed", (_e, proxy) => {
       this.jobs.delete(proxy.path);
       this.rates.delete(proxy.path);
+      this.replacedByJob.delete(proxy.path);
       this.changed();
     });
     this.client.subscribe({ path: MANAGER_PATH, interface: MANAGER_IFACE, member: "JobRemoved" }, (_p, _i, _s, args) =>
       this.jobRemoved(args),
+    );
+    // The service sends it before the JobRemoved of the update that did it, and before
+    // the reply to Rollback, so both know what was replaced when they end.
+    this.client.subscribe({ path: MANAGER_PATH, interface: MANAGER_IFACE, member: "ExtensionUpdated" }, (_p, _i, _s, args) =>
+      this.extensionUpdated(args),
     );
     // The service exits when idle (idle_exit_sec) and the bus starts it again on the next
     // call; its objects are then announced anew. The page asks at once, so that signals
@@ -331,19 +355,47 @@ export class ExtensionsService {
   private jobRemoved(args: unknown[]): void {
     const [id, path, result] = args;
     const job = typeof path === "string" ? this.jobs.get(path) : undefined;
+    const replacedByIt = (typeof path === "string" && this.replacedByJob.get(path)) || [];
+    let summary = "";
+    if (job?.type === "check") {
+      const names = job.source.split(", ").filter(Boolean);
+      summary = checkSummary([...this.extensions.values()].filter((e) => names.length === 0 || names.includes(e.name)));
+    } else if (job?.type === "update") {
+      summary = updateJobSummary(job.name || job.source, replacedByIt);
+    }
     const ended: FinishedJob = {
       id: num(id),
+      type: job?.type ?? null,
       name: job?.name ?? "",
       source: job?.source ?? "",
       result: jobResult(result),
       error: job?.error ?? "",
+      summary,
+      replacedAny: replacedByIt.length > 0,
     };
     this.finished = [ended, ...this.finished.filter((f) => f.id !== ended.id)].slice(0, FINISHED_KEPT);
     if (typeof path === "string") {
       this.jobs.delete(path);
       this.rates.delete(path);
+      this.replacedByJob.delete(path);
     }
     this.changed();
+  }
+
+  private extensionUpdated(args: unknown[]): void {
+    const signal = replaced(args);
+    if (!signal) {
+      return;
+    }
+    this.lastReplaced.set(signal.name, signal);
+    // The signal does not say which job sent it: it belongs to the running update jobs
+    // that are about this extension (or about every extension with an update).
+    for (const job of this.jobs.values()) {
+      const names = job.source.split(", ").filter(Boolean);
+      if (job.type === "update" && job.state !== "queued" && (names.length === 0 || names.includes(signal.name))) {
+        this.replacedByJob.set(job.path, [...(this.replacedByJob.get(job.path) ?? []), signal]);
+      }
+    }
   }
 
   dismiss(id: number): void {
@@ -413,6 +465,27 @@ export class ExtensionsService {
   /** `now`: unmerge it from the running system too, instead of at the next boot. */
   remove(extension: ExtensionInfo, now: boolean): Promise<unknown[]> {
     return this.call(extension.path, EXTENSION_IFACE, "Remove", [now ? FLAG_NOW : 0]);
+  }
+
+  /** A check job for every installed extension. */
+  checkUpdates(): Promise<unknown[]> {
+    return this.call(MANAGER_PATH, MANAGER_IFACE, "CheckUpdates", [[], 0]);
+  }
+
+  /** An update job for `extension`; one merged now is merged again with its new image. */
+  update(extension: ExtensionInfo): Promise<unknown[]> {
+    const options: Record<string, CockpitVariant> = extension.merged ? { now: cockpit.variant("b", true) } : {};
+    return this.call(MANAGER_PATH, MANAGER_IFACE, "Update", [[extension.name], options]);
+  }
+
+  /**
+   * Puts the previous version of `extension` back (merged again when merged now), and
+   * says what it replaced when the service announced it.
+   */
+  async rollback(extension: ExtensionInfo): Promise<Replaced | undefined> {
+    this.lastReplaced.delete(extension.name);
+    await this.call(MANAGER_PATH, MANAGER_IFACE, "Rollback", [extension.name, extension.merged ? FLAG_NOW : 0]);
+    return this.lastReplaced.get(extension.name);
   }
 
   refresh(): Promise<unknown[]> {

@@ -73,6 +73,7 @@ export function App({ service, permission }: { service: ExtensionsService; permi
   const report = useBootReport();
   const [installing, setInstalling] = useState(false);
   const [refreshing, setRefreshing] = useState(false);
+  const [askingCheck, setAskingCheck] = useState(false);
   const [notices, setNotices] = useState<Notice[]>([]);
 
   const notify = useCallback((variant: Notice["variant"], title: string) => {
@@ -91,6 +92,16 @@ export function App({ service, permission }: { service: ExtensionsService; permi
       .catch((e: unknown) => onError(describeFailure(e, "refresh")))
       .finally(() => setRefreshing(false));
   };
+
+  // The check runs as a job, listed with its progress; the button waits for it to end.
+  const checkForUpdates = () => {
+    setAskingCheck(true);
+    service
+      .checkUpdates()
+      .catch((e: unknown) => onError(describeFailure(e, "check")))
+      .finally(() => setAskingCheck(false));
+  };
+  const checking = askingCheck || snapshot.jobs.some((j) => j.type === "check");
 
   const { connection, manager } = snapshot;
   const states = manager && manager.bootStates.length > 0 ? manager.bootStates : [...BOOT_STATES];
@@ -121,10 +132,12 @@ export function App({ service, permission }: { service: ExtensionsService; permi
           <ExtensionsTable
             service={service}
             extensions={snapshot.extensions}
+            updating={snapshot.jobs.filter((j) => j.type === "update").flatMap((j) => j.source.split(", "))}
             states={states}
             current={current}
             admin={admin}
             onError={onError}
+            onSuccess={(message) => notify("success", message)}
           />
         ) : (
           <EmptyState titleText="No system extensions are installed" headingLevel="h2" icon={CubesIcon}>
@@ -144,6 +157,13 @@ export function App({ service, permission }: { service: ExtensionsService; permi
           </FlexItem>
           <FlexItem>
             <Flex spaceItems={{ default: "spaceItemsSm" }}>
+              <AdminButton
+                admin={admin}
+                variant="secondary"
+                label="Check for updates"
+                isLoading={checking}
+                onClick={checkForUpdates}
+              />
               <AdminButton admin={admin} variant="secondary" label="Refresh" isLoading={refreshing} onClick={refresh} />
               <AdminButton admin={admin} variant="primary" label="Install…" onClick={() => setInstalling(true)} />
             </Flex>
@@ -157,8 +177,8 @@ export function App({ service, permission }: { service: ExtensionsService; permi
             title="Read only: you do not have administrative access"
             className="kx-admin-hint"
           >
-            Turn on administrative access (the “Limited access” button at the top of Cockpit) to install, enable or remove
-            extensions.
+            Turn on administrative access (the “Limited access” button at the top of Cockpit) to install, enable, update or
+            remove extensions.
           </Alert>
         )}
       </PageSection>

@@ -12,6 +12,7 @@ import { Title } from "@patternfly/react-core/dist/esm/components/Title/index.js
 import type { BootState, CurrentBoot } from "../api/contract";
 import type { ExtensionInfo, ExtensionsService } from "../api/service";
 import { notMergedReason, statusExplanation, statusLabel } from "../api/status";
+import { updateView } from "../api/updates";
 import { formatBytes, formatMicroseconds } from "../format";
 import { BootStateSwitches } from "./BootStateSwitches";
 
@@ -33,6 +34,16 @@ function Protection({ service, extension }: { service: ExtensionsService; extens
     // Again when the image changes (a replace keeps the object, not the digest).
   }, [service, extension.path, extension.digest]);
   return <>{text}</>;
+}
+
+/** What the last update check found, and when. */
+function lastCheck(extension: ExtensionInfo): string {
+  const view = updateView(extension.update, extension.version);
+  if (view.tone === "none") {
+    return "Not checked yet (Check for updates asks the sources).";
+  }
+  const when = formatMicroseconds(extension.update.checkedTime);
+  return `${view.label}${view.detail ? `: ${view.detail}` : ""}${when ? ` (checked ${when})` : ""}`;
 }
 
 function Field({ term, children }: { term: string; children: React.ReactNode }) {
@@ -72,6 +83,8 @@ export function ExtensionDetails(props: {
           </Field>
           <Field term="Size">{formatBytes(extension.size)}</Field>
           <Field term="Installed">{formatMicroseconds(extension.installedTime) || "unknown"}</Field>
+          <Field term="Update check">{lastCheck(extension)}</Field>
+          <Field term="Previous version">{extension.update.previousVersion || "none to roll back to"}</Field>
           <Field term="Protection">
             <Protection service={service} extension={extension} />
           </Field>

@@ -1,7 +1,9 @@
-// The installed extensions, one row each; a row expands to its details and switches.
+// The installed extensions, one row each, with what the last update check found and the
+// Update and Roll back actions; a row expands to its details and switches.
 
 import { useState } from "react";
 import { Button } from "@patternfly/react-core/dist/esm/components/Button/index.js";
+import { Flex } from "@patternfly/react-core/dist/esm/layouts/Flex/index.js";
 import { Label, LabelGroup } from "@patternfly/react-core/dist/esm/components/Label/index.js";
 import { Tooltip } from "@patternfly/react-core/dist/esm/components/Tooltip/index.js";
 import { Truncate } from "@patternfly/react-core/dist/esm/components/Truncate/index.js";
@@ -13,6 +15,7 @@ import type { ExtensionInfo, ExtensionsService } from "../api/service";
 import { statusLabel } from "../api/status";
 import { ExtensionDetails } from "./ExtensionDetails";
 import { RemoveDialog } from "./RemoveDialog";
+import { UpdateActions, UpdateState } from "./Updates";
 
 type LabelColor = "green" | "orange" | "red" | "grey" | "blue";
 
@@ -33,7 +36,7 @@ function statusColor(status: Status): LabelColor {
   }
 }
 
-const COLUMNS = 8;
+const COLUMNS = 9;
 
 function Row(props: {
   service: ExtensionsService;
@@ -42,7 +45,10 @@ function Row(props: {
   states: BootState[];
   current: CurrentBoot;
   admin: boolean;
+  /** An update of this extension is running. */
+  updating: boolean;
   onError: (message: string) => void;
+  onSuccess: (message: string) => void;
 }) {
   const { extension, rowIndex, admin } = props;
   const [expanded, setExpanded] = useState(false);
@@ -75,6 +81,9 @@ function Row(props: {
           {extension.name}
         </Th>
         <Td dataLabel="Version">{extension.version || "—"}</Td>
+        <Td dataLabel="Update">
+          <UpdateState extension={extension} />
+        </Td>
         <Td dataLabel="Source" modifier="truncate">
           {extension.source ? <Truncate content={extension.source} position="middle" /> : "—"}
         </Td>
@@ -106,11 +115,21 @@ function Row(props: {
           </Label>
         </Td>
         <Td dataLabel="Actions" modifier="fitContent">
-          {admin ? (
-            removeButton
-          ) : (
-            <Tooltip content="Turn on administrative access to remove extensions.">{removeButton}</Tooltip>
-          )}
+          <Flex gap={{ default: "gapSm" }} flexWrap={{ default: "nowrap" }} justifyContent={{ default: "justifyContentFlexEnd" }}>
+            <UpdateActions
+              service={props.service}
+              extension={extension}
+              admin={admin}
+              busy={props.updating}
+              onError={props.onError}
+              onSuccess={props.onSuccess}
+            />
+            {admin ? (
+              removeButton
+            ) : (
+              <Tooltip content="Turn on administrative access to remove extensions.">{removeButton}</Tooltip>
+            )}
+          </Flex>
         </Td>
       </Tr>
       <Tr isExpanded={expanded}>
@@ -126,12 +145,15 @@ function Row(props: {
 export function ExtensionsTable(props: {
   service: ExtensionsService;
   extensions: ExtensionInfo[];
+  /** Extensions an update job is running for. */
+  updating: string[];
   states: BootState[];
   current: CurrentBoot;
   admin: boolean;
   onError: (message: string) => void;
+  onSuccess: (message: string) => void;
 }) {
-  const { extensions, ...rest } = props;
+  const { extensions, updating, ...rest } = props;
   return (
     <Table aria-label="System extensions" variant="compact" id="extensions">
       <Thead>
@@ -139,6 +161,7 @@ export function ExtensionsTable(props: {
           <Th screenReaderText="Show details" />
           <Th>Name</Th>
           <Th>Version</Th>
+          <Th>Update</Th>
           <Th>Source</Th>
           <Th>Enabled for</Th>
           <Th>Merged</Th>
@@ -147,7 +170,13 @@ export function ExtensionsTable(props: {
         </Tr>
       </Thead>
       {extensions.map((extension, rowIndex) => (
-        <Row key={extension.path} extension={extension} rowIndex={rowIndex} {...rest} />
+        <Row
+          key={extension.path}
+          extension={extension}
+          rowIndex={rowIndex}
+          updating={updating.includes(extension.name)}
+          {...rest}
+        />
       ))}
     </Table>
   );

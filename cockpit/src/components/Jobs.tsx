@@ -1,6 +1,7 @@
-// Installs in progress, each with its phase, a progress bar with bytes and rate, and
-// Cancel; queued ones say how many jobs are ahead. Ended jobs stay as alerts until
-// dismissed, since their objects are gone the moment they end.
+// Jobs in progress (installs, update checks, updates), each with its phase, a progress
+// bar with bytes and rate (a check counts extensions instead), and Cancel; queued ones
+// say how many jobs are ahead. Ended jobs stay as alerts until dismissed, since their
+// objects are gone the moment they end.
 
 import { useState } from "react";
 import { Alert, AlertActionCloseButton } from "@patternfly/react-core/dist/esm/components/Alert/index.js";
@@ -11,7 +12,7 @@ import { Flex, FlexItem } from "@patternfly/react-core/dist/esm/layouts/Flex/ind
 import { Progress } from "@patternfly/react-core/dist/esm/components/Progress/index.js";
 import { Stack } from "@patternfly/react-core/dist/esm/layouts/Stack/index.js";
 
-import type { JobPhase } from "../api/contract";
+import type { JobPhase, JobType } from "../api/contract";
 import { describeFailure, describeJobError } from "../api/errors";
 import type { ExtensionsService, FinishedJob, JobInfo } from "../api/service";
 import { formatRate, formatTransfer } from "../format";
@@ -39,10 +40,35 @@ function what(job: { name: string; source: string }): string {
   return job.name || job.source;
 }
 
+/** The job as a noun: "install of k3s", "check for updates", "update of k3s". */
+function noun(job: { type: JobType | null; name: string; source: string }): string {
+  switch (job.type) {
+    case "check":
+      return job.source ? `check for updates of ${job.source}` : "check for updates";
+    case "update":
+      return `update of ${what(job) || "every extension with an update"}`;
+    case "install":
+    case null:
+      return `install of ${what(job)}`;
+  }
+}
+
+function capitalized(text: string): string {
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
 function statusText(job: JobInfo): string {
   if (job.state === "queued") {
     const ahead = job.queuePosition;
     return ahead > 0 ? `Waiting for ${ahead} ${ahead === 1 ? "job" : "jobs"} ahead` : "Waiting to start";
+  }
+  if (job.type === "check") {
+    // A check downloads nothing: its byte counts count extensions.
+    const parts = ["Asking the sources"];
+    if (job.bytesTotal > 0) {
+      parts.push(`${job.bytesDone} of ${job.bytesTotal} ${job.bytesTotal === 1 ? "extension" : "extensions"}`);
+    }
+    return parts.join(" · ");
   }
   const parts = [phaseText(job.phase)];
   if (job.bytesDone > 0 || job.bytesTotal > 0) {
@@ -64,7 +90,7 @@ function JobRow(props: { service: ExtensionsService; job: JobInfo; admin: boolea
       setCanceling(false);
     });
   };
-  const label = `Install of ${what(job)}`;
+  const label = capitalized(noun(job));
   return (
     <DataListItem aria-labelledby={`job-${job.id}-title`} data-job={job.id}>
       <DataListItemRow>
@@ -88,7 +114,7 @@ function JobRow(props: { service: ExtensionsService; job: JobInfo; admin: boolea
                 onClick={cancel}
                 isDisabled={canceling || !admin}
                 isLoading={canceling}
-                aria-label={`Cancel the install of ${what(job)}`}
+                aria-label={`Cancel the ${noun(job)}`}
               >
                 Cancel
               </Button>
@@ -102,6 +128,9 @@ function JobRow(props: { service: ExtensionsService; job: JobInfo; admin: boolea
 
 function Ended({ job, onDismiss }: { job: FinishedJob; onDismiss: () => void }) {
   const close = <AlertActionCloseButton onClose={onDismiss} aria-label="Dismiss" />;
+  if (job.type === "check" || job.type === "update") {
+    return <EndedUpdateJob job={job} close={close} />;
+  }
   switch (job.result) {
     case "done":
       return <Alert isInline variant="success" title={`Installed ${what(job)}`} actionClose={close} />;
@@ -111,6 +140,39 @@ function Ended({ job, onDismiss }: { job: FinishedJob; onDismiss: () => void }) 
       return (
         <Alert isInline variant="danger" title={`Could not install ${what(job)}`} actionClose={close}>
           {describeJobError(job.error)}
+        </Alert>
+      );
+  }
+}
+
+/** How a check or an update ended. */
+function EndedUpdateJob({ job, close }: { job: FinishedJob; close: React.ReactNode }) {
+  const check = job.type === "check";
+  switch (job.result) {
+    case "done":
+      if (check) {
+        return (
+          <Alert isInline variant="success" title="Checked for updates" actionClose={close}>
+            {job.summary}
+          </Alert>
+        );
+      }
+      return (
+        <Alert
+          isInline
+          variant={job.replacedAny ? "success" : "info"}
+          title={job.replacedAny ? `Updated ${what(job)}` : `${what(job)} was not updated`}
+          actionClose={close}
+        >
+          {job.summary}
+        </Alert>
+      );
+    case "canceled":
+      return <Alert isInline variant="info" title={`The ${noun(job)} was canceled`} actionClose={close} />;
+    case "failed":
+      return (
+        <Alert isInline variant="danger" title={check ? "Could not check for updates" : `Could not update ${what(job)}`} actionClose={close}>
+          {describeJobError(job.error, check ? "The check" : "The update")}
         </Alert>
       );
   }
@@ -129,11 +191,11 @@ export function Jobs(props: {
   }
   return (
     <Card isPlain id="jobs">
-      <CardTitle component="h2">Installs</CardTitle>
+      <CardTitle component="h2">Jobs</CardTitle>
       <CardBody>
         <Stack hasGutter>
           {jobs.length > 0 && (
-            <DataList aria-label="Installs in progress" isCompact>
+            <DataList aria-label="Jobs in progress" isCompact>
               {jobs.map((job) => (
                 <JobRow key={job.path} service={service} job={job} admin={admin} onError={onError} />
               ))}

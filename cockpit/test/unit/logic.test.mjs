@@ -25,6 +25,8 @@ const source = await load("api/source.ts");
 const rate = await load("api/rate.ts");
 const report = await load("api/boot-report.ts");
 const format = await load("format.ts");
+const updates = await load("api/updates.ts");
+const contract = await load("api/contract.ts");
 
 describe("status", () => {
   it("reads Status and StatusReason when the service exports them", () => {
@@ -143,5 +145,79 @@ describe("formatting", () => {
     assert.equal(format.formatTransfer(1024, 0), "1.0 KiB");
     assert.equal(format.formatTransfer(1024, 2048), "1.0 KiB of 2.0 KiB");
     assert.equal(format.formatMicroseconds(0), "");
+  });
+});
+
+describe("updates", () => {
+  const info = (data) => updates.updateOf(data);
+
+  it("reads UpdateCheck as a type, with anything unknown as the error of a failed check", () => {
+    assert.deepEqual(updates.updateCheck(""), { kind: "not-checked" });
+    assert.deepEqual(updates.updateCheck(undefined), { kind: "not-checked" });
+    for (const kind of ["ok", "pinned", "local", "cannot-check"]) {
+      assert.deepEqual(updates.updateCheck(kind), { kind });
+    }
+    assert.deepEqual(updates.updateCheck("registry: connection refused"), { kind: "failed", error: "registry: connection refused" });
+  });
+
+  it("reads the Extension's update properties, with defaults for a service without them", () => {
+    assert.deepEqual(info({}), {
+      available: false,
+      availableVersion: "",
+      availableSource: "",
+      checkedTime: 0,
+      check: { kind: "not-checked" },
+      previousVersion: "",
+    });
+    const read = info({ UpdateAvailable: true, AvailableSource: "oci://r/x:1@sha256:ab", CheckedTime: 5, UpdateCheck: "ok", PreviousVersion: "1" });
+    assert.equal(read.available, true);
+    assert.equal(read.checkedTime, 5);
+    assert.equal(read.previousVersion, "1");
+  });
+
+  it("shows the version or the source an update would get, and what a check without an answer found", () => {
+    const bySource = updates.updateView(info({ UpdateAvailable: true, AvailableSource: "oci://r/x:latest@sha256:ab", UpdateCheck: "ok" }), "1");
+    assert.deepEqual(bySource, { tone: "available", label: "Update available", detail: "oci://r/x:latest@sha256:ab" });
+    const byVersion = updates.updateView(info({ UpdateAvailable: true, AvailableVersion: "1.33.0", UpdateCheck: "ok" }), "1.32.0");
+    assert.equal(byVersion.label, "Update to 1.33.0");
+    assert.equal(updates.updateView(info({ UpdateCheck: "ok" }), "1").label, "Up to date");
+    assert.equal(updates.updateView(info({}), "1").tone, "none");
+    assert.equal(updates.updateView(info({ UpdateCheck: "local" }), "1").label, "Local file");
+    assert.equal(updates.updateView(info({ UpdateCheck: "cannot-check" }), "1").label, "Cannot check");
+    const failed = updates.updateView(info({ UpdateCheck: "registry: connection refused" }), "1");
+    assert.deepEqual([failed.tone, failed.label, failed.detail], ["failed", "Check failed", "registry: connection refused"]);
+  });
+
+  it("says a pinned install has a newer version only when it differs from the installed one", () => {
+    const newer = updates.updateView(info({ UpdateCheck: "pinned", AvailableVersion: "1.33.0" }), "1.32.0");
+    assert.equal(newer.label, "Pinned");
+    assert.match(newer.detail, /1\.33\.0 is available/);
+    assert.doesNotMatch(updates.updateView(info({ UpdateCheck: "pinned", AvailableVersion: "1.32.0" }), "1.32.0").detail, /available/);
+  });
+
+  it("sums up a check, an update and a rollback", () => {
+    const ext = (name, data) => ({ name, version: "1", update: info(data) });
+    assert.equal(updates.checkSummary([ext("a", { UpdateCheck: "ok" })]), "No update is available.");
+    assert.equal(
+      updates.checkSummary([ext("a", { UpdateCheck: "ok", UpdateAvailable: true }), ext("b", { UpdateCheck: "down" })]),
+      "An update is available for a. The check failed for b.",
+    );
+    const signal = updates.replaced(["k3s", "1", "2"]);
+    assert.deepEqual(signal, { name: "k3s", oldVersion: "1", newVersion: "2" });
+    assert.equal(updates.replaced(["k3s", 1, "2"]), null);
+    assert.equal(updates.updateJobSummary("k3s", [signal]), "Updated k3s from 1 to 2.");
+    assert.match(updates.updateJobSummary("k3s", []), /^Nothing was updated: k3s is up to date/);
+    assert.equal(updates.rollbackSummary("k3s", { name: "k3s", oldVersion: "2", newVersion: "1" }, "1"), "Rolled back k3s from 2 to 1");
+    assert.equal(updates.rollbackSummary("k3s", undefined, "1"), "Rolled back k3s to 1");
+  });
+
+  it("knows the job types, and no others", () => {
+    assert.deepEqual(["install", "check", "update", "verify"].map(contract.jobType), ["install", "check", "update", null]);
+  });
+
+  it("says who may not check or update", () => {
+    assert.equal(errors.describeError("org.freedesktop.DBus.Error.AccessDenied", "", "check"), "You are not allowed to check for updates.");
+    assert.match(errors.describeError("org.kairos.Extensions1.Error.NotFound", "k3s has no previous version", "update"), /previous version/);
+    assert.equal(errors.describeJobError("network down", "The check"), "The check failed: network down");
   });
 });
