@@ -130,7 +130,7 @@ fn without_the_service_every_verb_says_so_once_and_names_the_offline_form() {
     let image = scratch.path().join("x.raw");
     fs::write(&image, "not even an image").expect("file");
     let image = image.to_str().expect("utf-8");
-    let verbs: [&[&str]; 11] = [
+    let verbs: [&[&str]; 15] = [
         &["list"],
         &["inspect", "k3s"],
         &["install", image],
@@ -138,6 +138,10 @@ fn without_the_service_every_verb_says_so_once_and_names_the_offline_form() {
         &["disable", "k3s", "--common"],
         &["remove", "k3s"],
         &["refresh"],
+        &["check"],
+        &["update", "--all"],
+        &["rollback", "k3s"],
+        &["search"],
         &["jobs"],
         &["cancel", "1"],
         &["status"],
@@ -432,7 +436,7 @@ fn help(args: &[&str]) -> String {
 
 #[test]
 fn help_man_page_and_verbs_agree_on_the_options() {
-    for verb in ["list", "inspect", "status", "jobs", "refresh", "monitor"] {
+    for verb in ["list", "inspect", "status", "jobs", "refresh", "monitor", "check", "search"] {
         let text = help(&[verb]);
         for option in ["--json[=<MODE>]", "--no-pager", "--no-legend", "--quiet"] {
             assert!(text.contains(option), "{verb} --help lacks {option}:\n{text}");
@@ -442,7 +446,9 @@ fn help_man_page_and_verbs_agree_on_the_options() {
         let text = help(&[verb]);
         assert!(!text.contains("--root") && !text.contains("--config"), "{verb} offers offline mode:\n{text}");
     }
-    for verb in ["list", "inspect", "install", "enable", "disable", "remove", "refresh"] {
+    for verb in [
+        "list", "inspect", "install", "enable", "disable", "remove", "refresh", "check", "update", "rollback", "search",
+    ] {
         assert!(help(&[verb]).contains("--root <DIR>"), "{verb} lacks --root");
     }
     assert!(help(&["list"]).contains("--active"), "list filters like kairos-agent");
