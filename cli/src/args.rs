@@ -156,6 +156,21 @@ pub enum Command {
     Update(UpdateArgs),
     /// Put the previous version of an extension back, in one step.
     Rollback(RollbackArgs),
+    /// List the entries of the Kairos catalogs: name, title, the latest version this
+    /// machine can install, and the version installed.
+    Search {
+        /// Only entries whose name, title or description contains TEXT (any case).
+        text: Option<String>,
+        /// Catalogs to read.
+        #[command(flatten)]
+        catalogs: CatalogArgs,
+        /// How to print.
+        #[command(flatten)]
+        output: OutputArgs,
+        /// Offline mode.
+        #[command(flatten)]
+        offline: OfflineArgs,
+    },
     /// List running and queued jobs (service only).
     Jobs {
         /// How to print.
@@ -173,21 +188,6 @@ pub enum Command {
         /// How to print.
         #[command(flatten)]
         output: OutputArgs,
-    },
-    /// List the entries of the Kairos catalogs: name, title, the latest version this
-    /// machine can install, and the version installed.
-    Search {
-        /// Only entries whose name, title or description contains TEXT (any case).
-        text: Option<String>,
-        /// Catalogs to read.
-        #[command(flatten)]
-        catalogs: CatalogArgs,
-        /// How to print.
-        #[command(flatten)]
-        output: OutputArgs,
-        /// Offline mode.
-        #[command(flatten)]
-        offline: OfflineArgs,
     },
     /// Print every signal of the service as it happens, with the time it arrived
     /// (service only).
