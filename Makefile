@@ -278,12 +278,16 @@ cockpit: cockpit/dist/index.js.gz
 
 # No package needs its install script (esbuild's only checks the binary that its
 # platform package brings), so none runs.
+# The page is built and copied under one lock: tests run `make install` in parallel, and
+# a build that starts while another copies the page would delete what it copies.
+COCKPIT_LOCK := flock cockpit/.build.lock
+
 cockpit/node_modules/.installed: cockpit/package.json cockpit/package-lock.json
-	cd cockpit && npm ci --no-audit --no-fund --ignore-scripts
+	$(COCKPIT_LOCK) sh -c 'cd cockpit && npm ci --no-audit --no-fund --ignore-scripts'
 	touch $@
 
 cockpit/dist/index.js.gz: cockpit/node_modules/.installed $(COCKPIT_SOURCES)
-	cd cockpit && node_modules/.bin/tsc --noEmit -p . && node --test test/unit/ && node build.mjs
+	$(COCKPIT_LOCK) sh -c 'cd cockpit && node_modules/.bin/tsc --noEmit -p . && node --test test/unit/ && node build.mjs'
 
 ## cockpit-screenshots: run the browser test and keep its screenshots in docs/ (needs root)
 cockpit-screenshots: deps build cockpit
@@ -293,7 +297,7 @@ install: install-cockpit
 
 install-cockpit: cockpit
 	install -d $(DESTDIR)$(COCKPITDIR)
-	cp -R cockpit/dist/. $(DESTDIR)$(COCKPITDIR)/
+	$(COCKPIT_LOCK) cp -R cockpit/dist/. $(DESTDIR)$(COCKPITDIR)/
 	chmod -R u=rwX,go=rX $(DESTDIR)$(COCKPITDIR)
 
 clean: clean-cockpit
