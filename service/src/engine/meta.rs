@@ -116,9 +116,14 @@ pub fn names(dir: &Path) -> io::Result<Vec<String>> {
 }
 
 /// Writes a record atomically.
+/// The record's name is checked here too, though every caller checked it before: it
+/// becomes a file name, and a name with a `/` would write outside `dir`.
 pub fn write(dir: &Path, record: &Provenance) -> io::Result<()> {
+    let name = kairos_extensions_dbus::ExtensionName::new(&record.name).map_err(|e| {
+        io::Error::new(io::ErrorKind::InvalidInput, format!("provenance record for {:?}: {e}", record.name))
+    })?;
     let json = serde_json::to_vec_pretty(record).map_err(io::Error::other)?;
-    durable::write_file(dir, &format!("{}.json", record.name), &json)
+    durable::write_file(dir, &format!("{name}.json"), &json)
 }
 
 #[cfg(test)]
@@ -151,8 +156,11 @@ mod tests {
         assert_eq!(read(&dir.path().join("big.json")), None, "valid JSON, but more than a record may be");
         padded.truncate(padded.len() - 1);
         fs::write(dir.path().join("big.json"), &padded)?;
-        assert_eq!(read(&dir.path().join("big.json")), Some(record), "at the limit it is read");
+        assert_eq!(read(&dir.path().join("big.json")), Some(record.clone()), "at the limit it is read");
         assert_eq!(read(&dir.path().join("absent.json")), None);
+        let escaping = Provenance { name: "../escape".into(), ..record.clone() };
+        assert_eq!(write(dir.path(), &escaping).map_err(|e| e.kind()), Err(io::ErrorKind::InvalidInput));
+        assert!(!dir.path().join("../escape.json").exists(), "nothing written outside the directory");
         fs::write(dir.path().join(".write-x1.json"), "{}")?;
         fs::write(dir.path().join("notes.txt"), "")?;
         assert_eq!(names(dir.path())?, ["bad", "big", "k3s"]);
