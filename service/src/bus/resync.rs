@@ -14,6 +14,7 @@ use zbus::Connection;
 
 use super::announce;
 use super::error::{BusError, BusResult};
+use super::model::{Diff, Model};
 use super::state::Shared;
 use crate::engine::Extension;
 
@@ -21,9 +22,20 @@ use crate::engine::Extension;
 pub async fn resync(shared: &Arc<Shared>, connection: &Connection) -> BusResult<()> {
     let _serial = shared.updating.lock().await;
     let (listed, merged, previous) = read_store(shared).await?;
+    apply(shared, connection, &previous, |model| model.replace(listed, merged)).await
+}
+
+/// Changes the model with `change`, takes the versions kept for rollback, and announces
+/// what changed and any update news. The caller holds [`Shared::updating`].
+async fn apply(
+    shared: &Arc<Shared>,
+    connection: &Connection,
+    previous: &BTreeMap<String, String>,
+    change: impl FnOnce(&mut Model) -> Diff,
+) -> BusResult<()> {
     let (diff, news) = shared.update_model(|model| {
-        let diff = model.replace(listed, merged);
-        model.set_previous_versions(&previous);
+        let diff = change(model);
+        model.set_previous_versions(previous);
         (diff, model.take_news())
     });
     if !diff.is_empty() {
@@ -60,16 +72,7 @@ pub async fn resync_touched(shared: &Arc<Shared>, connection: &Connection, touch
         drop(serial);
         return resync(shared, connection).await;
     };
-    let (diff, news) = shared.update_model(|model| {
-        let diff = model.update(found, merged);
-        model.set_previous_versions(&previous);
-        (diff, model.take_news())
-    });
-    if !diff.is_empty() {
-        announce::publish(connection, exporter(shared)?, &diff).await?;
-    }
-    announce::publish_news(connection, &news).await?;
-    Ok(())
+    apply(shared, connection, &previous, |model| model.update(found, merged)).await
 }
 
 /// What the engine says of a few extensions, the names merged, and the versions kept for
