@@ -30,7 +30,7 @@ pub async fn blocking<T: Send + 'static>(
 /// After a mutation: update objects and signals; announce the refresh when there was one.
 /// `touched` is what a change that succeeded concerned; after a failure the store is
 /// read whole, as the undo may have touched more than the change meant to.
-async fn settle(
+pub(super) async fn settle(
     shared: &Arc<Shared>,
     connection: &Connection,
     touched: Option<Touched>,

@@ -13,9 +13,8 @@ use zbus::{Connection, OwnedObjectPath, OwnedVariant};
 use super::authz::{self, Action};
 use super::error::{BusError, BusResult};
 use super::job;
-use super::ops::blocking;
-use super::resync::resync;
-use super::signals;
+use super::ops::{blocking, settle};
+use super::resync::Touched;
 use super::state::Shared;
 use crate::engine;
 
@@ -165,14 +164,13 @@ pub async fn rollback(
     let (shown, sources) = details(shared, &names);
     let details = [("name", shown.as_str()), ("source", sources.as_str())];
     authz::authorize(shared.authority.as_ref(), connection, header, Action::Update, &details).await?;
+    // A rollback touched one extension: read it back, not the whole store.
+    let touched = Touched { names: [name.clone()].into(), ..Touched::default() };
     let result = blocking(shared, move |engine| engine.rollback(&name, now)).await;
     if let Ok(rolled) = &result {
         shared.update_model(|m| m.updated(&rolled.name, &rolled.old_version, &rolled.new_version));
     }
-    resync(shared, connection).await?;
-    if now && result.is_ok() {
-        signals::refreshed(connection, &shared.merged_names()).await?;
-    }
+    settle(shared, connection, result.is_ok().then_some(touched), now && result.is_ok()).await?;
     result.map(drop)
 }
 
