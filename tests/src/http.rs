@@ -59,14 +59,24 @@ impl FileServer {
     }
 }
 
-fn respond(mut stream: TcpStream, body: &[u8], behaviour: Behaviour) {
-    let Ok(clone) = stream.try_clone() else { return };
-    let mut reader = BufReader::new(clone);
+/// Reads one HTTP request's line and headers from `stream`; the request line (`GET /path
+/// HTTP/1.1`), or `None` when the client went away first. The test servers answer from it.
+pub fn read_request(stream: &TcpStream) -> Option<String> {
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
+    let mut request = String::new();
+    reader.read_line(&mut request).ok()?;
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).map(|n| n == 0).unwrap_or(true) || line == "\r\n" {
             break;
         }
+    }
+    Some(request)
+}
+
+fn respond(mut stream: TcpStream, body: &[u8], behaviour: Behaviour) {
+    if read_request(&stream).is_none() {
+        return;
     }
     let half = &body[..body.len() / 2];
     match behaviour {
@@ -163,18 +173,7 @@ impl ChangingServer {
 }
 
 fn answer(mut stream: TcpStream, file: &std::sync::Mutex<(Vec<u8>, u32)>, validator: Validator) {
-    let Ok(clone) = stream.try_clone() else { return };
-    let mut reader = BufReader::new(clone);
-    let mut request = String::new();
-    if reader.read_line(&mut request).is_err() {
-        return;
-    }
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).map(|n| n == 0).unwrap_or(true) || line == "\r\n" {
-            break;
-        }
-    }
+    let Some(request) = read_request(&stream) else { return };
     let (body, version) = file.lock().map(|f| f.clone()).unwrap_or_default();
     let header = match validator {
         Validator::ETag => format!("ETag: \"v{version}\"\r\n"),

@@ -4,12 +4,13 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::Output;
 use std::sync::{Arc, Mutex};
 
+use kairos_extensions_tests::http::read_request;
 use kairos_extensions_tests::images::ImageBuilder;
 use kairos_extensions_tests::namespace::Namespace;
 use kairos_extensions_tests::registry::{Registry, gzip_layer_layout, host_arch, tar};
@@ -49,18 +50,7 @@ impl CatalogServer {
 }
 
 fn answer(mut stream: TcpStream, documents: &Mutex<HashMap<String, Vec<u8>>>) {
-    let Ok(clone) = stream.try_clone() else { return };
-    let mut reader = BufReader::new(clone);
-    let mut request = String::new();
-    if reader.read_line(&mut request).is_err() {
-        return;
-    }
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).map(|n| n == 0).unwrap_or(true) || line == "\r\n" {
-            break;
-        }
-    }
+    let Some(request) = read_request(&stream) else { return };
     let path = request.split_whitespace().nth(1).unwrap_or("/").to_owned();
     let body = documents.lock().ok().and_then(|d| d.get(&path).cloned());
     let _ = match body {

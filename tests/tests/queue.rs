@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,6 +13,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use kairos_extensions_dbus::proxies::ManagerProxy;
+use kairos_extensions_tests::http::read_request;
 use kairos_extensions_tests::images::ImageBuilder;
 use kairos_extensions_tests::monitor::{Monitor, eventually};
 use kairos_extensions_tests::system::Rig;
@@ -86,18 +87,7 @@ impl GatedServer {
 }
 
 fn respond(mut stream: TcpStream, files: &HashMap<String, Vec<u8>>, gate: &(Mutex<Gate>, Condvar)) {
-    let Ok(clone) = stream.try_clone() else { return };
-    let mut reader = BufReader::new(clone);
-    let mut request = String::new();
-    if reader.read_line(&mut request).is_err() {
-        return;
-    }
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).map(|n| n == 0).unwrap_or(true) || line == "\r\n" {
-            break;
-        }
-    }
+    let Some(request) = read_request(&stream) else { return };
     let path = request.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/').to_owned();
     let Ok(mut state) = gate.0.lock() else { return };
     state.requested.push(path.clone());
