@@ -398,15 +398,7 @@ impl<'a> Change<'a> {
     }
 
     fn record_text(&self, name: &ExtensionName) -> Result<Option<String>, StoreError> {
-        let path = self.store.layout().meta_file(name);
-        match fs::read(&path) {
-            Ok(bytes) => String::from_utf8(bytes).map(Some).map_err(|_| StoreError::Io {
-                context: format!("reading {}", path.display()),
-                source: io::Error::new(io::ErrorKind::InvalidData, "not UTF-8"),
-            }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(StoreError::Io { context: format!("reading {}", path.display()), source }),
-        }
+        super::store::read_text_if_exists(&self.store.layout().meta_file(name))
     }
 
     /// Announces a merge: settling this change after a crash merges again.

@@ -720,6 +720,19 @@ impl Store {
     }
 }
 
+/// The text of the file at `path`, kept verbatim to undo a change of it; `None` when
+/// there is no such file.
+pub fn read_text_if_exists(path: &Path) -> Result<Option<String>, StoreError> {
+    match fs::read(path) {
+        Ok(bytes) => String::from_utf8(bytes).map(Some).map_err(|_| StoreError::Io {
+            context: format!("reading {}", path.display()),
+            source: io::Error::new(io::ErrorKind::InvalidData, "not UTF-8"),
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(StoreError::Io { context: format!("reading {}", path.display()), source }),
+    }
+}
+
 /// What the store entry at `path` is, from its own metadata (not following symlinks).
 fn entry_kind(path: &Path, file_name: &str, meta: &fs::Metadata) -> Option<EntryKind> {
     if meta.is_file() && file_name.ends_with(".raw") {

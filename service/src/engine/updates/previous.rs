@@ -19,7 +19,7 @@ use super::super::failpoint;
 use super::super::layout;
 use super::super::meta::{self, Provenance};
 use super::super::release;
-use super::super::store::{IoContext, Store, StoreError};
+use super::super::store::{IoContext, Store, StoreError, read_text_if_exists};
 
 /// The directory inside the store that keeps previous versions.
 pub const PREVIOUS_DIR: &str = ".previous";
@@ -56,15 +56,7 @@ pub fn record(store: &Store, name: &ExtensionName) -> Option<Provenance> {
 
 /// The record's text, verbatim, for undoing a change of it.
 pub fn record_text(store: &Store, name: &ExtensionName) -> Result<Option<String>, StoreError> {
-    let path = layout::join_file_name(&dir(store), &record_file_name(name));
-    match fs::read(&path) {
-        Ok(bytes) => String::from_utf8(bytes).map(Some).map_err(|_| StoreError::Io {
-            context: format!("reading {}", path.display()),
-            source: io::Error::new(io::ErrorKind::InvalidData, "not UTF-8"),
-        }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(StoreError::Io { context: format!("reading {}", path.display()), source }),
-    }
+    read_text_if_exists(&layout::join_file_name(&dir(store), &record_file_name(name)))
 }
 
 /// Writes the record's text, or removes the record when there is none.
