@@ -127,7 +127,8 @@ struct Rig {
     root: tempfile::TempDir,
     authority: Arc<Scripted>,
     client: Connection,
-    _server: Connection,
+    server: Connection,
+    shared: Arc<Shared>,
 }
 
 impl Rig {
@@ -147,7 +148,7 @@ impl Rig {
         let server = zbus::connection::Builder::unix_stream(a).server(guid).p2p();
         let client = zbus::connection::Builder::unix_stream(b).p2p().build();
         let (server, client) = tokio::join!(attach(server, &shared), client);
-        Self { root, authority, client: client.expect("client"), _server: server.expect("the service attaches") }
+        Self { root, authority, client: client.expect("client"), server: server.expect("the service attaches"), shared }
     }
 
     /// Calls a Manager method; nothing, or the error's name and message.
@@ -434,6 +435,128 @@ async fn jobs_queue_beyond_max_jobs_and_end_with_their_result() {
     assert_eq!(result, "failed");
 }
 
+type Managed = BTreeMap<String, BTreeMap<String, std::collections::HashMap<String, zbus::OwnedVariant>>>;
+
+/// What `GetManagedObjects` answers, ordered.
+async fn managed_objects(client: &Connection) -> Managed {
+    let proxy =
+        zbus::Proxy::new(client, DEST, MANAGER, "org.freedesktop.DBus.ObjectManager").await.expect("ObjectManager");
+    let reply = proxy.call_method("GetManagedObjects", &()).await.expect("GetManagedObjects");
+    let objects: std::collections::HashMap<
+        zbus::OwnedObjectPath,
+        std::collections::HashMap<String, std::collections::HashMap<String, zbus::OwnedVariant>>,
+    > = reply.body().deserialize().expect("a{oa{sa{sv}}}");
+    objects.into_iter().map(|(path, interfaces)| (path.to_string(), interfaces.into_iter().collect())).collect()
+}
+
+/// What `Properties.GetAll` answers for `interface` of the object at `path`.
+async fn get_all(
+    client: &Connection,
+    path: &str,
+    interface: &str,
+) -> std::collections::HashMap<String, zbus::OwnedVariant> {
+    let proxy =
+        zbus::Proxy::new(client, DEST, path.to_owned(), "org.freedesktop.DBus.Properties").await.expect("proxy");
+    proxy.call("GetAll", &(interface,)).await.expect("GetAll")
+}
+
+/// The signals the client receives until `quiet` passes without one, whole.
+async fn signal_messages(stream: &mut MessageStream, quiet: Duration) -> Vec<zbus::Message> {
+    let mut seen = Vec::new();
+    while let Ok(Some(Ok(message))) = tokio::time::timeout(quiet, stream.next()).await {
+        if message.message_type() == Type::Signal {
+            seen.push(message);
+        }
+    }
+    seen
+}
+
+fn member(message: &zbus::Message) -> String {
+    message.header().member().map(|m| m.to_string()).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn the_object_manager_tells_what_getall_tells_and_announces_objects_as_they_come_and_go() {
+    const EXTENSION: &str = "org.kairos.Extensions1.Extension";
+    const JOB: &str = "org.kairos.Extensions1.Job";
+    let rig = Rig::start(Verdict::Yes, &["k3s", "nginx"], Config::default()).await;
+    let mut stream = MessageStream::from(&rig.client);
+    let k3s = "/org/kairos/Extensions1/extension/k3s";
+
+    let managed = managed_objects(&rig.client).await;
+    assert_eq!(managed.keys().collect::<Vec<_>>(), [k3s, "/org/kairos/Extensions1/extension/nginx"]);
+    for (path, interfaces) in &managed {
+        assert_eq!(interfaces.keys().collect::<Vec<_>>(), [EXTENSION], "{path}: only our interface");
+        let all = get_all(&rig.client, path, EXTENSION).await;
+        for property in ["Name", "Version", "EnabledBootStates", "Status", "Release", "UpdateCheck", "PreviousVersion"]
+        {
+            assert!(all.contains_key(property), "{path}: {property} is there, with every other: {all:?}");
+        }
+        assert_eq!(interfaces[EXTENSION], all, "{path}: GetManagedObjects and GetAll agree");
+    }
+
+    // An extension copied into the store, as the watcher would see it.
+    place(&rig.store(), "zfs");
+    kairos_extensionsd::bus::resync::resync(&rig.shared, &rig.server).await.expect("resync");
+    let seen = signal_messages(&mut stream, Duration::from_millis(300)).await;
+    assert_eq!(seen.iter().map(member).collect::<Vec<_>>(), ["InterfacesAdded", "ExtensionInstalled"]);
+    let (path, added): (
+        zbus::OwnedObjectPath,
+        std::collections::HashMap<String, std::collections::HashMap<String, zbus::OwnedVariant>>,
+    ) = seen[0].body().deserialize().expect("InterfacesAdded body");
+    assert_eq!(path.as_str(), "/org/kairos/Extensions1/extension/zfs");
+    assert_eq!(added.keys().collect::<Vec<_>>(), [EXTENSION]);
+    assert_eq!(added[EXTENSION], get_all(&rig.client, path.as_str(), EXTENSION).await, "announced as GetAll tells it");
+    assert!(managed_objects(&rig.client).await.contains_key(path.as_str()));
+
+    rig.call("Remove", &("zfs", 0u64), false).await.expect("remove");
+    let seen = signal_messages(&mut stream, Duration::from_millis(300)).await;
+    assert_eq!(seen.iter().map(member).collect::<Vec<_>>(), ["InterfacesRemoved", "ExtensionRemoved"]);
+    let removed: (zbus::OwnedObjectPath, Vec<String>) = seen[0].body().deserialize().expect("InterfacesRemoved body");
+    assert_eq!((removed.0.as_str(), removed.1), ("/org/kairos/Extensions1/extension/zfs", vec![EXTENSION.to_owned()]));
+    assert!(!managed_objects(&rig.client).await.contains_key("/org/kairos/Extensions1/extension/zfs"));
+
+    // A job: announced before JobNew, listed while it lives, gone after JobRemoved.
+    let server = kairos_extensions_tests::http::FileServer::start_with(
+        vec![0u8; 4 << 20],
+        kairos_extensions_tests::http::Behaviour::Stall,
+    );
+    let proxy = zbus::Proxy::new(&rig.client, DEST, MANAGER, MANAGER_IFACE).await.expect("proxy");
+    let reply = proxy.call_method("Install", &(server.url("stalls.raw"), opts())).await.expect("install");
+    let (id, job): (u64, zbus::OwnedObjectPath) = reply.body().deserialize().expect("job");
+    let seen = signal_messages(&mut stream, Duration::from_millis(300)).await;
+    let members: Vec<String> = seen.iter().map(member).filter(|m| m != "PropertiesChanged").collect();
+    assert_eq!(members, ["InterfacesAdded", "JobNew"]);
+    let (path, added): (
+        zbus::OwnedObjectPath,
+        std::collections::HashMap<String, std::collections::HashMap<String, zbus::OwnedVariant>>,
+    ) = seen
+        .iter()
+        .find(|m| member(m) == "InterfacesAdded")
+        .expect("InterfacesAdded")
+        .body()
+        .deserialize()
+        .expect("body");
+    assert_eq!(path, job);
+    let id_announced: u64 = added[JOB]["Id"].clone().try_into().expect("Id is a u64");
+    let kind: String = added[JOB]["Type"].clone().try_into().expect("Type is a string");
+    assert_eq!((id_announced, kind.as_str()), (id, "install"));
+    let managed = managed_objects(&rig.client).await;
+    assert_eq!(managed[job.as_str()].keys().collect::<Vec<_>>(), [JOB]);
+    assert_eq!(managed[job.as_str()][JOB]["Id"], added[JOB]["Id"]);
+
+    let job_proxy = zbus::Proxy::new(&rig.client, DEST, job.clone(), JOB).await.expect("job proxy");
+    job_proxy.call_method("Cancel", &()).await.expect("cancel");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut members = Vec::new();
+    while !members.iter().any(|m| m == "InterfacesRemoved") && tokio::time::Instant::now() < deadline {
+        members.extend(signal_messages(&mut stream, Duration::from_millis(500)).await.iter().map(member));
+    }
+    members.retain(|m| m != "PropertiesChanged");
+    assert_eq!(members, ["JobRemoved", "InterfacesRemoved"], "the job ends, then its object goes");
+    assert!(!managed_objects(&rig.client).await.contains_key(job.as_str()));
+}
+
 /// Runs this file's other tests again as the user `nobody`, to prove they need no root.
 /// Only as root (who can switch users); as anyone else the tests above already ran
 /// unprivileged.
@@ -460,5 +583,5 @@ fn the_other_tests_pass_as_nobody() {
         .expect("setpriv runs (Debian package util-linux)");
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "as nobody:\n{said}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(said.contains("test result: ok. 5 passed"), "every other test ran as nobody:\n{said}");
+    assert!(said.contains("test result: ok. 6 passed"), "every other test ran as nobody:\n{said}");
 }

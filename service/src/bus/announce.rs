@@ -2,9 +2,10 @@
 //! exported or removed extension objects, the Manager's signals, and PropertiesChanged.
 //!
 //! Nothing else emits for extensions, so every change is announced once and in one
-//! order: extensions that went (their states disabled, then `ExtensionRemoved`), then
-//! extensions that came (`ExtensionInstalled`, then their states enabled) and changed
-//! (their properties, then enabled and disabled states), then the Manager's `Merged`.
+//! order: extensions that went (their states disabled, `InterfacesRemoved`, then
+//! `ExtensionRemoved`), then extensions that came (`InterfacesAdded`,
+//! `ExtensionInstalled`, then their states enabled) and changed (their properties, then
+//! enabled and disabled states), then the Manager's `Merged`.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -19,7 +20,7 @@ use zbus::object_server::{ObjectServer, SignalEmitter};
 use zbus::{Connection, Variant};
 
 use super::model::{Diff, UpdateInfo, UpdateNews, newly_enabled};
-use super::signals::{self, MANAGER_INTERFACE};
+use super::signals::{self, MANAGER_INTERFACE, PropertyValues};
 use crate::engine::Extension;
 
 /// The interface of extension objects.
@@ -32,10 +33,19 @@ pub trait Exporter: Send + Sync {
     fn export<'a>(&'a self, server: &'a ObjectServer, name: &'a str) -> BoxFuture<'a, zbus::Result<bool>>;
     /// Removes the object of the extension `name`.
     fn unexport<'a>(&'a self, server: &'a ObjectServer, name: &'a str) -> BoxFuture<'a, zbus::Result<bool>>;
+    /// Every property of the object of the extension `name`, as the model holds it now;
+    /// `None` when the model does not hold it.
+    fn properties<'a>(
+        &'a self,
+        server: &'a ObjectServer,
+        connection: &'a Connection,
+        name: &'a str,
+    ) -> BoxFuture<'a, zbus::Result<Option<PropertyValues>>>;
 }
 
 /// Exports the objects of `added` without announcing them: for the service's first
-/// picture of the store, which is news to nobody.
+/// picture of the store, which is news to nobody (the name is not taken yet, so no
+/// client could tell these objects from ones that were always there).
 pub async fn export(connection: &Connection, exporter: &dyn Exporter, added: &[Arc<Extension>]) -> zbus::Result<()> {
     let server = connection.object_server();
     for ext in added {
@@ -51,14 +61,21 @@ pub async fn publish(connection: &Connection, exporter: &dyn Exporter, diff: &Di
         for state in &gone.enabled {
             signals::extension_disabled(connection, &gone.name, state.as_str()).await?;
         }
+        let path = extension_path(&gone.name);
         exporter.unexport(server, &gone.name).await?;
+        signals::interfaces_removed(connection, &path, EXTENSION_INTERFACE).await?;
         tracing::info!(extension = %gone.name, "extension is gone");
-        signals::extension_removed(connection, &gone.name, &extension_path(&gone.name)).await?;
+        signals::extension_removed(connection, &gone.name, &path).await?;
     }
     for new in &diff.added {
-        exporter.export(server, &new.name).await?;
+        let path = extension_path(&new.name);
+        if exporter.export(server, &new.name).await?
+            && let Some(properties) = exporter.properties(server, connection, &new.name).await?
+        {
+            signals::interfaces_added(connection, &path, EXTENSION_INTERFACE, &properties).await?;
+        }
         tracing::info!(extension = %new.name, "extension appeared");
-        signals::extension_installed(connection, &new.name, &extension_path(&new.name)).await?;
+        signals::extension_installed(connection, &new.name, &path).await?;
         for state in &new.enabled {
             signals::extension_enabled(connection, &new.name, state.as_str()).await?;
         }

@@ -6,13 +6,14 @@ use std::sync::{Arc, Weak};
 use futures_util::future::BoxFuture;
 use kairos_extensions_dbus::paths::extension_path;
 use zbus::message::Header;
-use zbus::object_server::ObjectServer;
+use zbus::object_server::{Interface, ObjectServer, SignalEmitter};
 use zbus::{Connection, interface};
 
 use super::announce::Exporter;
 use super::error::Result;
 use super::model::UpdateInfo;
 use super::ops;
+use super::signals::PropertyValues;
 use super::state::Shared;
 use crate::engine::Extension;
 
@@ -21,21 +22,46 @@ use crate::engine::Extension;
 pub struct ExtensionObject {
     shared: Arc<Shared>,
     name: String,
+    /// What a transient object made by [`properties`] reads instead of the model: the
+    /// extension and its update properties as the model held them when it was made, so
+    /// that all its properties come from one picture and a read of all of them looks
+    /// the model up once, not once per property.
+    pinned: Option<(Arc<Extension>, UpdateInfo)>,
 }
 
 impl ExtensionObject {
     /// Reads a field of this extension from the model; a default once it is gone (a call
     /// that raced with its removal).
     fn read<T: Default>(&self, field: impl FnOnce(&Extension) -> T) -> T {
-        self.shared.snapshot(&self.name).map(|ext| field(&ext)).unwrap_or_default()
+        match &self.pinned {
+            Some((ext, _)) => field(ext),
+            None => self.shared.snapshot(&self.name).map(|ext| field(&ext)).unwrap_or_default(),
+        }
+    }
+
+    /// The update properties of this extension, from the model.
+    fn updates(&self) -> UpdateInfo {
+        match &self.pinned {
+            Some((_, updates)) => updates.clone(),
+            None => self.shared.model().update_info(&self.name),
+        }
     }
 }
 
-impl ExtensionObject {
-    /// The update properties of this extension, from the model.
-    fn updates(&self) -> UpdateInfo {
-        self.shared.model().update_info(&self.name)
-    }
+/// Every property of the object of `ext`, whose update properties are `updates`, as
+/// `GetAll` answers them: what `InterfacesAdded` and `GetManagedObjects` carry. Read
+/// through the object's own getters, so that the three can never disagree.
+pub async fn properties(
+    shared: &Arc<Shared>,
+    server: &ObjectServer,
+    connection: &Connection,
+    ext: Arc<Extension>,
+    updates: UpdateInfo,
+) -> zbus::fdo::Result<PropertyValues> {
+    let path = extension_path(&ext.name);
+    let object = ExtensionObject { shared: shared.clone(), name: ext.name.clone(), pinned: Some((ext, updates)) };
+    let emitter = SignalEmitter::new(connection, path)?;
+    object.get_all(server, connection, None, &emitter).await
 }
 
 /// Exports and removes [`ExtensionObject`]s for the announcer.
@@ -53,13 +79,30 @@ impl Exporter for ExtensionExporter {
     fn export<'a>(&'a self, server: &'a ObjectServer, name: &'a str) -> BoxFuture<'a, zbus::Result<bool>> {
         Box::pin(async move {
             let Some(shared) = self.0.upgrade() else { return Ok(false) };
-            let object = ExtensionObject { shared, name: name.to_owned() };
+            let object = ExtensionObject { shared, name: name.to_owned(), pinned: None };
             Ok(server.at(extension_path(name), object).await?.is_none())
         })
     }
 
     fn unexport<'a>(&'a self, server: &'a ObjectServer, name: &'a str) -> BoxFuture<'a, zbus::Result<bool>> {
         Box::pin(server.remove::<ExtensionObject, _>(extension_path(name)))
+    }
+
+    fn properties<'a>(
+        &'a self,
+        server: &'a ObjectServer,
+        connection: &'a Connection,
+        name: &'a str,
+    ) -> BoxFuture<'a, zbus::Result<Option<PropertyValues>>> {
+        Box::pin(async move {
+            let Some(shared) = self.0.upgrade() else { return Ok(None) };
+            let (ext, updates) = {
+                let model = shared.model();
+                let Some(ext) = model.get(name) else { return Ok(None) };
+                (ext, model.update_info(name))
+            };
+            Ok(Some(properties(&shared, server, connection, ext, updates).await?))
+        })
     }
 }
 

@@ -23,10 +23,13 @@ use super::error::{BusResult, Result};
 use super::job_cells::{JobCells, JobStatus};
 use super::queue::{Admission, Turn};
 use super::resync;
-use super::signals;
+use super::signals::{self, PropertyValues};
 use super::state::Shared;
 use crate::engine::progress::Progress;
 use crate::engine::{self, Installed, full_message};
+
+/// The interface of job objects.
+pub const JOB_INTERFACE: &str = "org.kairos.Extensions1.Job";
 
 /// How often progress properties may be announced.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
@@ -89,10 +92,14 @@ pub async fn start(
     let exported = cells.status();
     let object =
         JobObject { id, kind, source: source.clone(), owner_uid, cells: cells.clone(), shared: shared.clone() };
-    if let Err(e) = connection.object_server().at(&path, object).await {
-        shared.jobs.forget(id);
-        return Err(e.into());
-    }
+    let properties = match export(connection, &path, object).await {
+        Ok(properties) => properties,
+        Err(e) => {
+            shared.jobs.forget(id);
+            return Err(e);
+        }
+    };
+    signals::interfaces_added(connection, &path, JOB_INTERFACE, &properties).await?;
     signals::job_new(connection, id, &path).await?;
     match exported.queue_position {
         0 => tracing::info!(job = id, source, kind = kind.as_str(), "job started"),
@@ -101,6 +108,16 @@ pub async fn start(
     let job = JobRun { id, kind, path: path.clone(), cells, shared: shared.clone(), connection: connection.clone() };
     tokio::spawn(job.run(turn, exported, refreshes, work));
     Ok((id, path))
+}
+
+/// Exports the job's `object` at `path` and returns its properties as `GetAll` answers
+/// them, read before it is exported, for `InterfacesAdded`.
+async fn export(connection: &Connection, path: &OwnedObjectPath, object: JobObject) -> BusResult<PropertyValues> {
+    let server = connection.object_server();
+    let emitter = SignalEmitter::new(connection, path.as_ref())?;
+    let properties = object.get_all(server, connection, None, &emitter).await.map_err(zbus::Error::from)?;
+    server.at(path, object).await?;
+    Ok(properties)
 }
 
 /// The life of one job after it is announced: its wait in line, its work, its end.
@@ -172,7 +189,14 @@ impl JobRun {
         if let Err(e) = signals::job_removed(&self.connection, self.id, &self.path, result).await {
             tracing::debug!(error = %e, "could not announce the job's end");
         }
-        let _ = self.connection.object_server().remove::<JobObject, _>(&self.path).await;
+        match self.connection.object_server().remove::<JobObject, _>(&self.path).await {
+            Ok(_) => {
+                if let Err(e) = signals::interfaces_removed(&self.connection, &self.path, JOB_INTERFACE).await {
+                    tracing::debug!(error = %e, "could not announce that the job's object is gone");
+                }
+            }
+            Err(e) => tracing::warn!(job = self.id, error = %e, "could not remove the job's object"),
+        }
         self.shared.jobs.forget(self.id);
     }
 

@@ -13,6 +13,7 @@ pub mod job;
 pub mod job_cells;
 pub mod manager;
 pub mod model;
+pub mod object_manager;
 pub mod ops;
 pub mod queue;
 pub mod resync;
@@ -28,7 +29,7 @@ use std::time::Duration;
 
 use kairos_extensions_dbus::{BUS_NAME, BootState, MANAGER_PATH};
 use zbus::Connection;
-use zbus::fdo::{ObjectManager, RequestNameFlags, RequestNameReply};
+use zbus::fdo::{RequestNameFlags, RequestNameReply};
 
 use crate::engine::config::RefreshMode;
 use crate::engine::sysext::Refresher;
@@ -128,7 +129,7 @@ pub async fn attach(
     shared.set_exporter(Box::new(extension::ExtensionExporter::new(shared)));
     let connection = builder
         .serve_at(MANAGER_PATH, manager::Manager::new(shared.clone()))
-        .serve_at(MANAGER_PATH, ObjectManager)
+        .serve_at(MANAGER_PATH, object_manager::ObjectManager::new(shared.clone()))
         .build()
         .await?;
     resync::load(shared, &connection).await.map_err(|e| ServeError::Startup(e.to_string()))?;
@@ -252,6 +253,7 @@ mod layering {
         ("job_cells", include_str!("job_cells.rs")),
         ("manager", include_str!("manager.rs")),
         ("model", include_str!("model.rs")),
+        ("object_manager", include_str!("object_manager.rs")),
         ("ops", include_str!("ops.rs")),
         ("queue", include_str!("queue.rs")),
         ("resync", include_str!("resync.rs")),
