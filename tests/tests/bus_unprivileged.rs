@@ -557,6 +557,43 @@ async fn the_object_manager_tells_what_getall_tells_and_announces_objects_as_the
     assert!(!managed_objects(&rig.client).await.contains_key(job.as_str()));
 }
 
+#[tokio::test]
+async fn set_says_which_properties_are_read_only_and_which_do_not_exist() {
+    let rig = Rig::start(Verdict::Yes, &["k3s"], Config::default()).await;
+    let set = |path: &'static str, interface: &'static str, property: &'static str| {
+        let client = rig.client.clone();
+        async move {
+            let proxy = zbus::Proxy::new(&client, DEST, path, "org.freedesktop.DBus.Properties").await.expect("proxy");
+            match proxy.call_method("Set", &(interface, property, zbus::Variant::from("x"))).await {
+                Err(zbus::Error::MethodError(name, _, _)) => name.to_string(),
+                Err(zbus::Error::FDO(fdo)) => zbus::DBusError::name(fdo.as_ref()).to_string(),
+                other => panic!("Set {interface}.{property} must fail: {other:?}"),
+            }
+        }
+    };
+    let k3s = "/org/kairos/Extensions1/extension/k3s";
+    for (path, interface, property) in [
+        (MANAGER, MANAGER_IFACE, "Version"),
+        (MANAGER, MANAGER_IFACE, "Merged"),
+        (k3s, "org.kairos.Extensions1.Extension", "Name"),
+        (k3s, "org.kairos.Extensions1.Extension", "EnabledBootStates"),
+    ] {
+        assert_eq!(set(path, interface, property).await, "org.freedesktop.DBus.Error.PropertyReadOnly", "{property}");
+    }
+    assert_eq!(
+        set(k3s, "org.kairos.Extensions1.Extension", "Colour").await,
+        "org.freedesktop.DBus.Error.UnknownProperty"
+    );
+    assert_eq!(set(k3s, "org.kairos.Extensions1.Nothing", "Name").await, "org.freedesktop.DBus.Error.UnknownInterface");
+    let version: String = zbus::Proxy::new(&rig.client, DEST, MANAGER, MANAGER_IFACE)
+        .await
+        .expect("proxy")
+        .get_property("Version")
+        .await
+        .expect("Version");
+    assert_eq!(version, env!("CARGO_PKG_VERSION"), "Set changed nothing");
+}
+
 /// Runs this file's other tests again as the user `nobody`, to prove they need no root.
 /// Only as root (who can switch users); as anyone else the tests above already ran
 /// unprivileged.
@@ -583,5 +620,5 @@ fn the_other_tests_pass_as_nobody() {
         .expect("setpriv runs (Debian package util-linux)");
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "as nobody:\n{said}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(said.contains("test result: ok. 6 passed"), "every other test ran as nobody:\n{said}");
+    assert!(said.contains("test result: ok. 7 passed"), "every other test ran as nobody:\n{said}");
 }

@@ -13,6 +13,7 @@ use super::announce::Exporter;
 use super::error::Result;
 use super::model::UpdateInfo;
 use super::ops;
+use super::read_only::ReadOnly;
 use super::signals::PropertyValues;
 use super::state::Shared;
 use crate::engine::Extension;
@@ -80,12 +81,12 @@ impl Exporter for ExtensionExporter {
         Box::pin(async move {
             let Some(shared) = self.0.upgrade() else { return Ok(false) };
             let object = ExtensionObject { shared, name: name.to_owned(), pinned: None };
-            Ok(server.at(extension_path(name), object).await?.is_none())
+            Ok(server.at(extension_path(name), ReadOnly(object)).await?.is_none())
         })
     }
 
     fn unexport<'a>(&'a self, server: &'a ObjectServer, name: &'a str) -> BoxFuture<'a, zbus::Result<bool>> {
-        Box::pin(server.remove::<ExtensionObject, _>(extension_path(name)))
+        Box::pin(server.remove::<ReadOnly<ExtensionObject>, _>(extension_path(name)))
     }
 
     fn properties<'a>(

@@ -22,6 +22,7 @@ use super::authz::{self, Action};
 use super::error::{BusResult, Result};
 use super::job_cells::{JobCells, JobStatus};
 use super::queue::{Admission, Turn};
+use super::read_only::ReadOnly;
 use super::resync;
 use super::signals::{self, PropertyValues};
 use super::state::Shared;
@@ -116,7 +117,7 @@ async fn export(connection: &Connection, path: &OwnedObjectPath, object: JobObje
     let server = connection.object_server();
     let emitter = SignalEmitter::new(connection, path.as_ref())?;
     let properties = object.get_all(server, connection, None, &emitter).await.map_err(zbus::Error::from)?;
-    server.at(path, object).await?;
+    server.at(path, ReadOnly(object)).await?;
     Ok(properties)
 }
 
@@ -189,7 +190,7 @@ impl JobRun {
         if let Err(e) = signals::job_removed(&self.connection, self.id, &self.path, result).await {
             tracing::debug!(error = %e, "could not announce the job's end");
         }
-        match self.connection.object_server().remove::<JobObject, _>(&self.path).await {
+        match self.connection.object_server().remove::<ReadOnly<JobObject>, _>(&self.path).await {
             Ok(_) => {
                 if let Err(e) = signals::interfaces_removed(&self.connection, &self.path, JOB_INTERFACE).await {
                     tracing::debug!(error = %e, "could not announce that the job's object is gone");

@@ -16,6 +16,7 @@ pub mod model;
 pub mod object_manager;
 pub mod ops;
 pub mod queue;
+pub mod read_only;
 pub mod resync;
 pub mod signals;
 pub mod state;
@@ -31,6 +32,7 @@ use kairos_extensions_dbus::{BUS_NAME, BootState, MANAGER_PATH};
 use zbus::Connection;
 use zbus::fdo::{RequestNameFlags, RequestNameReply};
 
+use self::read_only::ReadOnly;
 use crate::engine::config::RefreshMode;
 use crate::engine::sysext::Refresher;
 use crate::engine::{self, Config, Engine};
@@ -128,7 +130,7 @@ pub async fn attach(
 ) -> Result<Connection, ServeError> {
     shared.set_exporter(Box::new(extension::ExtensionExporter::new(shared)));
     let connection = builder
-        .serve_at(MANAGER_PATH, manager::Manager::new(shared.clone()))
+        .serve_at(MANAGER_PATH, ReadOnly(manager::Manager::new(shared.clone())))
         .serve_at(MANAGER_PATH, object_manager::ObjectManager::new(shared.clone()))
         .build()
         .await?;
@@ -256,6 +258,7 @@ mod layering {
         ("object_manager", include_str!("object_manager.rs")),
         ("ops", include_str!("ops.rs")),
         ("queue", include_str!("queue.rs")),
+        ("read_only", include_str!("read_only.rs")),
         ("resync", include_str!("resync.rs")),
         ("signals", include_str!("signals.rs")),
         ("state", include_str!("state.rs")),

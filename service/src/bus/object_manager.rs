@@ -21,6 +21,7 @@ use zbus::{Connection, ObjectPath, OwnedVariant, Variant, interface};
 use super::announce::EXTENSION_INTERFACE;
 use super::extension;
 use super::job::{JOB_INTERFACE, JobObject};
+use super::read_only::ReadOnly;
 use super::state::Shared;
 
 /// The ObjectManager of the service's objects: extensions and jobs.
@@ -58,7 +59,7 @@ impl ObjectManager {
         for (_, _, _, path) in jobs {
             // A job that ended since the table was read is left out, as it would be a
             // moment later.
-            let Ok(job) = server.interface::<_, JobObject>(&path).await else { continue };
+            let Ok(job) = server.interface::<_, ReadOnly<JobObject>>(&path).await else { continue };
             let properties = job.get().await.get_all(server, connection, None, job.signal_emitter()).await?;
             objects.insert(path, one_interface(JOB_INTERFACE, properties));
         }

@@ -80,6 +80,18 @@ async fn call(args: &[String]) -> zbus::Result<serde_json::Value> {
             proxy.call_method(arg(3), &()).await?;
             json!(null)
         }
+        // Properties.Set of `arg(3)` of interface `arg(2)` on `arg(1)`, to a string.
+        "set" => {
+            let proxy = zbus::Proxy::new(
+                &connection,
+                "org.kairos.Extensions1",
+                arg(1).to_owned(),
+                "org.freedesktop.DBus.Properties",
+            )
+            .await?;
+            proxy.call_method("Set", &(arg(2), arg(3), zbus::Variant::from("x"))).await?;
+            json!(null)
+        }
         "own" => json!(connection.request_name("org.kairos.Extensions1").await.map(|_| ())?),
         other => return Err(zbus::Error::Failure(format!("unknown probe verb {other:?}"))),
     })
