@@ -21,6 +21,7 @@ use zbus::{Connection, OwnedObjectPath, Variant, interface};
 use super::authz::{self, Action};
 use super::error::{BusResult, Result};
 use super::job_cells::{JobCells, JobStatus};
+use super::model::Finding;
 use super::queue::{Admission, Turn};
 use super::read_only::ReadOnly;
 use super::resync;
@@ -43,8 +44,10 @@ pub fn work_key(source: &str, request: &engine::InstallRequest) -> String {
     engine::digest::Sha256Digest::from_hasher(hasher).to_string()
 }
 
-/// The work of an install job, run on a blocking thread.
-pub type InstallWork = Box<dyn FnOnce(&dyn Progress) -> engine::Result<Vec<Installed>> + Send>;
+/// The work of a job, run on a blocking thread: what it installed, and in `findings`
+/// what it learned that the store does not hold (checks, updates), kept even when it
+/// fails later. Both reach the model after the work, on the announcing path.
+pub type InstallWork = Box<dyn FnOnce(&dyn Progress, &mut Vec<Finding>) -> engine::Result<Vec<Installed>> + Send>;
 
 /// Starts an install job, or queues it when `max_jobs` run already, and returns once it
 /// is exported and announced. When the same work (`key`) is already queued or running,
@@ -146,16 +149,27 @@ impl JobRun {
         let outcome = if turn.wait().await && !self.cells.canceled() {
             self.cells.update(|s| s.state = JobState::Running);
             let worker_cells = self.cells.clone();
-            Some(tokio::task::spawn_blocking(move || work(&worker_cells)).await.unwrap_or_else(|e| {
-                Err(engine::Error::Sysext(crate::engine::sysext::SysextError::Unavailable(format!(
-                    "the job's worker died: {e}"
-                ))))
-            }))
+            Some(
+                tokio::task::spawn_blocking(move || {
+                    let mut findings = Vec::new();
+                    let result = work(&worker_cells, &mut findings);
+                    (result, findings)
+                })
+                .await
+                .unwrap_or_else(|e| {
+                    let died = format!("the job's worker died: {e}");
+                    (Err(engine::Error::Sysext(crate::engine::sysext::SysextError::Unavailable(died))), Vec::new())
+                }),
+            )
         } else {
             None
         };
         let _ = stop_announcer.send(());
         let (announced, last_sent) = announcer.await.unwrap_or_else(|_| (self.cells.status(), None));
+        let (outcome, findings) = match outcome {
+            Some((result, findings)) => (Some(result), findings),
+            None => (None, Vec::new()),
+        };
         let result = self.settle(outcome.as_ref());
         // The last announcement keeps the same spacing as the others, so that no second
         // ever carries more than four.
@@ -167,15 +181,15 @@ impl JobRun {
         // (above), the model's changes, Refreshed, JobRemoved, and the object goes.
         let updated = match &outcome {
             // What an install that succeeded touched are the extensions it installed, and
-            // a check touched no file (its findings are in the model already); an update
-            // reads the store whole, and so does any failure, as the undo may have
-            // touched more.
+            // a check touched no file; an update reads the store whole, and so does any
+            // failure, as the undo may have touched more. What the work found goes into
+            // the model with it.
             Some(Ok(installed)) if self.kind != JobType::Update => {
                 let names = installed.iter().map(|i| i.name.clone()).collect();
-                resync::resync_touched(&self.shared, &self.connection, resync::Touched { names, ..Default::default() })
-                    .await
+                let touched = resync::Touched { names, findings, ..Default::default() };
+                resync::resync_touched(&self.shared, &self.connection, touched).await
             }
-            Some(_) => resync::resync(&self.shared, &self.connection).await,
+            Some(_) => resync::resync_with(&self.shared, &self.connection, findings).await,
             None => Ok(()),
         };
         if let Err(e) = updated {

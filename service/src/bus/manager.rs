@@ -145,7 +145,7 @@ impl Manager {
             key,
             uid,
             refreshes,
-            Box::new(move |progress| engine.install_source(&parsed, &request, progress)),
+            Box::new(move |progress, _| engine.install_source(&parsed, &request, progress)),
         )
         .await
     }
@@ -187,7 +187,7 @@ impl Manager {
             None,
             uid,
             refreshes,
-            Box::new(move |progress| {
+            Box::new(move |progress, _| {
                 engine.install_from_reader(&source, file, total, &request, progress).map(|i| vec![i])
             }),
         )

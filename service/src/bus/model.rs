@@ -66,6 +66,24 @@ pub enum UpdateNews {
     },
 }
 
+/// What a change learned that the store's listing does not hold. A job's work returns
+/// its findings; the model takes them in with the change's effects on the store, under
+/// the same lock, so they reach clients the way every other change does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    /// What a check found about one extension.
+    Checked(CheckOutcome),
+    /// An extension was updated or rolled back.
+    Updated {
+        /// The extension.
+        name: String,
+        /// Its version before.
+        old_version: String,
+        /// Its version now.
+        new_version: String,
+    },
+}
+
 /// What changed between two pictures.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Diff {
@@ -205,6 +223,14 @@ impl Model {
         if now != before {
             self.updates.insert(name.to_owned(), now.clone());
             self.news.push(UpdateNews::Changed { name: name.to_owned(), before, now });
+        }
+    }
+
+    /// Takes in what a change found.
+    pub fn take_in(&mut self, finding: &Finding) {
+        match finding {
+            Finding::Checked(outcome) => self.record_check(outcome),
+            Finding::Updated { name, old_version, new_version } => self.updated(name, old_version, new_version),
         }
     }
 

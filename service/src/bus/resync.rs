@@ -14,28 +14,37 @@ use zbus::Connection;
 
 use super::announce;
 use super::error::{BusError, BusResult};
-use super::model::{Diff, Model};
+use super::model::{Diff, Finding, Model};
 use super::state::Shared;
 use crate::engine::Extension;
 
 /// Re-reads the store into the model and announces the difference.
 pub async fn resync(shared: &Arc<Shared>, connection: &Connection) -> BusResult<()> {
-    let _serial = shared.updating.lock().await;
-    let (listed, merged, previous) = read_store(shared).await?;
-    apply(shared, connection, &previous, |model| model.replace(listed, merged)).await
+    resync_with(shared, connection, Vec::new()).await
 }
 
-/// Changes the model with `change`, takes the versions kept for rollback, and announces
-/// what changed and any update news. The caller holds [`Shared::updating`].
+/// Re-reads the store into the model, takes in what a change found, and announces the
+/// difference.
+pub async fn resync_with(shared: &Arc<Shared>, connection: &Connection, findings: Vec<Finding>) -> BusResult<()> {
+    let _serial = shared.updating.lock().await;
+    let (listed, merged, previous) = read_store(shared).await?;
+    apply(shared, connection, &previous, &findings, |model| model.replace(listed, merged)).await
+}
+
+/// Changes the model with `change`, takes the versions kept for rollback and what the
+/// change found, and announces what changed and any update news. The caller holds
+/// [`Shared::updating`].
 async fn apply(
     shared: &Arc<Shared>,
     connection: &Connection,
     previous: &BTreeMap<String, String>,
+    findings: &[Finding],
     change: impl FnOnce(&mut Model) -> Diff,
 ) -> BusResult<()> {
     let (diff, news) = shared.update_model(|model| {
         let diff = change(model);
         model.set_previous_versions(previous);
+        findings.iter().for_each(|finding| model.take_in(finding));
         (diff, model.take_news())
     });
     if !diff.is_empty() {
@@ -55,6 +64,8 @@ pub struct Touched {
     /// Whether the links of any boot state changed: then every extension whose enabled
     /// states are not what the model holds is read again, whatever its name.
     pub links: bool,
+    /// What the change found that the store does not hold.
+    pub findings: Vec<Finding>,
 }
 
 /// Brings the model up to date for the extensions `touched` names and the merged set,
@@ -62,17 +73,18 @@ pub struct Touched {
 /// on its own (its image is not `NAME.raw`, or it is gone while something still names
 /// it), or a link names a file the model does not know, it lists the store after all:
 /// the answer is always the one [`resync`] would give.
-pub async fn resync_touched(shared: &Arc<Shared>, connection: &Connection, touched: Touched) -> BusResult<()> {
+pub async fn resync_touched(shared: &Arc<Shared>, connection: &Connection, mut touched: Touched) -> BusResult<()> {
     let serial = shared.updating.lock().await;
+    let findings = std::mem::take(&mut touched.findings);
     let reading = shared.clone();
     let read = tokio::task::spawn_blocking(move || read_touched(&reading, touched))
         .await
         .map_err(|e| BusError::failed(format!("reading extensions failed: {e}")))??;
     let Some((found, merged, previous)) = read else {
         drop(serial);
-        return resync(shared, connection).await;
+        return resync_with(shared, connection, findings).await;
     };
-    apply(shared, connection, &previous, |model| model.update(found, merged)).await
+    apply(shared, connection, &previous, &findings, |model| model.update(found, merged)).await
 }
 
 /// What the engine says of a few extensions, the names merged, and the versions kept for
@@ -117,7 +129,7 @@ fn read_touched(shared: &Shared, mut touched: Touched) -> Result<Option<TouchedR
 /// Fills the model for the first time and exports an object for every extension, at
 /// startup, before the service takes its name. None of our signals is sent: nothing was
 /// installed or enabled, the service only learned what is there, and no client can
-/// address it by name yet (zbus itself still sends `InterfacesAdded` for each object).
+/// address it by name yet; nor is `InterfacesAdded` (see [`super::object_manager`]).
 /// Returns how many extensions there are.
 pub async fn load(shared: &Arc<Shared>, connection: &Connection) -> BusResult<usize> {
     let _serial = shared.updating.lock().await;

@@ -1,7 +1,7 @@
 //! `CheckUpdates`, `Update` and `Rollback`, for the Manager: arguments checked, the
 //! caller authorized, then one engine call (in a job for the first two). What the engine
-//! finds goes into the model as update news, which [`super::resync`] announces with the
-//! store's own changes, before the job's `JobRemoved`.
+//! finds is returned as [`Finding`]s, which [`super::resync`] takes into the model with
+//! the store's own changes and announces, before the job's `JobRemoved`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,6 +13,7 @@ use zbus::{Connection, OwnedObjectPath, OwnedVariant};
 use super::authz::{self, Action};
 use super::error::{BusError, BusResult};
 use super::job;
+use super::model::Finding;
 use super::ops::{blocking, settle};
 use super::resync::Touched;
 use super::state::Shared;
@@ -81,10 +82,9 @@ pub async fn check(
     let details = [("name", shown.as_str()), ("source", sources.as_str())];
     authz::authorize(shared.authority.as_ref(), connection, header, Action::Check, &details).await?;
     let uid = shared.authority.caller_uid(connection, header).await?;
-    let (engine, model) = (shared.engine.clone(), shared.clone());
-    let work: job::InstallWork = Box::new(move |progress| {
-        let outcomes = engine.check_updates(&names, progress)?;
-        model.update_model(|m| outcomes.iter().for_each(|o| m.record_check(o)));
+    let engine = shared.engine.clone();
+    let work: job::InstallWork = Box::new(move |progress, findings| {
+        findings.extend(engine.check_updates(&names, progress)?.into_iter().map(Finding::Checked));
         Ok(Vec::new())
     });
     let key = format!("check {shown}");
@@ -130,15 +130,20 @@ pub async fn update(
     authz::authorize(shared.authority.as_ref(), connection, header, Action::Update, &details).await?;
     let uid = shared.authority.caller_uid(connection, header).await?;
     let key = format!("update {shown} now={} version={:?}", options.now, options.version);
-    let (engine, model, now) = (shared.engine.clone(), shared.clone(), options.now);
-    let work: job::InstallWork = Box::new(move |progress| {
+    let (engine, now) = (shared.engine.clone(), options.now);
+    let work: job::InstallWork = Box::new(move |progress, findings| {
         if names.is_empty() {
             tracing::info!("no extension has an update available; nothing to update");
             return Ok(Vec::new());
         }
+        // Each update that went through is kept, even when a later one fails.
         let mut record = |step: &engine::Updated| {
             if step.updated {
-                model.update_model(|m| m.updated(&step.name, &step.old_version, &step.new_version));
+                findings.push(Finding::Updated {
+                    name: step.name.to_string(),
+                    old_version: step.old_version.clone(),
+                    new_version: step.new_version.clone(),
+                });
             } else {
                 tracing::info!(extension = %step.name, reason = %step.note, "not updated");
             }
@@ -165,10 +170,14 @@ pub async fn rollback(
     let details = [("name", shown.as_str()), ("source", sources.as_str())];
     authz::authorize(shared.authority.as_ref(), connection, header, Action::Update, &details).await?;
     // A rollback touched one extension: read it back, not the whole store.
-    let touched = Touched { names: [name.clone()].into(), ..Touched::default() };
+    let mut touched = Touched { names: [name.clone()].into(), ..Touched::default() };
     let result = blocking(shared, move |engine| engine.rollback(&name, now)).await;
     if let Ok(rolled) = &result {
-        shared.update_model(|m| m.updated(&rolled.name, &rolled.old_version, &rolled.new_version));
+        touched.findings.push(Finding::Updated {
+            name: rolled.name.to_string(),
+            old_version: rolled.old_version.clone(),
+            new_version: rolled.new_version.clone(),
+        });
     }
     settle(shared, connection, result.is_ok().then_some(touched), now && result.is_ok()).await?;
     result.map(drop)
