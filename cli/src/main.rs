@@ -6,6 +6,7 @@ mod args;
 mod client;
 mod exit;
 mod human;
+mod job;
 mod local;
 mod monitor;
 mod offline;

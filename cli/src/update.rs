@@ -5,24 +5,18 @@ use std::collections::HashMap;
 use std::io::IsTerminal;
 
 use anyhow::{Context, Result, anyhow, bail};
-use futures_util::StreamExt;
-use kairos_extensions_dbus::properties::JobProperties;
-use kairos_extensions_dbus::proxies::{
-    ExtensionProxy, ExtensionUpdated, JobProxy, JobRemoved, ManagerProxy, ObjectManagerProxy,
-};
-use kairos_extensions_dbus::{BUS_NAME, ExtensionDescription, ExtensionName, FLAG_NOW, JobResult, UpdateCheck};
+use kairos_extensions_dbus::proxies::{ExtensionProxy, ExtensionUpdated, ManagerProxy, ObjectManagerProxy};
+use kairos_extensions_dbus::{ExtensionDescription, ExtensionName, FLAG_NOW, JobResult, UpdateCheck};
 use kairos_extensionsd::engine::config::AutoUpdate;
 use kairos_extensionsd::engine::progress::Silent;
 use kairos_extensionsd::engine::{CheckOutcome, Config, Engine, Updated};
 use serde::Serialize;
-use zbus::fdo::PropertiesChanged;
-use zbus::message::Type;
-use zbus::names::InterfaceName;
 use zbus::proxy::CacheProperties;
-use zbus::{Connection, MatchRule, MessageStream, OwnedObjectPath, OwnedVariant, Variant};
+use zbus::{Connection, OwnedObjectPath, OwnedVariant, Variant};
 
 use crate::args::{CheckArgs, RollbackArgs, UpdateArgs};
-use crate::client::{JobView, explain};
+use crate::client::explain;
+use crate::job::{self, JobView, JobWatch};
 use crate::output::Output;
 
 /// What `check` shows of one extension.
@@ -241,82 +235,35 @@ fn rolled_line(name: &str, old: &str, new: &str) -> String {
 // ---------------------------------------------------------------------------------------
 // Through the service.
 
-/// What following a job found.
-struct Followed {
-    result: JobResult,
-    error: String,
-    updated: Vec<(String, String, String)>,
-}
-
-/// Every signal of the service, subscribed before a job starts so that none of its
-/// signals is missed.
-async fn subscribe(connection: &Connection) -> Result<MessageStream> {
-    let rule = MatchRule::builder().msg_type(Type::Signal).sender(BUS_NAME).build()?;
-    Ok(MessageStream::for_match_rule(rule, connection, std::num::NonZeroUsize::new(1024)).await?)
-}
-
-/// Follows job `id` to its end, showing its progress; Ctrl-C cancels it.
-async fn follow(
+/// Starts a job with `start` and follows it to its end, showing its progress; returns
+/// how it ended, its error, and every `ExtensionUpdated` heard meanwhile.
+async fn run_job<F>(
     connection: &Connection,
-    signals: &mut MessageStream,
-    id: u64,
-    path: &OwnedObjectPath,
     interactive: bool,
-) -> Result<Followed> {
+    start: F,
+) -> Result<(u64, JobResult, String, Vec<Updated>)>
+where
+    F: std::future::Future<Output = zbus::Result<(u64, OwnedObjectPath)>>,
+{
+    let mut watch = JobWatch::subscribe(connection).await?;
+    let (id, path) = start.await.map_err(|e| explain(e, interactive))?;
     let mut view = JobView::new(true, std::io::stderr().is_terminal());
     let mut updated = Vec::new();
-    let mut cancel_sent = false;
-    let result = loop {
-        tokio::select! {
-            message = signals.next() => {
-                let Some(message) = message else { bail!("lost the connection to the service while job {id} was running") };
-                let Ok(message) = message else { continue };
-                if let Some(signal) = ExtensionUpdated::from_message(message.clone()) {
-                    if let Ok(args) = signal.args() {
-                        updated.push((args.name.clone(), args.old_version.clone(), args.new_version.clone()));
-                    }
-                    continue;
-                }
-                if let Some(removed) = JobRemoved::from_message(message.clone()) {
-                    match removed.args() {
-                        Ok(args) if args.id == id => break args.result,
-                        Ok(_) => continue,
-                        Err(e) => bail!("job {id} ended in a way this kairos-ext does not understand: {e}"),
-                    }
-                }
-                let Some(changed) = PropertiesChanged::from_message(message) else { continue };
-                if changed.message().header().path().map(|p| p.as_str()) != Some(path.as_str()) {
-                    continue;
-                }
-                if let Ok((_, properties, _)) =
-                    changed.message().body().deserialize::<(InterfaceName<'_>, JobProperties, Vec<String>)>()
-                {
-                    view.apply(properties);
-                }
+    let result = watch
+        .follow(connection, interactive, id, &path, &mut view, |message| {
+            let Some(signal) = ExtensionUpdated::from_message(message.clone()) else { return };
+            if let Ok(args) = signal.args() {
+                updated.push(Updated {
+                    name: args.name.clone(),
+                    old_version: args.old_version.clone(),
+                    new_version: args.new_version.clone(),
+                    updated: true,
+                    note: String::new(),
+                });
             }
-            _ = tokio::signal::ctrl_c(), if !cancel_sent => {
-                eprintln!("\nCanceling job {id}…");
-                cancel_sent = true;
-                let job = JobProxy::builder(connection).path(path.clone()).cache_properties(CacheProperties::No).build().await?;
-                let sent = if interactive { job.cancel_interactive().await } else { job.cancel().await };
-                if let Err(e) = sent {
-                    eprintln!("kairos-ext: {}", explain(e, interactive));
-                }
-            }
-        }
-    };
-    view.finish();
-    Ok(Followed { result, error: view.error.clone(), updated })
-}
-
-/// Ends with the job's failure, if it failed.
-fn job_outcome(what: &str, id: u64, followed: &Followed) -> Result<()> {
-    match followed.result {
-        JobResult::Done => Ok(()),
-        JobResult::Canceled => bail!("{what} canceled"),
-        JobResult::Failed if followed.error.is_empty() => bail!("{what} failed (job {id})"),
-        JobResult::Failed => bail!("{what} failed: {}", followed.error),
-    }
+        })
+        .await?;
+    Ok((id, result, view.error.clone(), updated))
 }
 
 /// The extension object of `name`, read fresh.
@@ -359,15 +306,15 @@ pub async fn check(
     }
     let mut names: Vec<String> = args.names.iter().map(ToString::to_string).collect();
     let asked: Vec<&str> = names.iter().map(String::as_str).collect();
-    let mut signals = subscribe(connection).await?;
-    let started = if interactive {
-        manager.check_updates_interactive(&asked, 0).await
-    } else {
-        manager.check_updates(&asked, 0).await
+    let started = async {
+        if interactive {
+            manager.check_updates_interactive(&asked, 0).await
+        } else {
+            manager.check_updates(&asked, 0).await
+        }
     };
-    let (id, path) = started.map_err(|e| explain(e, interactive))?;
-    let followed = follow(connection, &mut signals, id, &path, interactive).await?;
-    job_outcome("check", id, &followed)?;
+    let (id, result, error, _) = run_job(connection, interactive, started).await?;
+    job::outcome("check", id, result, &error)?;
     if names.is_empty() {
         names = manager.list_extensions().await.map_err(|e| explain(e, false))?.into_iter().map(|row| row.0).collect();
     }
@@ -411,29 +358,22 @@ async fn update_through(
         options.insert("version", variant(Variant::from(version))?);
     }
     let asked: Vec<&str> = names.iter().map(ExtensionName::as_str).collect();
-    let mut signals = subscribe(connection).await?;
-    let started = if interactive {
-        manager.update_interactive(&asked, options).await
-    } else {
-        manager.update(&asked, options).await
+    let started = async {
+        if interactive {
+            manager.update_interactive(&asked, options).await
+        } else {
+            manager.update(&asked, options).await
+        }
     };
-    let (id, path) = started.map_err(|e| explain(e, interactive))?;
-    let followed = follow(connection, &mut signals, id, &path, interactive).await?;
-    for (name, old, new) in &followed.updated {
-        let step = Updated {
-            name: name.clone(),
-            old_version: old.clone(),
-            new_version: new.clone(),
-            updated: true,
-            note: String::new(),
-        };
-        println!("{}", updated_line(&step));
+    let (id, result, error, updated) = run_job(connection, interactive, started).await?;
+    for step in &updated {
+        println!("{}", updated_line(step));
     }
-    job_outcome("update", id, &followed)?;
-    for name in names.iter().filter(|n| !followed.updated.iter().any(|(u, _, _)| u == n.as_str())) {
+    job::outcome("update", id, result, &error)?;
+    for name in names.iter().filter(|n| !updated.iter().any(|u| u.name == n.as_str())) {
         println!("{name}: not updated (up to date, pinned, or its source cannot tell; see `kairos-ext check {name}`)");
     }
-    if names.is_empty() && followed.updated.is_empty() {
+    if names.is_empty() && updated.is_empty() {
         println!("No updates to apply.");
     }
     Ok(())
