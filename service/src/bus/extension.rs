@@ -7,7 +7,7 @@ use futures_util::future::BoxFuture;
 use kairos_extensions_dbus::paths::extension_path;
 use zbus::message::Header;
 use zbus::object_server::{Interface, ObjectServer, SignalEmitter};
-use zbus::{Connection, interface};
+use zbus::{Connection, OwnedObjectPath, interface};
 
 use super::announce::Exporter;
 use super::error::Result;
@@ -49,19 +49,19 @@ impl ExtensionObject {
     }
 }
 
-/// Every property of the object of `ext`, whose update properties are `updates`, as
-/// `GetAll` answers them: what `InterfacesAdded` and `GetManagedObjects` carry. Read
-/// through the object's own getters, so that the three can never disagree.
+/// Every property of the object of `ext` (at `path`), whose update properties are
+/// `updates`, as `GetAll` answers them: what `InterfacesAdded` and `GetManagedObjects`
+/// carry. Read through the object's own getters, so that the three can never disagree.
 pub async fn properties(
     shared: &Arc<Shared>,
     server: &ObjectServer,
     connection: &Connection,
+    path: &OwnedObjectPath,
     ext: Arc<Extension>,
     updates: UpdateInfo,
 ) -> zbus::fdo::Result<PropertyValues> {
-    let path = extension_path(&ext.name);
     let object = ExtensionObject { shared: shared.clone(), name: ext.name.clone(), pinned: Some((ext, updates)) };
-    let emitter = SignalEmitter::new(connection, path)?;
+    let emitter = SignalEmitter::new(connection, path.as_ref())?;
     object.get_all(server, connection, None, &emitter).await
 }
 
@@ -102,7 +102,7 @@ impl Exporter for ExtensionExporter {
                 let Some(ext) = model.get(name) else { return Ok(None) };
                 (ext, model.update_info(name))
             };
-            Ok(Some(properties(&shared, server, connection, ext, updates).await?))
+            Ok(Some(properties(&shared, server, connection, &extension_path(name), ext, updates).await?))
         })
     }
 }

@@ -53,7 +53,7 @@ impl ObjectManager {
         let mut objects = ManagedObjects::with_capacity(extensions.len() + jobs.len());
         for (ext, updates) in extensions {
             let path = extension_path(&ext.name);
-            let properties = extension::properties(&self.shared, server, connection, ext, updates).await?;
+            let properties = extension::properties(&self.shared, server, connection, &path, ext, updates).await?;
             objects.insert(path, one_interface(EXTENSION_INTERFACE, properties));
         }
         for (_, _, _, path) in jobs {
