@@ -47,7 +47,7 @@ pub fn work_key(source: &str, request: &engine::InstallRequest) -> String {
 /// The work of a job, run on a blocking thread: what it installed, and in `findings`
 /// what it learned that the store does not hold (checks, updates), kept even when it
 /// fails later. Both reach the model after the work, on the announcing path.
-pub type InstallWork = Box<dyn FnOnce(&dyn Progress, &mut Vec<Finding>) -> engine::Result<Vec<Installed>> + Send>;
+pub type JobWork = Box<dyn FnOnce(&dyn Progress, &mut Vec<Finding>) -> engine::Result<Vec<Installed>> + Send>;
 
 /// Starts an install job, or queues it when `max_jobs` run already, and returns once it
 /// is exported and announced. When the same work (`key`) is already queued or running,
@@ -59,7 +59,7 @@ pub async fn start_install(
     key: Option<String>,
     owner_uid: u32,
     refreshes: bool,
-    work: InstallWork,
+    work: JobWork,
 ) -> BusResult<(u64, OwnedObjectPath)> {
     start(shared, connection, JobType::Install, source, key, owner_uid, refreshes, work).await
 }
@@ -75,7 +75,7 @@ pub async fn start(
     key: Option<String>,
     owner_uid: u32,
     refreshes: bool,
-    work: InstallWork,
+    work: JobWork,
 ) -> BusResult<(u64, OwnedObjectPath)> {
     let cells = JobCells::new();
     let (id, path, turn) = match shared.jobs.admit(kind, key, cells.clone())? {
@@ -135,7 +135,7 @@ struct JobRun {
 }
 
 impl JobRun {
-    async fn run(self, turn: Turn, exported: JobStatus, refreshes: bool, work: InstallWork) {
+    async fn run(self, turn: Turn, exported: JobStatus, refreshes: bool, work: JobWork) {
         let _busy = self.shared.activity.busy();
         let (stop_announcer, announcer_stopped) = tokio::sync::oneshot::channel();
         let announcer = tokio::spawn(announce_progress(

@@ -83,7 +83,7 @@ pub async fn check(
     authz::authorize(shared.authority.as_ref(), connection, header, Action::Check, &details).await?;
     let uid = shared.authority.caller_uid(connection, header).await?;
     let engine = shared.engine.clone();
-    let work: job::InstallWork = Box::new(move |progress, findings| {
+    let work: job::JobWork = Box::new(move |progress, findings| {
         findings.extend(engine.check_updates(&names, progress)?.into_iter().map(Finding::Checked));
         Ok(Vec::new())
     });
@@ -131,7 +131,7 @@ pub async fn update(
     let uid = shared.authority.caller_uid(connection, header).await?;
     let key = format!("update {shown} now={} version={:?}", options.now, options.version);
     let (engine, now) = (shared.engine.clone(), options.now);
-    let work: job::InstallWork = Box::new(move |progress, findings| {
+    let work: job::JobWork = Box::new(move |progress, findings| {
         if names.is_empty() {
             tracing::info!("no extension has an update available; nothing to update");
             return Ok(Vec::new());
