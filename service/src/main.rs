@@ -90,8 +90,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread for the bus: engine work runs on blocking threads, and a second worker
+    // bought no measurable speed but cost memory (tokio's multi-thread scheduler pulls in
+    // libm; BENCHMARKS.md, "Idle memory and the release profile").
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .max_blocking_threads(16)
         .enable_all()
         .build()
