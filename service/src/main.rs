@@ -90,10 +90,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    // One thread for the bus: engine work runs on blocking threads, and a second worker
-    // bought no measurable speed but cost memory (tokio's multi-thread scheduler pulls in
-    // libm; BENCHMARKS.md, "Idle memory and the release profile").
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .max_blocking_threads(16)
         .enable_all()
         .build()
