@@ -594,6 +594,27 @@ async fn set_says_which_properties_are_read_only_and_which_do_not_exist() {
     assert_eq!(version, env!("CARGO_PKG_VERSION"), "Set changed nothing");
 }
 
+/// Our Remove and someone's install of the same name can cross: by the time the
+/// removal reaches the model, the store holds the extension again. The model must
+/// follow the store, not the removal.
+#[tokio::test]
+async fn a_removal_that_another_change_undid_leaves_the_extension_listed() {
+    use kairos_extensionsd::bus::resync::{Touched, resync_touched};
+    let rig = Rig::start(Verdict::Yes, &["k3s"], Config::default()).await;
+    let mut stream = MessageStream::from(&rig.client);
+    let removed = kairos_extensions_dbus::ExtensionName::new("k3s").expect("a name");
+    let touched = Touched { removed: [removed].into(), ..Touched::default() };
+    resync_touched(&rig.shared, &rig.server, touched).await.expect("resync");
+    let proxy = zbus::Proxy::new(&rig.client, DEST, MANAGER, MANAGER_IFACE).await.expect("proxy");
+    let listed: Vec<(String, String, Vec<String>, bool, zbus::OwnedObjectPath)> =
+        proxy.call("ListExtensions", &()).await.expect("ListExtensions");
+    assert_eq!(listed.iter().map(|row| row.0.as_str()).collect::<Vec<_>>(), ["k3s"], "the store holds it");
+    assert!(
+        signals_until_quiet(&mut stream, Duration::from_millis(300)).await.is_empty(),
+        "nothing changed, so nothing is announced"
+    );
+}
+
 /// Runs this file's other tests again as the user `nobody`, to prove they need no root.
 /// Only as root (who can switch users); as anyone else the tests above already ran
 /// unprivileged.
@@ -620,5 +641,5 @@ fn the_other_tests_pass_as_nobody() {
         .expect("setpriv runs (Debian package util-linux)");
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "as nobody:\n{said}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(said.contains("test result: ok. 7 passed"), "every other test ran as nobody:\n{said}");
+    assert!(said.contains("test result: ok. 8 passed"), "every other test ran as nobody:\n{said}");
 }

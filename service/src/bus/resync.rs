@@ -114,10 +114,17 @@ fn read_touched(shared: &Shared, mut touched: Touched) -> Result<Option<TouchedR
         }
     }
     let mut found = Vec::new();
+    let mut names: BTreeSet<ExtensionName> = touched.names.difference(&touched.removed).cloned().collect();
     for name in &touched.removed {
-        found.push((name.to_string(), None));
+        // Another change (an install of the same name) may have put it back since ours
+        // removed it: then it is read like any other.
+        if engine.has_entry_for(name)? {
+            names.insert(name.clone());
+        } else {
+            found.push((name.to_string(), None));
+        }
     }
-    for name in touched.names.iter().filter(|name| !touched.removed.contains(*name)) {
+    for name in &names {
         match engine.quick_get(name)? {
             Some(ext) => found.push((name.to_string(), Some(ext))),
             None => return Ok(None),

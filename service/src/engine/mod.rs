@@ -224,6 +224,13 @@ impl Engine {
         catalog::one(&self.store, &host, &self.probes, name)
     }
 
+    /// Whether the store holds an entry `NAME.raw` for `name`, of any kind. A change that
+    /// removed `name` asks before it tells the model the extension is gone: another
+    /// change may have installed it again in the meantime.
+    pub fn has_entry_for(&self, name: &ExtensionName) -> Result<bool> {
+        Ok(self.store.entry(&format!("{name}.raw"))?.is_some())
+    }
+
     /// For every store file, the boot states it is enabled in: what a change to links
     /// made by someone else can have changed, for a few `readlink` calls.
     pub fn enablement(&self) -> Result<BTreeMap<String, BTreeSet<BootState>>> {
