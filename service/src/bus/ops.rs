@@ -36,9 +36,19 @@ pub(super) async fn settle(
     touched: Option<Touched>,
     refreshed: bool,
 ) -> BusResult<()> {
-    match touched {
-        Some(touched) => resync_touched(shared, connection, touched).await?,
-        None => resync(shared, connection).await?,
+    let read_back = match touched {
+        Some(touched) => resync_touched(shared, connection, touched).await,
+        None => resync(shared, connection).await,
+    };
+    // The change is made. Reading it back runs outside the store lock, so another
+    // client's change can pull a file from under it (a record removed between listing
+    // and reading): that is no failure of this call. Read the whole store once more;
+    // should that fail too, the watcher reads it again on the next change it sees.
+    if let Err(e) = read_back {
+        tracing::warn!(error = %e, "reading back a change failed; reading the whole store again");
+        if let Err(e) = resync(shared, connection).await {
+            tracing::warn!(error = %e, "reading the store after a change failed; the listing may lag until the next change");
+        }
     }
     if refreshed {
         signals::refreshed(connection, &shared.merged_names()).await?;
