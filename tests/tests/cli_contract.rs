@@ -107,7 +107,10 @@ struct Call {
 async fn stand_in(server: Connection, calls: mpsc::UnboundedSender<Call>) {
     let members = xml_members();
     let mut stream = MessageStream::from(&server);
-    while let Some(Ok(message)) = next(&mut stream).await {
+    while let Some(item) = next(&mut stream).await {
+        // A message the stream could not read must not end the stand-in: every call
+        // after it would wait for an answer forever.
+        let Ok(message) = item else { continue };
         let header = message.header();
         if header.message_type() != Type::MethodCall {
             continue;
