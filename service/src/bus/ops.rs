@@ -40,10 +40,10 @@ pub(super) async fn settle(
         Some(touched) => resync_touched(shared, connection, touched).await,
         None => resync(shared, connection).await,
     };
-    // The change is made. Reading it back runs outside the store lock, so another
-    // client's change can pull a file from under it (a record removed between listing
-    // and reading): that is no failure of this call. Read the whole store once more;
-    // should that fail too, the watcher reads it again on the next change it sees.
+    // The change is made: failing to read it back is no failure of this call. Read the
+    // whole store once more; should that fail too, the watcher reads it again on the
+    // next change it sees. (Files that other changes remove while the store is read are
+    // not failures at all: the store's readers leave them out.)
     if let Err(e) = read_back {
         tracing::warn!(error = %e, "reading back a change failed; reading the whole store again");
         if let Err(e) = resync(shared, connection).await {

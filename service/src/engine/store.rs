@@ -375,7 +375,9 @@ impl Store {
         durable::sync_dir(&self.layout.tmp_dir()).context(|| "flushing the staging directory".into())
     }
 
-    /// Lists the extensions at the top of the store.
+    /// Lists the extensions at the top of the store. A file removed between reading the
+    /// directory and looking at the file is left out, as a listing a moment later would
+    /// leave it: the service reads the store without the lock that changes hold.
     pub fn entries(&self) -> Result<Vec<Entry>, StoreError> {
         let store = self.layout.store();
         let mut entries = Vec::new();
@@ -385,7 +387,11 @@ impl Store {
             if file_name.starts_with('.') || BootState::ALL.iter().any(|s| s.as_str() == file_name) {
                 continue;
             }
-            let meta = dirent.metadata().context(|| format!("inspecting {file_name}"))?;
+            let meta = match dirent.metadata() {
+                Ok(meta) => meta,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(source) => return Err(StoreError::Io { context: format!("inspecting {file_name}"), source }),
+            };
             if let Some(kind) = entry_kind(&dirent.path(), &file_name, &meta) {
                 entries.push(Entry { file_name, kind, meta });
             }
@@ -437,6 +443,8 @@ impl Store {
         self.layout.store_system().join(state.as_str())
     }
 
+    /// The links in `dir`; one removed between reading the directory and reading the
+    /// link is left out, as in [`Store::entries`].
     fn links_in(&self, dir: &Path, dir_system: &Path) -> Result<Vec<Link>, StoreError> {
         let read = match fs::read_dir(dir) {
             Ok(read) => read,
@@ -453,6 +461,7 @@ impl Store {
             let path = dirent.path();
             let target = match fs::read_link(&path) {
                 Ok(target) => target,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
                     links.push(Link { name, store_file: None, is_symlink: false });
                     continue;
