@@ -40,7 +40,8 @@ impl JobWatch {
     /// Follows job `id` at `path` to its end, showing it in `view`, and returns how it
     /// ended. Ctrl-C asks the service to cancel it (with a password prompt when
     /// `interactive`), a second Ctrl-C stops waiting; the service stopping ends the wait
-    /// with an error. `also` sees every other signal of the service.
+    /// with an error. `also` sees every other signal of the service once the job has
+    /// left the queue.
     pub(crate) async fn follow(
         &mut self,
         connection: &Connection,
@@ -73,7 +74,9 @@ impl JobWatch {
                     match job_signal(message.clone(), id, path) {
                         Some(JobSignal::Changed(changed)) => view.apply(changed),
                         Some(JobSignal::Ended(result)) => break result,
-                        None => also(&message),
+                        // While it waits in line, what the service announces is other jobs' doing.
+                        None if view.has_left_the_queue() => also(&message),
+                        None => {}
                     }
                 }
                 Some(change) = self.owner_changes.next() => {
@@ -200,6 +203,11 @@ impl JobView {
         }
     }
 
+    /// Whether the job is known to run, or to have ended.
+    fn has_left_the_queue(&self) -> bool {
+        self.state.is_some_and(|state| state != JobState::Queued)
+    }
+
     /// How many jobs are ahead, while the job waits in line.
     fn waiting_for(&self) -> Option<u32> {
         (self.state == Some(JobState::Queued) && self.queue_position > 0).then_some(self.queue_position)
@@ -271,6 +279,20 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_job_ends_with_its_kind_and_what_it_did() {
+        let failed =
+            outcome("update", 5, JobResult::Failed, "NotFound: k3s has no previous version").expect_err("failed");
+        assert_eq!(
+            crate::exit::describe(&failed),
+            (Exit::NotFound, "update failed: k3s has no previous version".into())
+        );
+        let silent = outcome("update", 5, JobResult::Failed, "").expect_err("failed");
+        assert_eq!(crate::exit::describe(&silent), (Exit::Failure, "update failed (job 5)".into()));
+        assert!(outcome("check", 5, JobResult::Canceled, "").is_err());
+        assert!(outcome("check", 5, JobResult::Done, "").is_ok());
+    }
+
+    #[test]
     fn a_queued_job_shows_how_many_are_ahead_until_it_runs() {
         let mut view = JobView::new(true, false);
         let queued = |position| JobProperties {
@@ -278,8 +300,10 @@ mod tests {
             queue_position: Some(position),
             ..JobProperties::default()
         };
+        assert!(!view.has_left_the_queue(), "nothing known yet");
         view.apply(queued(2));
         assert_eq!(view.waiting_for(), Some(2));
+        assert!(!view.has_left_the_queue());
         view.apply(JobProperties { queue_position: Some(1), ..JobProperties::default() });
         assert_eq!(view.waiting_for(), Some(1));
         view.apply(JobProperties {
@@ -289,6 +313,7 @@ mod tests {
             ..JobProperties::default()
         });
         assert_eq!(view.waiting_for(), None);
+        assert!(view.has_left_the_queue());
         view.apply(JobProperties { phase: Some("downloading".into()), ..JobProperties::default() });
         assert_eq!(
             (view.state, view.name.as_str()),
