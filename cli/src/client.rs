@@ -33,12 +33,14 @@ macro_rules! authorized {
         reply.map_err(|e| explain(e, client.interactive))
     }};
 }
+pub(crate) use authorized;
 
 /// A connection to the service, with the interaction policy of this invocation.
 pub struct Client {
-    connection: Connection,
-    manager: ManagerProxy<'static>,
-    interactive: bool,
+    pub(crate) connection: Connection,
+    pub(crate) manager: ManagerProxy<'static>,
+    /// Whether polkit may ask this invocation for a password.
+    pub(crate) interactive: bool,
     _agent: Option<Agent>,
 }
 
@@ -69,7 +71,7 @@ impl Client {
     }
 
     /// A proxy for the extension `name`, reading its properties fresh.
-    async fn extension(&self, name: &str) -> Result<ExtensionProxy<'static>> {
+    pub(crate) async fn extension(&self, name: &str) -> Result<ExtensionProxy<'static>> {
         let path = self.manager.get_extension(name).await.map_err(|e| explain(e, false))?;
         Ok(ExtensionProxy::builder(&self.connection)
             .path(path)
@@ -206,15 +208,16 @@ pub async fn run(command: Command, no_ask_password: bool, out: Output) -> Result
             manager.version().await.map_err(|e| explain(e, false))?;
             monitor::run(&client.connection, out).await?
         }
-        Command::Check(args) => {
-            crate::update::check(&client.connection, manager, client.interactive, &args, &out).await?
-        }
-        Command::Update(args) => crate::update::update(&client.connection, manager, client.interactive, &args).await?,
-        Command::Rollback(args) => {
-            crate::update::rollback(&client.connection, manager, client.interactive, &args).await?
-        }
+        Command::Check(args) => crate::update::check(&client, &args, &out).await?,
+        Command::Update(args) => crate::update::update(&client, &args).await?,
+        Command::Rollback(args) => crate::update::rollback(&client, &args).await?,
     }
     Ok(())
+}
+
+/// One value of an `a{sv}` options argument.
+pub(crate) fn option(value: Variant<'static>) -> Result<OwnedVariant> {
+    OwnedVariant::try_from(value).map_err(|e| anyhow!("cannot encode an option: {e}"))
 }
 
 /// A job that is not there: the service answers an unknown object path with
@@ -230,22 +233,21 @@ fn no_such_job(error: anyhow::Error, id: u64) -> anyhow::Error {
 async fn install(client: &Client, args: InstallArgs, out: Output) -> Result<()> {
     let manager = &client.manager;
     let mut options: HashMap<&str, OwnedVariant> = HashMap::new();
-    let variant = |v: Variant<'static>| OwnedVariant::try_from(v).map_err(|e| anyhow!("cannot encode an option: {e}"));
     if let Some(name) = &args.name {
-        options.insert("name", variant(Variant::from(name.to_string()))?);
+        options.insert("name", option(Variant::from(name.to_string()))?);
     }
     if !args.enable.is_empty() {
         let states: Vec<String> = args.enable.iter().map(|s| s.as_str().to_owned()).collect();
-        options.insert("enable", variant(Variant::from(states))?);
+        options.insert("enable", option(Variant::from(states))?);
     }
     if args.now {
-        options.insert("now", variant(Variant::from(true))?);
+        options.insert("now", option(Variant::from(true))?);
     }
     if args.replace {
-        options.insert("replace", variant(Variant::from(true))?);
+        options.insert("replace", option(Variant::from(true))?);
     }
     if let Some(digest) = &args.digest {
-        options.insert("digest", variant(Variant::from(digest.clone()))?);
+        options.insert("digest", option(Variant::from(digest.clone()))?);
     }
 
     let mut watch = JobWatch::subscribe(&client.connection).await?;

@@ -1,21 +1,22 @@
 //! `check`, `update` and `rollback`, through the service and offline (`--root`), in the
 //! same words either way.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
 
-use anyhow::{Context, Result, anyhow, bail};
-use kairos_extensions_dbus::proxies::{ExtensionProxy, ExtensionUpdated, ManagerProxy, ObjectManagerProxy};
+use anyhow::{Context, Result, bail};
+use kairos_extensions_dbus::properties::ExtensionProperties;
+use kairos_extensions_dbus::proxies::{ExtensionUpdated, ObjectManagerProxy};
 use kairos_extensions_dbus::{ExtensionDescription, ExtensionName, FLAG_NOW, JobResult, UpdateCheck};
 use kairos_extensionsd::engine::config::AutoUpdate;
 use kairos_extensionsd::engine::progress::Silent;
 use kairos_extensionsd::engine::{CheckOutcome, Config, Engine, Updated};
 use serde::Serialize;
-use zbus::proxy::CacheProperties;
 use zbus::{Connection, OwnedObjectPath, OwnedVariant, Variant};
 
 use crate::args::{CheckArgs, RollbackArgs, UpdateArgs};
-use crate::client::explain;
+use crate::client::{Client, authorized, explain, option};
+use crate::exit::{Exit, Failure};
 use crate::job::{self, JobView, JobWatch};
 use crate::output::Output;
 
@@ -236,21 +237,17 @@ fn rolled_line(name: &str, old: &str, new: &str) -> String {
 // Through the service.
 
 /// Starts a job with `start` and follows it to its end, showing its progress; returns
-/// how it ended, its error, and every `ExtensionUpdated` heard meanwhile.
-async fn run_job<F>(
-    connection: &Connection,
-    interactive: bool,
-    start: F,
-) -> Result<(u64, JobResult, String, Vec<Updated>)>
+/// how it ended, its error, and every `ExtensionUpdated` heard once it left the queue.
+async fn run_job<F>(client: &Client, start: F) -> Result<(u64, JobResult, String, Vec<Updated>)>
 where
-    F: std::future::Future<Output = zbus::Result<(u64, OwnedObjectPath)>>,
+    F: std::future::Future<Output = Result<(u64, OwnedObjectPath)>>,
 {
-    let mut watch = JobWatch::subscribe(connection).await?;
-    let (id, path) = start.await.map_err(|e| explain(e, interactive))?;
+    let mut watch = JobWatch::subscribe(&client.connection).await?;
+    let (id, path) = start.await?;
     let mut view = JobView::new(true, std::io::stderr().is_terminal());
     let mut updated = Vec::new();
     let result = watch
-        .follow(connection, interactive, id, &path, &mut view, |message| {
+        .follow(&client.connection, client.interactive, id, &path, &mut view, |message| {
             let Some(signal) = ExtensionUpdated::from_message(message.clone()) else { return };
             if let Ok(args) = signal.args() {
                 updated.push(Updated {
@@ -266,106 +263,88 @@ where
     Ok((id, result, view.error.clone(), updated))
 }
 
-/// The extension object of `name`, read fresh.
-async fn extension(connection: &Connection, manager: &ManagerProxy<'_>, name: &str) -> Result<ExtensionProxy<'static>> {
-    let path = manager.get_extension(name).await.map_err(|e| explain(e, false))?;
-    Ok(ExtensionProxy::builder(connection).path(path).cache_properties(CacheProperties::No).build().await?)
+impl From<ExtensionProperties> for Row {
+    fn from(p: ExtensionProperties) -> Self {
+        Self {
+            name: p.name,
+            installed_version: p.version,
+            available_version: p.available_version,
+            source: p.source,
+            check: p.update_check.as_str().to_owned(),
+            update_available: p.update_available,
+            available_source: p.available_source,
+        }
+    }
 }
 
-/// What the extension objects of `names` say about updates now.
-async fn rows(connection: &Connection, manager: &ManagerProxy<'_>, names: &[String]) -> Result<Vec<Row>> {
-    let mut rows = Vec::with_capacity(names.len());
-    for name in names {
-        let ext = extension(connection, manager, name).await?;
-        let read = |e: zbus::Error| explain(e, false);
-        rows.push(Row {
-            name: name.clone(),
-            installed_version: ext.version().await.map_err(read)?,
-            available_version: ext.available_version().await.map_err(read)?,
-            source: ext.source().await.map_err(read)?,
-            check: ext.update_check().await.map_err(read)?.as_str().to_owned(),
-            update_available: ext.update_available().await.map_err(read)?,
-            available_source: ext.available_source().await.map_err(read)?,
-        });
+/// What the service says about updates of `names` now (every extension, by name, when
+/// `names` is empty): one `GetManagedObjects`, so every row is of the same moment.
+async fn rows(client: &Client, names: &[String]) -> Result<Vec<Row>> {
+    let objects = ObjectManagerProxy::new(&client.connection)
+        .await?
+        .get_managed_objects()
+        .await
+        .map_err(|e| explain(e, false))?;
+    let mut by_name: BTreeMap<String, ExtensionProperties> =
+        objects.into_values().filter_map(|object| object.extension).map(|p| (p.name.clone(), p)).collect();
+    if names.is_empty() {
+        return Ok(by_name.into_values().map(Row::from).collect());
     }
-    Ok(rows)
+    names
+        .iter()
+        .map(|name| match by_name.remove(name) {
+            Some(properties) => Ok(Row::from(properties)),
+            None => {
+                Err(Failure::new(Exit::NotFound, kairos_extensionsd::engine::Error::NotFound(name.clone()).to_string())
+                    .into())
+            }
+        })
+        .collect()
 }
 
 /// `check` through the service.
-pub async fn check(
-    connection: &Connection,
-    manager: &ManagerProxy<'_>,
-    interactive: bool,
-    args: &CheckArgs,
-    out: &Output,
-) -> Result<()> {
+pub async fn check(client: &Client, args: &CheckArgs, out: &Output) -> Result<()> {
     let auto = if args.auto { Some(Config::load(std::path::Path::new("/"), None)?) } else { None };
     if auto.as_ref().is_some_and(|c| c.auto_update == AutoUpdate::Off) {
         println!("auto_update is off: nothing to do");
         return Ok(());
     }
-    let mut names: Vec<String> = args.names.iter().map(ToString::to_string).collect();
+    let names: Vec<String> = args.names.iter().map(ToString::to_string).collect();
     let asked: Vec<&str> = names.iter().map(String::as_str).collect();
-    let started = async {
-        if interactive {
-            manager.check_updates_interactive(&asked, 0).await
-        } else {
-            manager.check_updates(&asked, 0).await
-        }
-    };
-    let (id, result, error, _) = run_job(connection, interactive, started).await?;
+    let manager = &client.manager;
+    let started = async { authorized!(client, manager.check_updates / check_updates_interactive(&asked, 0)) };
+    let (id, result, error, _) = run_job(client, started).await?;
     job::outcome("check", id, result, &error)?;
-    if names.is_empty() {
-        names = manager.list_extensions().await.map_err(|e| explain(e, false))?.into_iter().map(|row| row.0).collect();
-    }
-    let rows = rows(connection, manager, &names).await?;
+    let rows = rows(client, &names).await?;
     print_rows(&rows, out, args.auto)?;
     if let Some(config) = auto.filter(|c| c.auto_update == AutoUpdate::Apply) {
         if !rows.iter().any(|r| r.update_available) {
             println!("No updates to apply.");
             return Ok(());
         }
-        update_through(connection, manager, interactive, &[], None, config.auto_update_now).await?;
+        update_through(client, &[], None, config.auto_update_now).await?;
     }
     Ok(())
 }
 
 /// `update` through the service.
-pub async fn update(
-    connection: &Connection,
-    manager: &ManagerProxy<'_>,
-    interactive: bool,
-    args: &UpdateArgs,
-) -> Result<()> {
+pub async fn update(client: &Client, args: &UpdateArgs) -> Result<()> {
     let (names, version) = parse_targets(&args.names)?;
-    update_through(connection, manager, interactive, &names, version, args.now).await
+    update_through(client, &names, version, args.now).await
 }
 
-async fn update_through(
-    connection: &Connection,
-    manager: &ManagerProxy<'_>,
-    interactive: bool,
-    names: &[ExtensionName],
-    version: Option<String>,
-    now: bool,
-) -> Result<()> {
+async fn update_through(client: &Client, names: &[ExtensionName], version: Option<String>, now: bool) -> Result<()> {
     let mut options: HashMap<&str, OwnedVariant> = HashMap::new();
-    let variant = |v: Variant<'static>| OwnedVariant::try_from(v).map_err(|e| anyhow!("cannot encode an option: {e}"));
     if now {
-        options.insert("now", variant(Variant::from(true))?);
+        options.insert("now", option(Variant::from(true))?);
     }
     if let Some(version) = version {
-        options.insert("version", variant(Variant::from(version))?);
+        options.insert("version", option(Variant::from(version))?);
     }
     let asked: Vec<&str> = names.iter().map(ExtensionName::as_str).collect();
-    let started = async {
-        if interactive {
-            manager.update_interactive(&asked, options).await
-        } else {
-            manager.update(&asked, options).await
-        }
-    };
-    let (id, result, error, updated) = run_job(connection, interactive, started).await?;
+    let manager = &client.manager;
+    let started = async { authorized!(client, manager.update / update_interactive(&asked, options)) };
+    let (id, result, error, updated) = run_job(client, started).await?;
     for step in &updated {
         println!("{}", updated_line(step));
     }
@@ -380,21 +359,12 @@ async fn update_through(
 }
 
 /// `rollback` through the service.
-pub async fn rollback(
-    connection: &Connection,
-    manager: &ManagerProxy<'_>,
-    interactive: bool,
-    args: &RollbackArgs,
-) -> Result<()> {
-    let ext = extension(connection, manager, args.name.as_str()).await?;
+pub async fn rollback(client: &Client, args: &RollbackArgs) -> Result<()> {
+    let ext = client.extension(args.name.as_str()).await?;
     let before = ext.version().await.map_err(|e| explain(e, false))?;
     let flags = if args.now { FLAG_NOW } else { 0 };
-    let done = if interactive {
-        manager.rollback_interactive(args.name.as_str(), flags).await
-    } else {
-        manager.rollback(args.name.as_str(), flags).await
-    };
-    done.map_err(|e| explain(e, interactive))?;
+    let manager = &client.manager;
+    authorized!(client, manager.rollback / rollback_interactive(args.name.as_str(), flags))?;
     let after = ext.version().await.map_err(|e| explain(e, false))?;
     println!("{}", rolled_line(args.name.as_str(), &before, &after));
     Ok(())
