@@ -207,8 +207,6 @@ export class ExtensionsService {
   private readonly rates = new Map<string, RateMeter>();
   /** `ExtensionUpdated` signals heard while each update job lived, by job path. */
   private readonly replacedByJob = new Map<string, Replaced[]>();
-  /** The last `ExtensionUpdated` of each extension, to say what a rollback did. */
-  private readonly lastReplaced = new Map<string, Replaced>();
   private finished: FinishedJob[] = [];
   private connection: Connection = { kind: "connecting" };
   private current: Snapshot;
@@ -245,8 +243,8 @@ export class ExtensionsService {
     this.client.subscribe({ path: MANAGER_PATH, interface: MANAGER_IFACE, member: "JobRemoved" }, (_p, _i, _s, args) =>
       this.jobRemoved(args),
     );
-    // The service sends it before the JobRemoved of the update that did it, and before
-    // the reply to Rollback, so both know what was replaced when they end.
+    // The service sends it before the JobRemoved of the update that did it, so the job
+    // knows what it replaced when it ends.
     this.client.subscribe({ path: MANAGER_PATH, interface: MANAGER_IFACE, member: "ExtensionUpdated" }, (_p, _i, _s, args) =>
       this.extensionUpdated(args),
     );
@@ -387,7 +385,6 @@ export class ExtensionsService {
     if (!signal) {
       return;
     }
-    this.lastReplaced.set(signal.name, signal);
     // The signal does not say which job sent it: it belongs to the running update jobs
     // that are about this extension (or about every extension with an update).
     for (const job of this.jobs.values()) {
@@ -478,14 +475,9 @@ export class ExtensionsService {
     return this.call(MANAGER_PATH, MANAGER_IFACE, "Update", [[extension.name], options]);
   }
 
-  /**
-   * Puts the previous version of `extension` back (merged again when merged now), and
-   * says what it replaced when the service announced it.
-   */
-  async rollback(extension: ExtensionInfo): Promise<Replaced | undefined> {
-    this.lastReplaced.delete(extension.name);
+  /** Puts the previous version of `extension` back (merged again when merged now). */
+  async rollback(extension: ExtensionInfo): Promise<void> {
     await this.call(MANAGER_PATH, MANAGER_IFACE, "Rollback", [extension.name, extension.merged ? FLAG_NOW : 0]);
-    return this.lastReplaced.get(extension.name);
   }
 
   refresh(): Promise<unknown[]> {

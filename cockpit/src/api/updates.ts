@@ -129,9 +129,9 @@ export function replaced(args: unknown[]): Replaced | null {
     : null;
 }
 
-function versions(r: Replaced): string {
-  const from = r.oldVersion || "an unversioned image";
-  const to = r.newVersion || "an unversioned image";
+function versions(oldVersion: string, newVersion: string): string {
+  const from = oldVersion || "an unversioned image";
+  const to = newVersion || "an unversioned image";
   return from === to ? "to a new image of the same version" : `from ${from} to ${to}`;
 }
 
@@ -140,13 +140,14 @@ export function updateJobSummary(what: string, updates: readonly Replaced[]): st
   if (updates.length === 0) {
     return `Nothing was updated: ${what || "it"} is up to date, pinned, or its source cannot tell.`;
   }
-  return updates.map((u) => `Updated ${u.name} ${versions(u)}.`).join(" ");
+  return updates.map((u) => `Updated ${u.name} ${versions(u.oldVersion, u.newVersion)}.`).join(" ");
 }
 
-/** What a rollback did; `signal` is its `ExtensionUpdated`, when it was heard. */
-export function rollbackSummary(name: string, signal: Replaced | undefined, previousVersion: string): string {
-  if (signal) {
-    return `Rolled back ${name} ${versions(signal)}`;
-  }
-  return previousVersion ? `Rolled back ${name} to ${previousVersion}` : `Rolled back ${name}`;
+/**
+ * What a rollback did, from the versions the page showed when it was asked: the service's
+ * `ExtensionUpdated` for it carries the same two (the installed version and
+ * `PreviousVersion`), so there is no signal to wait for.
+ */
+export function rollbackSummary(name: string, installedVersion: string, previousVersion: string): string {
+  return `Rolled back ${name} ${versions(installedVersion, previousVersion)}`;
 }

@@ -110,9 +110,10 @@ export function UpdateActions(props: {
   };
   const rollback = () => {
     setRolling(true);
+    const done = rollbackSummary(extension.name, extension.version, previous);
     service
       .rollback(extension)
-      .then((signal) => onSuccess(rollbackSummary(extension.name, signal, previous)))
+      .then(() => onSuccess(done))
       .catch((e: unknown) => onError(describeFailure(e, "update")))
       .finally(() => setRolling(false));
   };

@@ -207,8 +207,8 @@ describe("updates", () => {
     assert.equal(updates.replaced(["k3s", 1, "2"]), null);
     assert.equal(updates.updateJobSummary("k3s", [signal]), "Updated k3s from 1 to 2.");
     assert.match(updates.updateJobSummary("k3s", []), /^Nothing was updated: k3s is up to date/);
-    assert.equal(updates.rollbackSummary("k3s", { name: "k3s", oldVersion: "2", newVersion: "1" }, "1"), "Rolled back k3s from 2 to 1");
-    assert.equal(updates.rollbackSummary("k3s", undefined, "1"), "Rolled back k3s to 1");
+    assert.equal(updates.rollbackSummary("k3s", "2", "1"), "Rolled back k3s from 2 to 1");
+    assert.equal(updates.rollbackSummary("k3s", "", "1"), "Rolled back k3s from an unversioned image to 1");
   });
 
   it("knows the job types, and no others", () => {
