@@ -64,6 +64,8 @@ export interface JobInfo {
   /** null for a type this page does not know yet. */
   type: JobType | null;
   source: string;
+  /** The extensions `source` names ("a, b"); empty for a job about every extension. */
+  names: string[];
   name: string;
   state: JobState | null;
   phase: JobPhase | null;
@@ -175,12 +177,19 @@ function extensionInfo(path: string, data: Record<string, unknown>): ExtensionIn
   };
 }
 
+/** Whether `job` is about extension `name`: it names it, or it names none (every extension). */
+export function concerns(job: Pick<JobInfo, "names">, name: string): boolean {
+  return job.names.length === 0 || job.names.includes(name);
+}
+
 function jobInfo(path: string, data: Record<string, unknown>, rate: number | null): JobInfo {
+  const source = str(data.Source);
   return {
     path,
     id: num(data.Id),
     type: jobType(data.Type),
-    source: str(data.Source),
+    source,
+    names: source.split(", ").filter(Boolean),
     name: str(data.Name),
     state: jobState(data.State),
     phase: jobPhase(data.Phase),
@@ -356,8 +365,7 @@ export class ExtensionsService {
     const replacedByIt = (typeof path === "string" && this.replacedByJob.get(path)) || [];
     let summary = "";
     if (job?.type === "check") {
-      const names = job.source.split(", ").filter(Boolean);
-      summary = checkSummary([...this.extensions.values()].filter((e) => names.length === 0 || names.includes(e.name)));
+      summary = checkSummary([...this.extensions.values()].filter((e) => concerns(job, e.name)));
     } else if (job?.type === "update") {
       summary = updateJobSummary(job.name || job.source, replacedByIt);
     }
@@ -388,8 +396,7 @@ export class ExtensionsService {
     // The signal does not say which job sent it: it belongs to the running update jobs
     // that are about this extension (or about every extension with an update).
     for (const job of this.jobs.values()) {
-      const names = job.source.split(", ").filter(Boolean);
-      if (job.type === "update" && job.state !== "queued" && (names.length === 0 || names.includes(signal.name))) {
+      if (job.type === "update" && job.state !== "queued" && concerns(job, signal.name)) {
         this.replacedByJob.set(job.path, [...(this.replacedByJob.get(job.path) ?? []), signal]);
       }
     }

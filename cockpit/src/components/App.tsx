@@ -132,7 +132,7 @@ export function App({ service, permission }: { service: ExtensionsService; permi
           <ExtensionsTable
             service={service}
             extensions={snapshot.extensions}
-            updating={snapshot.jobs.filter((j) => j.type === "update").flatMap((j) => j.source.split(", "))}
+            updating={snapshot.jobs.filter((j) => j.type === "update").flatMap((j) => j.names)}
             states={states}
             current={current}
             admin={admin}

@@ -27,6 +27,7 @@ const report = await load("api/boot-report.ts");
 const format = await load("format.ts");
 const updates = await load("api/updates.ts");
 const contract = await load("api/contract.ts");
+const service = await load("api/service.ts");
 
 describe("status", () => {
   it("reads Status and StatusReason when the service exports them", () => {
@@ -209,6 +210,12 @@ describe("updates", () => {
     assert.match(updates.updateJobSummary("k3s", []), /^Nothing was updated: k3s is up to date/);
     assert.equal(updates.rollbackSummary("k3s", "2", "1"), "Rolled back k3s from 2 to 1");
     assert.equal(updates.rollbackSummary("k3s", "", "1"), "Rolled back k3s from an unversioned image to 1");
+  });
+
+  it("takes a job that names no extension to be about every extension", () => {
+    assert.ok(service.concerns({ names: ["a", "b"] }, "b"));
+    assert.ok(!service.concerns({ names: ["a", "b"] }, "c"));
+    assert.ok(service.concerns({ names: [] }, "c"));
   });
 
   it("knows the job types, and no others", () => {
