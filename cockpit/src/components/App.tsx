@@ -10,7 +10,6 @@ import { Flex, FlexItem } from "@patternfly/react-core/dist/esm/layouts/Flex/ind
 import { Page, PageSection } from "@patternfly/react-core/dist/esm/components/Page/index.js";
 import { Spinner } from "@patternfly/react-core/dist/esm/components/Spinner/index.js";
 import { Title } from "@patternfly/react-core/dist/esm/components/Title/index.js";
-import { Tooltip } from "@patternfly/react-core/dist/esm/components/Tooltip/index.js";
 import ExclamationCircleIcon from "@patternfly/react-icons/dist/esm/icons/exclamation-circle-icon";
 import CubesIcon from "@patternfly/react-icons/dist/esm/icons/cubes-icon";
 
@@ -18,10 +17,14 @@ import { type BootReportState, watchBootReport } from "../api/boot-report";
 import { BOOT_STATES } from "../api/contract";
 import { describeFailure } from "../api/errors";
 import type { ExtensionsService } from "../api/service";
+import { AdminButton } from "./AdminButton";
 import { ExtensionsTable } from "./ExtensionsTable";
 import { InstallDialog } from "./InstallDialog";
 import { Jobs } from "./Jobs";
 import { Overview } from "./Overview";
+
+/** The header buttons' tooltip without administrative access. */
+const NEEDS_ADMIN = "Needs administrative access.";
 
 interface Notice {
   key: number;
@@ -44,27 +47,6 @@ function useBootReport(): BootReportState {
   const [report, setReport] = useState<BootReportState>({ kind: "loading" });
   useEffect(() => watchBootReport(setReport), []);
   return report;
-}
-
-/** A button that needs administrative access: focusable but inert without it, with a tooltip. */
-function AdminButton(props: {
-  admin: boolean;
-  label: string;
-  variant: "primary" | "secondary";
-  isLoading?: boolean;
-  onClick: () => void;
-}) {
-  const button = (
-    <Button
-      variant={props.variant}
-      isAriaDisabled={!props.admin || props.isLoading === true}
-      isLoading={props.isLoading}
-      onClick={props.onClick}
-    >
-      {props.label}
-    </Button>
-  );
-  return props.admin ? button : <Tooltip content="Needs administrative access.">{button}</Tooltip>;
 }
 
 export function App({ service, permission }: { service: ExtensionsService; permission: CockpitPermission }) {
@@ -161,11 +143,25 @@ export function App({ service, permission }: { service: ExtensionsService; permi
                 admin={admin}
                 variant="secondary"
                 label="Check for updates"
+                needsAdmin={NEEDS_ADMIN}
                 isLoading={checking}
                 onClick={checkForUpdates}
               />
-              <AdminButton admin={admin} variant="secondary" label="Refresh" isLoading={refreshing} onClick={refresh} />
-              <AdminButton admin={admin} variant="primary" label="Install…" onClick={() => setInstalling(true)} />
+              <AdminButton
+                admin={admin}
+                variant="secondary"
+                label="Refresh"
+                needsAdmin={NEEDS_ADMIN}
+                isLoading={refreshing}
+                onClick={refresh}
+              />
+              <AdminButton
+                admin={admin}
+                variant="primary"
+                label="Install…"
+                needsAdmin={NEEDS_ADMIN}
+                onClick={() => setInstalling(true)}
+              />
             </Flex>
           </FlexItem>
         </Flex>

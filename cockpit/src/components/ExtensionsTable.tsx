@@ -2,10 +2,8 @@
 // Update and Roll back actions; a row expands to its details and switches.
 
 import { useState } from "react";
-import { Button } from "@patternfly/react-core/dist/esm/components/Button/index.js";
 import { Flex } from "@patternfly/react-core/dist/esm/layouts/Flex/index.js";
 import { Label, LabelGroup } from "@patternfly/react-core/dist/esm/components/Label/index.js";
-import { Tooltip } from "@patternfly/react-core/dist/esm/components/Tooltip/index.js";
 import { Truncate } from "@patternfly/react-core/dist/esm/components/Truncate/index.js";
 import { ExpandableRowContent, Table, Tbody, Td, Th, Thead, Tr } from "@patternfly/react-table/dist/esm/components/Table/index.js";
 import CheckCircleIcon from "@patternfly/react-icons/dist/esm/icons/check-circle-icon";
@@ -13,6 +11,7 @@ import CheckCircleIcon from "@patternfly/react-icons/dist/esm/icons/check-circle
 import type { BootState, CurrentBoot, Status } from "../api/contract";
 import type { ExtensionInfo, ExtensionsService } from "../api/service";
 import { statusLabel } from "../api/status";
+import { AdminButton } from "./AdminButton";
 import { ExtensionDetails } from "./ExtensionDetails";
 import { RemoveDialog } from "./RemoveDialog";
 import { UpdateActions, UpdateState } from "./Updates";
@@ -53,18 +52,6 @@ function Row(props: {
   const { extension, rowIndex, admin } = props;
   const [expanded, setExpanded] = useState(false);
   const [removing, setRemoving] = useState(false);
-  const removeButton = (
-    <Button
-      variant="secondary"
-      isDanger
-      size="sm"
-      aria-label={`Remove ${extension.name}`}
-      isAriaDisabled={!admin}
-      onClick={() => setRemoving(true)}
-    >
-      Remove
-    </Button>
-  );
   return (
     <Tbody isExpanded={expanded} data-extension={extension.name}>
       <Tr>
@@ -124,11 +111,16 @@ function Row(props: {
               onError={props.onError}
               onSuccess={props.onSuccess}
             />
-            {admin ? (
-              removeButton
-            ) : (
-              <Tooltip content="Turn on administrative access to remove extensions.">{removeButton}</Tooltip>
-            )}
+            <AdminButton
+              admin={admin}
+              label="Remove"
+              ariaLabel={`Remove ${extension.name}`}
+              variant="secondary"
+              isDanger
+              size="sm"
+              needsAdmin="Turn on administrative access to remove extensions."
+              onClick={() => setRemoving(true)}
+            />
           </Flex>
         </Td>
       </Tr>

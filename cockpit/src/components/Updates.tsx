@@ -3,7 +3,6 @@
 // listed with the others; a rollback is one step and answers at once.
 
 import { useState } from "react";
-import { Button } from "@patternfly/react-core/dist/esm/components/Button/index.js";
 import { Label } from "@patternfly/react-core/dist/esm/components/Label/index.js";
 import { Tooltip } from "@patternfly/react-core/dist/esm/components/Tooltip/index.js";
 import { Truncate } from "@patternfly/react-core/dist/esm/components/Truncate/index.js";
@@ -11,6 +10,7 @@ import { Truncate } from "@patternfly/react-core/dist/esm/components/Truncate/in
 import { describeFailure } from "../api/errors";
 import type { ExtensionInfo, ExtensionsService } from "../api/service";
 import { type UpdateView, rollbackSummary, updateView } from "../api/updates";
+import { AdminButton } from "./AdminButton";
 
 function toneColor(tone: UpdateView["tone"]): "blue" | "green" | "grey" | "red" {
   switch (tone) {
@@ -56,30 +56,8 @@ export function UpdateState({ extension }: { extension: ExtensionInfo }) {
   );
 }
 
-/** A row button that needs administrative access, with the tooltip Remove has. */
-function RowButton(props: {
-  admin: boolean;
-  label: string;
-  ariaLabel: string;
-  variant: "primary" | "secondary";
-  pending: boolean;
-  hint: string;
-  onClick: () => void;
-}) {
-  const button = (
-    <Button
-      variant={props.variant}
-      size="sm"
-      aria-label={props.ariaLabel}
-      isAriaDisabled={!props.admin || props.pending}
-      isLoading={props.pending}
-      onClick={props.onClick}
-    >
-      {props.label}
-    </Button>
-  );
-  return <Tooltip content={props.admin ? props.hint : "Turn on administrative access to update extensions."}>{button}</Tooltip>;
-}
+/** The tooltip of Update and Roll back without administrative access. */
+const NEEDS_ADMIN = "Turn on administrative access to update extensions.";
 
 /**
  * Update (when the last check found something newer) and Roll back (when there is a
@@ -121,24 +99,28 @@ export function UpdateActions(props: {
   return (
     <>
       {view.tone === "available" && (
-        <RowButton
+        <AdminButton
           admin={admin}
           label="Update"
           ariaLabel={`Update ${extension.name}`}
           variant="primary"
-          pending={asking || busy}
+          size="sm"
+          isLoading={asking || busy}
           hint={`Install ${view.detail || "the newer image"}; the installed image is kept for a rollback.${now}`}
+          needsAdmin={NEEDS_ADMIN}
           onClick={update}
         />
       )}
       {previous && (
-        <RowButton
+        <AdminButton
           admin={admin}
           label="Roll back"
           ariaLabel={`Roll back ${extension.name} to ${previous}`}
           variant="secondary"
-          pending={rolling || busy}
+          size="sm"
+          isLoading={rolling || busy}
           hint={`Put version ${previous} back; the installed image becomes the one to roll back to.${now}`}
+          needsAdmin={NEEDS_ADMIN}
           onClick={rollback}
         />
       )}
