@@ -81,6 +81,7 @@ describe("errors", () => {
 
   it("says who may not do what", () => {
     assert.equal(errors.describeError("org.freedesktop.DBus.Error.AccessDenied", "", "install"), "You are not allowed to install extensions.");
+    assert.equal(errors.describeError("org.freedesktop.DBus.Error.AccessDenied", "", "cancel"), "You are not allowed to cancel this job.");
     assert.equal(
       errors.describeFailure({ name: "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired", message: "x" }, "remove"),
       "You are not allowed to remove extensions.",
