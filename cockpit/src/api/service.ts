@@ -31,7 +31,7 @@ import {
 } from "./contract";
 import { type StatusInfo, statusOf } from "./status";
 import { RateMeter } from "./rate";
-import { type Replaced, type UpdateInfo, checkSummary, replaced, updateJobSummary, updateOf } from "./updates";
+import { type Replaced, type UpdateInfo, checkSummary, replaced, updateOf } from "./updates";
 
 export interface ManagerInfo {
   version: string;
@@ -88,12 +88,12 @@ export interface FinishedJob {
   result: JobResult;
   error: string;
   /**
-   * What a check found or an update did, said when it ended: the service announces the
-   * changes to the extensions and `ExtensionUpdated` before `JobRemoved`.
+   * What a check found, said when it ended (the service announces the changes to the
+   * extensions before `JobRemoved`); later changes must not rewrite it. Empty for other jobs.
    */
-  summary: string;
-  /** Whether an update job replaced anything. */
-  replacedAny: boolean;
+  checkSummary: string;
+  /** The `ExtensionUpdated` signals heard while an update job ran: what it replaced. */
+  replaced: Replaced[];
 }
 
 export type Connection =
@@ -362,13 +362,8 @@ export class ExtensionsService {
   private jobRemoved(args: unknown[]): void {
     const [id, path, result] = args;
     const job = typeof path === "string" ? this.jobs.get(path) : undefined;
-    const replacedByIt = (typeof path === "string" && this.replacedByJob.get(path)) || [];
-    let summary = "";
-    if (job?.type === "check") {
-      summary = checkSummary([...this.extensions.values()].filter((e) => concerns(job, e.name)));
-    } else if (job?.type === "update") {
-      summary = updateJobSummary(job.name || job.source, replacedByIt);
-    }
+    const found =
+      job?.type === "check" ? checkSummary([...this.extensions.values()].filter((e) => concerns(job, e.name))) : "";
     const ended: FinishedJob = {
       id: num(id),
       type: job?.type ?? null,
@@ -376,8 +371,8 @@ export class ExtensionsService {
       source: job?.source ?? "",
       result: jobResult(result),
       error: job?.error ?? "",
-      summary,
-      replacedAny: replacedByIt.length > 0,
+      checkSummary: found,
+      replaced: (typeof path === "string" && this.replacedByJob.get(path)) || [],
     };
     this.finished = [ended, ...this.finished.filter((f) => f.id !== ended.id)].slice(0, FINISHED_KEPT);
     if (typeof path === "string") {

@@ -15,6 +15,7 @@ import { Stack } from "@patternfly/react-core/dist/esm/layouts/Stack/index.js";
 import type { JobPhase, JobType } from "../api/contract";
 import { describeFailure, describeJobError } from "../api/errors";
 import type { ExtensionsService, FinishedJob, JobInfo } from "../api/service";
+import { updateJobSummary } from "../api/updates";
 import { formatRate, formatTransfer } from "../format";
 
 function phaseText(phase: JobPhase | null): string {
@@ -141,15 +142,17 @@ function told(job: FinishedJob): Told {
   switch (job.type) {
     case "check":
       return done
-        ? { variant: "success", title: "Checked for updates", text: job.summary }
+        ? { variant: "success", title: "Checked for updates", text: job.checkSummary }
         : { variant: "danger", title: "Could not check for updates", text: describeJobError(job.error, "The check") };
-    case "update":
+    case "update": {
       if (!done) {
         return { variant: "danger", title: `Could not update ${what(job)}`, text: describeJobError(job.error, "The update") };
       }
-      return job.replacedAny
-        ? { variant: "success", title: `Updated ${what(job)}`, text: job.summary }
-        : { variant: "info", title: `${what(job)} was not updated`, text: job.summary };
+      const text = updateJobSummary(what(job), job.replaced);
+      return job.replaced.length > 0
+        ? { variant: "success", title: `Updated ${what(job)}`, text }
+        : { variant: "info", title: `${what(job)} was not updated`, text };
+    }
     case "install":
     case null:
       return done
