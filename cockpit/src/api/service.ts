@@ -32,6 +32,7 @@ import {
 import { type StatusInfo, statusOf } from "./status";
 import { RateMeter } from "./rate";
 import { type Replaced, type UpdateInfo, checkSummary, replaced, updateOf } from "./updates";
+import { num, str } from "./values";
 
 export interface ManagerInfo {
   version: string;
@@ -107,14 +108,6 @@ export interface Snapshot {
   extensions: ExtensionInfo[];
   jobs: JobInfo[];
   finished: FinishedJob[];
-}
-
-function str(value: unknown): string {
-  return typeof value === "string" ? value : "";
-}
-
-function num(value: unknown): number {
-  return typeof value === "number" && Number.isFinite(value) ? value : 0;
 }
 
 function strings(value: unknown): string[] {

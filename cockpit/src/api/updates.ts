@@ -2,6 +2,8 @@
 // "Updates and catalogs"), and how the page says it: the result of the last check is kept
 // on each object, so the page reads it rather than asking the sources again.
 
+import { num, str } from "./values";
+
 /**
  * `UpdateCheck` as a type: the contract spells the error of a failed check in the same
  * property as the other results, so anything but the known words is that error.
@@ -25,7 +27,7 @@ export function updateCheck(value: unknown): UpdateCheck {
     case "cannot-check":
       return { kind: value };
   }
-  return { kind: "failed", error: typeof value === "string" ? value : "" };
+  return { kind: "failed", error: str(value) };
 }
 
 export interface UpdateInfo {
@@ -43,12 +45,11 @@ export interface UpdateInfo {
 
 /** The update properties of an extension object (`data` as the bus sent them). */
 export function updateOf(data: Record<string, unknown>): UpdateInfo {
-  const str = (v: unknown) => (typeof v === "string" ? v : "");
   return {
     available: data.UpdateAvailable === true,
     availableVersion: str(data.AvailableVersion),
     availableSource: str(data.AvailableSource),
-    checkedTime: typeof data.CheckedTime === "number" && Number.isFinite(data.CheckedTime) ? data.CheckedTime : 0,
+    checkedTime: num(data.CheckedTime),
     check: updateCheck(data.UpdateCheck),
     previousVersion: str(data.PreviousVersion),
   };

@@ -175,6 +175,8 @@ describe("updates", () => {
     assert.equal(read.available, true);
     assert.equal(read.checkedTime, 5);
     assert.equal(read.previousVersion, "1");
+    assert.equal(info({ CheckedTime: Number.NaN }).checkedTime, 0, "not a time");
+    assert.equal(info({ AvailableVersion: 2 }).availableVersion, "", "not a version");
   });
 
   it("shows the version or the source an update would get, and what a check without an answer found", () => {
