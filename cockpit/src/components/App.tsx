@@ -2,7 +2,7 @@
 // and the table of extensions. Without administrative access everything is shown but
 // every control is disabled, with a hint saying how to get access.
 
-import { useCallback, useEffect, useState, useSyncExternalStore } from "react";
+import { useCallback, useEffect, useMemo, useState, useSyncExternalStore } from "react";
 import { Alert, AlertActionCloseButton, AlertGroup } from "@patternfly/react-core/dist/esm/components/Alert/index.js";
 import { Button } from "@patternfly/react-core/dist/esm/components/Button/index.js";
 import { EmptyState, EmptyStateActions, EmptyStateBody, EmptyStateFooter } from "@patternfly/react-core/dist/esm/components/EmptyState/index.js";
@@ -62,6 +62,12 @@ export function App({ service, permission }: { service: ExtensionsService; permi
     setNotices((old) => [...old, { key: Date.now() + Math.random(), variant, title }]);
   }, []);
   const onError = useCallback((message: string) => notify("danger", message), [notify]);
+  const onSuccess = useCallback((message: string) => notify("success", message), [notify]);
+  /** The extensions an update job is running for. */
+  const updating = useMemo(
+    () => snapshot.jobs.filter((j) => j.type === "update").flatMap((j) => j.names),
+    [snapshot.jobs],
+  );
 
   const refresh = () => {
     setRefreshing(true);
@@ -114,12 +120,12 @@ export function App({ service, permission }: { service: ExtensionsService; permi
           <ExtensionsTable
             service={service}
             extensions={snapshot.extensions}
-            updating={snapshot.jobs.filter((j) => j.type === "update").flatMap((j) => j.names)}
+            updating={updating}
             states={states}
             current={current}
             admin={admin}
             onError={onError}
-            onSuccess={(message) => notify("success", message)}
+            onSuccess={onSuccess}
           />
         ) : (
           <EmptyState titleText="No system extensions are installed" headingLevel="h2" icon={CubesIcon}>

@@ -11,6 +11,7 @@ import CheckCircleIcon from "@patternfly/react-icons/dist/esm/icons/check-circle
 import type { BootState, CurrentBoot, Status } from "../api/contract";
 import type { ExtensionInfo, ExtensionsService } from "../api/service";
 import { statusLabel } from "../api/status";
+import { updateView } from "../api/updates";
 import { AdminButton } from "./AdminButton";
 import { ExtensionDetails } from "./ExtensionDetails";
 import { RemoveDialog } from "./RemoveDialog";
@@ -52,6 +53,7 @@ function Row(props: {
   const { extension, rowIndex, admin } = props;
   const [expanded, setExpanded] = useState(false);
   const [removing, setRemoving] = useState(false);
+  const view = updateView(extension.update, extension.version);
   return (
     <Tbody isExpanded={expanded} data-extension={extension.name}>
       <Tr>
@@ -69,7 +71,7 @@ function Row(props: {
         </Th>
         <Td dataLabel="Version">{extension.version || "—"}</Td>
         <Td dataLabel="Update">
-          <UpdateState extension={extension} />
+          <UpdateState view={view} />
         </Td>
         <Td dataLabel="Source" modifier="truncate">
           {extension.source ? <Truncate content={extension.source} position="middle" /> : "—"}
@@ -106,6 +108,7 @@ function Row(props: {
             <UpdateActions
               service={props.service}
               extension={extension}
+              view={view}
               admin={admin}
               busy={props.updating}
               onError={props.onError}
@@ -126,7 +129,7 @@ function Row(props: {
       </Tr>
       <Tr isExpanded={expanded}>
         <Td colSpan={COLUMNS}>
-          <ExpandableRowContent>{expanded && <ExtensionDetails {...props} />}</ExpandableRowContent>
+          <ExpandableRowContent>{expanded && <ExtensionDetails {...props} view={view} />}</ExpandableRowContent>
         </Td>
       </Tr>
       {removing && <RemoveDialog service={props.service} extension={extension} onClose={() => setRemoving(false)} />}

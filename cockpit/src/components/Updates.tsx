@@ -9,7 +9,7 @@ import { Truncate } from "@patternfly/react-core/dist/esm/components/Truncate/in
 
 import { describeFailure } from "../api/errors";
 import type { ExtensionInfo, ExtensionsService } from "../api/service";
-import { type UpdateView, rollbackSummary, updateView } from "../api/updates";
+import { type UpdateView, rollbackSummary } from "../api/updates";
 import { AdminButton } from "./AdminButton";
 
 function toneColor(tone: UpdateView["tone"]): "blue" | "green" | "grey" | "red" {
@@ -31,8 +31,7 @@ function toneColor(tone: UpdateView["tone"]): "blue" | "green" | "grey" | "red" 
  * error of a failed check. Why a source has no answer (pinned, local, cannot check) is
  * the label's tooltip and in the details, to keep the row short.
  */
-export function UpdateState({ extension }: { extension: ExtensionInfo }) {
-  const view = updateView(extension.update, extension.version);
+export function UpdateState({ view }: { view: UpdateView }) {
   if (view.tone === "none") {
     return <span className="kx-not-checked">{view.label}</span>;
   }
@@ -67,15 +66,16 @@ const NEEDS_ADMIN = "Turn on administrative access to update extensions.";
 export function UpdateActions(props: {
   service: ExtensionsService;
   extension: ExtensionInfo;
+  /** `updateView` of the extension, computed once for its row. */
+  view: UpdateView;
   admin: boolean;
   busy: boolean;
   onError: (message: string) => void;
   onSuccess: (message: string) => void;
 }) {
-  const { service, extension, admin, busy, onError, onSuccess } = props;
+  const { service, extension, view, admin, busy, onError, onSuccess } = props;
   const [asking, setAsking] = useState(false);
   const [rolling, setRolling] = useState(false);
-  const view = updateView(extension.update, extension.version);
   const previous = extension.update.previousVersion;
   const now = extension.merged ? " It is merged again now." : "";
 
