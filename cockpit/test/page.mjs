@@ -403,6 +403,8 @@ describe("a user without administrative access", () => {
     await row(page, "hello").waitFor();
     assert.equal(await cell(page, "hello", "Merged"), "Merged");
     await page.getByText("Read only: you do not have administrative access").waitFor();
+    // "Roll back greeter to 2" is there because the administrator's tests above updated
+    // greeter to 2 and rolled it back to 1: this test runs after them, on what they left.
     for (const name of ["Install…", "Refresh", "Check for updates", "Remove hello", "Roll back greeter to 2"]) {
       assert.equal(await page.getByRole("button", { name }).getAttribute("aria-disabled"), "true", name);
     }

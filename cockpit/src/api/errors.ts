@@ -11,7 +11,7 @@ const NOT_ALLOWED: Record<Action, string> = {
   install: "You are not allowed to install extensions.",
   manage: "You are not allowed to change which extensions are enabled.",
   remove: "You are not allowed to remove extensions.",
-  cancel: "You are not allowed to cancel this install.",
+  cancel: "You are not allowed to cancel this job.",
   refresh: "You are not allowed to refresh the merged extensions.",
   read: "You are not allowed to see the extensions.",
   check: "You are not allowed to check for updates.",

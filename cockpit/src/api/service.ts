@@ -31,7 +31,8 @@ import {
 } from "./contract";
 import { type StatusInfo, statusOf } from "./status";
 import { RateMeter } from "./rate";
-import { type Replaced, type UpdateInfo, checkSummary, replaced, updateJobSummary, updateOf } from "./updates";
+import { type Replaced, type UpdateInfo, checkSummary, replaced, updateOf } from "./updates";
+import { num, str } from "./values";
 
 export interface ManagerInfo {
   version: string;
@@ -64,6 +65,8 @@ export interface JobInfo {
   /** null for a type this page does not know yet. */
   type: JobType | null;
   source: string;
+  /** The extensions `source` names ("a, b"); empty for a job about every extension. */
+  names: string[];
   name: string;
   state: JobState | null;
   phase: JobPhase | null;
@@ -86,12 +89,12 @@ export interface FinishedJob {
   result: JobResult;
   error: string;
   /**
-   * What a check found or an update did, said when it ended: the service announces the
-   * changes to the extensions and `ExtensionUpdated` before `JobRemoved`.
+   * What a check found, said when it ended (the service announces the changes to the
+   * extensions before `JobRemoved`); later changes must not rewrite it. Empty for other jobs.
    */
-  summary: string;
-  /** Whether an update job replaced anything. */
-  replacedAny: boolean;
+  checkSummary: string;
+  /** The `ExtensionUpdated` signals heard while an update job ran: what it replaced. */
+  replaced: Replaced[];
 }
 
 export type Connection =
@@ -105,14 +108,6 @@ export interface Snapshot {
   extensions: ExtensionInfo[];
   jobs: JobInfo[];
   finished: FinishedJob[];
-}
-
-function str(value: unknown): string {
-  return typeof value === "string" ? value : "";
-}
-
-function num(value: unknown): number {
-  return typeof value === "number" && Number.isFinite(value) ? value : 0;
 }
 
 function strings(value: unknown): string[] {
@@ -175,12 +170,19 @@ function extensionInfo(path: string, data: Record<string, unknown>): ExtensionIn
   };
 }
 
+/** Whether `job` is about extension `name`: it names it, or it names none (every extension). */
+export function concerns(job: Pick<JobInfo, "names">, name: string): boolean {
+  return job.names.length === 0 || job.names.includes(name);
+}
+
 function jobInfo(path: string, data: Record<string, unknown>, rate: number | null): JobInfo {
+  const source = str(data.Source);
   return {
     path,
     id: num(data.Id),
     type: jobType(data.Type),
-    source: str(data.Source),
+    source,
+    names: source.split(", ").filter(Boolean),
     name: str(data.Name),
     state: jobState(data.State),
     phase: jobPhase(data.Phase),
@@ -207,8 +209,6 @@ export class ExtensionsService {
   private readonly rates = new Map<string, RateMeter>();
   /** `ExtensionUpdated` signals heard while each update job lived, by job path. */
   private readonly replacedByJob = new Map<string, Replaced[]>();
-  /** The last `ExtensionUpdated` of each extension, to say what a rollback did. */
-  private readonly lastReplaced = new Map<string, Replaced>();
   private finished: FinishedJob[] = [];
   private connection: Connection = { kind: "connecting" };
   private current: Snapshot;
@@ -245,8 +245,8 @@ export class ExtensionsService {
     this.client.subscribe({ path: MANAGER_PATH, interface: MANAGER_IFACE, member: "JobRemoved" }, (_p, _i, _s, args) =>
       this.jobRemoved(args),
     );
-    // The service sends it before the JobRemoved of the update that did it, and before
-    // the reply to Rollback, so both know what was replaced when they end.
+    // The service sends it before the JobRemoved of the update that did it, so the job
+    // knows what it replaced when it ends.
     this.client.subscribe({ path: MANAGER_PATH, interface: MANAGER_IFACE, member: "ExtensionUpdated" }, (_p, _i, _s, args) =>
       this.extensionUpdated(args),
     );
@@ -355,14 +355,8 @@ export class ExtensionsService {
   private jobRemoved(args: unknown[]): void {
     const [id, path, result] = args;
     const job = typeof path === "string" ? this.jobs.get(path) : undefined;
-    const replacedByIt = (typeof path === "string" && this.replacedByJob.get(path)) || [];
-    let summary = "";
-    if (job?.type === "check") {
-      const names = job.source.split(", ").filter(Boolean);
-      summary = checkSummary([...this.extensions.values()].filter((e) => names.length === 0 || names.includes(e.name)));
-    } else if (job?.type === "update") {
-      summary = updateJobSummary(job.name || job.source, replacedByIt);
-    }
+    const found =
+      job?.type === "check" ? checkSummary([...this.extensions.values()].filter((e) => concerns(job, e.name))) : "";
     const ended: FinishedJob = {
       id: num(id),
       type: job?.type ?? null,
@@ -370,8 +364,8 @@ export class ExtensionsService {
       source: job?.source ?? "",
       result: jobResult(result),
       error: job?.error ?? "",
-      summary,
-      replacedAny: replacedByIt.length > 0,
+      checkSummary: found,
+      replaced: (typeof path === "string" && this.replacedByJob.get(path)) || [],
     };
     this.finished = [ended, ...this.finished.filter((f) => f.id !== ended.id)].slice(0, FINISHED_KEPT);
     if (typeof path === "string") {
@@ -387,12 +381,10 @@ export class ExtensionsService {
     if (!signal) {
       return;
     }
-    this.lastReplaced.set(signal.name, signal);
     // The signal does not say which job sent it: it belongs to the running update jobs
     // that are about this extension (or about every extension with an update).
     for (const job of this.jobs.values()) {
-      const names = job.source.split(", ").filter(Boolean);
-      if (job.type === "update" && job.state !== "queued" && (names.length === 0 || names.includes(signal.name))) {
+      if (job.type === "update" && job.state !== "queued" && concerns(job, signal.name)) {
         this.replacedByJob.set(job.path, [...(this.replacedByJob.get(job.path) ?? []), signal]);
       }
     }
@@ -478,14 +470,9 @@ export class ExtensionsService {
     return this.call(MANAGER_PATH, MANAGER_IFACE, "Update", [[extension.name], options]);
   }
 
-  /**
-   * Puts the previous version of `extension` back (merged again when merged now), and
-   * says what it replaced when the service announced it.
-   */
-  async rollback(extension: ExtensionInfo): Promise<Replaced | undefined> {
-    this.lastReplaced.delete(extension.name);
+  /** Puts the previous version of `extension` back (merged again when merged now). */
+  async rollback(extension: ExtensionInfo): Promise<void> {
     await this.call(MANAGER_PATH, MANAGER_IFACE, "Rollback", [extension.name, extension.merged ? FLAG_NOW : 0]);
-    return this.lastReplaced.get(extension.name);
   }
 
   refresh(): Promise<unknown[]> {

@@ -2,6 +2,8 @@
 // "Updates and catalogs"), and how the page says it: the result of the last check is kept
 // on each object, so the page reads it rather than asking the sources again.
 
+import { num, str } from "./values";
+
 /**
  * `UpdateCheck` as a type: the contract spells the error of a failed check in the same
  * property as the other results, so anything but the known words is that error.
@@ -25,7 +27,7 @@ export function updateCheck(value: unknown): UpdateCheck {
     case "cannot-check":
       return { kind: value };
   }
-  return { kind: "failed", error: typeof value === "string" ? value : "" };
+  return { kind: "failed", error: str(value) };
 }
 
 export interface UpdateInfo {
@@ -43,12 +45,11 @@ export interface UpdateInfo {
 
 /** The update properties of an extension object (`data` as the bus sent them). */
 export function updateOf(data: Record<string, unknown>): UpdateInfo {
-  const str = (v: unknown) => (typeof v === "string" ? v : "");
   return {
     available: data.UpdateAvailable === true,
     availableVersion: str(data.AvailableVersion),
     availableSource: str(data.AvailableSource),
-    checkedTime: typeof data.CheckedTime === "number" && Number.isFinite(data.CheckedTime) ? data.CheckedTime : 0,
+    checkedTime: num(data.CheckedTime),
     check: updateCheck(data.UpdateCheck),
     previousVersion: str(data.PreviousVersion),
   };
@@ -129,9 +130,9 @@ export function replaced(args: unknown[]): Replaced | null {
     : null;
 }
 
-function versions(r: Replaced): string {
-  const from = r.oldVersion || "an unversioned image";
-  const to = r.newVersion || "an unversioned image";
+function versions(oldVersion: string, newVersion: string): string {
+  const from = oldVersion || "an unversioned image";
+  const to = newVersion || "an unversioned image";
   return from === to ? "to a new image of the same version" : `from ${from} to ${to}`;
 }
 
@@ -140,13 +141,14 @@ export function updateJobSummary(what: string, updates: readonly Replaced[]): st
   if (updates.length === 0) {
     return `Nothing was updated: ${what || "it"} is up to date, pinned, or its source cannot tell.`;
   }
-  return updates.map((u) => `Updated ${u.name} ${versions(u)}.`).join(" ");
+  return updates.map((u) => `Updated ${u.name} ${versions(u.oldVersion, u.newVersion)}.`).join(" ");
 }
 
-/** What a rollback did; `signal` is its `ExtensionUpdated`, when it was heard. */
-export function rollbackSummary(name: string, signal: Replaced | undefined, previousVersion: string): string {
-  if (signal) {
-    return `Rolled back ${name} ${versions(signal)}`;
-  }
-  return previousVersion ? `Rolled back ${name} to ${previousVersion}` : `Rolled back ${name}`;
+/**
+ * What a rollback did, from the versions the page showed when it was asked: the service's
+ * `ExtensionUpdated` for it carries the same two (the installed version and
+ * `PreviousVersion`), so there is no signal to wait for.
+ */
+export function rollbackSummary(name: string, installedVersion: string, previousVersion: string): string {
+  return `Rolled back ${name} ${versions(installedVersion, previousVersion)}`;
 }

@@ -2,7 +2,7 @@
 // and the table of extensions. Without administrative access everything is shown but
 // every control is disabled, with a hint saying how to get access.
 
-import { useCallback, useEffect, useState, useSyncExternalStore } from "react";
+import { useCallback, useEffect, useMemo, useState, useSyncExternalStore } from "react";
 import { Alert, AlertActionCloseButton, AlertGroup } from "@patternfly/react-core/dist/esm/components/Alert/index.js";
 import { Button } from "@patternfly/react-core/dist/esm/components/Button/index.js";
 import { EmptyState, EmptyStateActions, EmptyStateBody, EmptyStateFooter } from "@patternfly/react-core/dist/esm/components/EmptyState/index.js";
@@ -10,7 +10,6 @@ import { Flex, FlexItem } from "@patternfly/react-core/dist/esm/layouts/Flex/ind
 import { Page, PageSection } from "@patternfly/react-core/dist/esm/components/Page/index.js";
 import { Spinner } from "@patternfly/react-core/dist/esm/components/Spinner/index.js";
 import { Title } from "@patternfly/react-core/dist/esm/components/Title/index.js";
-import { Tooltip } from "@patternfly/react-core/dist/esm/components/Tooltip/index.js";
 import ExclamationCircleIcon from "@patternfly/react-icons/dist/esm/icons/exclamation-circle-icon";
 import CubesIcon from "@patternfly/react-icons/dist/esm/icons/cubes-icon";
 
@@ -18,10 +17,14 @@ import { type BootReportState, watchBootReport } from "../api/boot-report";
 import { BOOT_STATES } from "../api/contract";
 import { describeFailure } from "../api/errors";
 import type { ExtensionsService } from "../api/service";
+import { AdminButton } from "./AdminButton";
 import { ExtensionsTable } from "./ExtensionsTable";
 import { InstallDialog } from "./InstallDialog";
 import { Jobs } from "./Jobs";
 import { Overview } from "./Overview";
+
+/** The header buttons' tooltip without administrative access. */
+const NEEDS_ADMIN = "Needs administrative access.";
 
 interface Notice {
   key: number;
@@ -46,27 +49,6 @@ function useBootReport(): BootReportState {
   return report;
 }
 
-/** A button that needs administrative access: focusable but inert without it, with a tooltip. */
-function AdminButton(props: {
-  admin: boolean;
-  label: string;
-  variant: "primary" | "secondary";
-  isLoading?: boolean;
-  onClick: () => void;
-}) {
-  const button = (
-    <Button
-      variant={props.variant}
-      isAriaDisabled={!props.admin || props.isLoading === true}
-      isLoading={props.isLoading}
-      onClick={props.onClick}
-    >
-      {props.label}
-    </Button>
-  );
-  return props.admin ? button : <Tooltip content="Needs administrative access.">{button}</Tooltip>;
-}
-
 export function App({ service, permission }: { service: ExtensionsService; permission: CockpitPermission }) {
   const snapshot = useSyncExternalStore(service.subscribe, service.snapshot);
   const admin = usePermission(permission);
@@ -80,6 +62,12 @@ export function App({ service, permission }: { service: ExtensionsService; permi
     setNotices((old) => [...old, { key: Date.now() + Math.random(), variant, title }]);
   }, []);
   const onError = useCallback((message: string) => notify("danger", message), [notify]);
+  const onSuccess = useCallback((message: string) => notify("success", message), [notify]);
+  /** The extensions an update job is running for. */
+  const updating = useMemo(
+    () => snapshot.jobs.filter((j) => j.type === "update").flatMap((j) => j.names),
+    [snapshot.jobs],
+  );
 
   const refresh = () => {
     setRefreshing(true);
@@ -132,12 +120,12 @@ export function App({ service, permission }: { service: ExtensionsService; permi
           <ExtensionsTable
             service={service}
             extensions={snapshot.extensions}
-            updating={snapshot.jobs.filter((j) => j.type === "update").flatMap((j) => j.source.split(", "))}
+            updating={updating}
             states={states}
             current={current}
             admin={admin}
             onError={onError}
-            onSuccess={(message) => notify("success", message)}
+            onSuccess={onSuccess}
           />
         ) : (
           <EmptyState titleText="No system extensions are installed" headingLevel="h2" icon={CubesIcon}>
@@ -161,11 +149,25 @@ export function App({ service, permission }: { service: ExtensionsService; permi
                 admin={admin}
                 variant="secondary"
                 label="Check for updates"
+                needsAdmin={NEEDS_ADMIN}
                 isLoading={checking}
                 onClick={checkForUpdates}
               />
-              <AdminButton admin={admin} variant="secondary" label="Refresh" isLoading={refreshing} onClick={refresh} />
-              <AdminButton admin={admin} variant="primary" label="Install…" onClick={() => setInstalling(true)} />
+              <AdminButton
+                admin={admin}
+                variant="secondary"
+                label="Refresh"
+                needsAdmin={NEEDS_ADMIN}
+                isLoading={refreshing}
+                onClick={refresh}
+              />
+              <AdminButton
+                admin={admin}
+                variant="primary"
+                label="Install…"
+                needsAdmin={NEEDS_ADMIN}
+                onClick={() => setInstalling(true)}
+              />
             </Flex>
           </FlexItem>
         </Flex>

@@ -12,7 +12,7 @@ import { Title } from "@patternfly/react-core/dist/esm/components/Title/index.js
 import type { BootState, CurrentBoot } from "../api/contract";
 import type { ExtensionInfo, ExtensionsService } from "../api/service";
 import { notMergedReason, statusExplanation, statusLabel } from "../api/status";
-import { updateView } from "../api/updates";
+import type { UpdateView } from "../api/updates";
 import { formatBytes, formatMicroseconds } from "../format";
 import { BootStateSwitches } from "./BootStateSwitches";
 
@@ -37,8 +37,7 @@ function Protection({ service, extension }: { service: ExtensionsService; extens
 }
 
 /** What the last update check found, and when. */
-function lastCheck(extension: ExtensionInfo): string {
-  const view = updateView(extension.update, extension.version);
+function lastCheck(extension: ExtensionInfo, view: UpdateView): string {
   if (view.tone === "none") {
     return "Not checked yet (Check for updates asks the sources).";
   }
@@ -58,12 +57,14 @@ function Field({ term, children }: { term: string; children: React.ReactNode }) 
 export function ExtensionDetails(props: {
   service: ExtensionsService;
   extension: ExtensionInfo;
+  /** `updateView` of the extension, computed once for its row. */
+  view: UpdateView;
   states: BootState[];
   current: CurrentBoot;
   admin: boolean;
   onError: (message: string) => void;
 }) {
-  const { service, extension, current } = props;
+  const { service, extension, view, current } = props;
   const whyNot = notMergedReason(extension.merged, extension.enabled, current, extension.status);
   const release = Object.entries(extension.release).sort(([a], [b]) => a.localeCompare(b));
   return (
@@ -83,7 +84,7 @@ export function ExtensionDetails(props: {
           </Field>
           <Field term="Size">{formatBytes(extension.size)}</Field>
           <Field term="Installed">{formatMicroseconds(extension.installedTime) || "unknown"}</Field>
-          <Field term="Update check">{lastCheck(extension)}</Field>
+          <Field term="Update check">{lastCheck(extension, view)}</Field>
           <Field term="Previous version">{extension.update.previousVersion || "none to roll back to"}</Field>
           <Field term="Protection">
             <Protection service={service} extension={extension} />

@@ -2,10 +2,8 @@
 // Update and Roll back actions; a row expands to its details and switches.
 
 import { useState } from "react";
-import { Button } from "@patternfly/react-core/dist/esm/components/Button/index.js";
 import { Flex } from "@patternfly/react-core/dist/esm/layouts/Flex/index.js";
 import { Label, LabelGroup } from "@patternfly/react-core/dist/esm/components/Label/index.js";
-import { Tooltip } from "@patternfly/react-core/dist/esm/components/Tooltip/index.js";
 import { Truncate } from "@patternfly/react-core/dist/esm/components/Truncate/index.js";
 import { ExpandableRowContent, Table, Tbody, Td, Th, Thead, Tr } from "@patternfly/react-table/dist/esm/components/Table/index.js";
 import CheckCircleIcon from "@patternfly/react-icons/dist/esm/icons/check-circle-icon";
@@ -13,6 +11,8 @@ import CheckCircleIcon from "@patternfly/react-icons/dist/esm/icons/check-circle
 import type { BootState, CurrentBoot, Status } from "../api/contract";
 import type { ExtensionInfo, ExtensionsService } from "../api/service";
 import { statusLabel } from "../api/status";
+import { updateView } from "../api/updates";
+import { AdminButton } from "./AdminButton";
 import { ExtensionDetails } from "./ExtensionDetails";
 import { RemoveDialog } from "./RemoveDialog";
 import { UpdateActions, UpdateState } from "./Updates";
@@ -53,18 +53,7 @@ function Row(props: {
   const { extension, rowIndex, admin } = props;
   const [expanded, setExpanded] = useState(false);
   const [removing, setRemoving] = useState(false);
-  const removeButton = (
-    <Button
-      variant="secondary"
-      isDanger
-      size="sm"
-      aria-label={`Remove ${extension.name}`}
-      isAriaDisabled={!admin}
-      onClick={() => setRemoving(true)}
-    >
-      Remove
-    </Button>
-  );
+  const view = updateView(extension.update, extension.version);
   return (
     <Tbody isExpanded={expanded} data-extension={extension.name}>
       <Tr>
@@ -82,7 +71,7 @@ function Row(props: {
         </Th>
         <Td dataLabel="Version">{extension.version || "—"}</Td>
         <Td dataLabel="Update">
-          <UpdateState extension={extension} />
+          <UpdateState view={view} />
         </Td>
         <Td dataLabel="Source" modifier="truncate">
           {extension.source ? <Truncate content={extension.source} position="middle" /> : "—"}
@@ -119,22 +108,28 @@ function Row(props: {
             <UpdateActions
               service={props.service}
               extension={extension}
+              view={view}
               admin={admin}
               busy={props.updating}
               onError={props.onError}
               onSuccess={props.onSuccess}
             />
-            {admin ? (
-              removeButton
-            ) : (
-              <Tooltip content="Turn on administrative access to remove extensions.">{removeButton}</Tooltip>
-            )}
+            <AdminButton
+              admin={admin}
+              label="Remove"
+              ariaLabel={`Remove ${extension.name}`}
+              variant="secondary"
+              isDanger
+              size="sm"
+              needsAdmin="Turn on administrative access to remove extensions."
+              onClick={() => setRemoving(true)}
+            />
           </Flex>
         </Td>
       </Tr>
       <Tr isExpanded={expanded}>
         <Td colSpan={COLUMNS}>
-          <ExpandableRowContent>{expanded && <ExtensionDetails {...props} />}</ExpandableRowContent>
+          <ExpandableRowContent>{expanded && <ExtensionDetails {...props} view={view} />}</ExpandableRowContent>
         </Td>
       </Tr>
       {removing && <RemoveDialog service={props.service} extension={extension} onClose={() => setRemoving(false)} />}

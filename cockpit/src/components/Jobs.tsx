@@ -15,6 +15,7 @@ import { Stack } from "@patternfly/react-core/dist/esm/layouts/Stack/index.js";
 import type { JobPhase, JobType } from "../api/contract";
 import { describeFailure, describeJobError } from "../api/errors";
 import type { ExtensionsService, FinishedJob, JobInfo } from "../api/service";
+import { updateJobSummary } from "../api/updates";
 import { formatRate, formatTransfer } from "../format";
 
 function phaseText(phase: JobPhase | null): string {
@@ -126,56 +127,47 @@ function JobRow(props: { service: ExtensionsService; job: JobInfo; admin: boolea
   );
 }
 
-function Ended({ job, onDismiss }: { job: FinishedJob; onDismiss: () => void }) {
-  const close = <AlertActionCloseButton onClose={onDismiss} aria-label="Dismiss" />;
-  if (job.type === "check" || job.type === "update") {
-    return <EndedUpdateJob job={job} close={close} />;
+/** What an ended job's alert says. */
+interface Told {
+  variant: "success" | "info" | "danger";
+  title: string;
+  text?: string;
+}
+
+function told(job: FinishedJob): Told {
+  if (job.result === "canceled") {
+    return { variant: "info", title: `The ${noun(job)} was canceled` };
   }
-  switch (job.result) {
-    case "done":
-      return <Alert isInline variant="success" title={`Installed ${what(job)}`} actionClose={close} />;
-    case "canceled":
-      return <Alert isInline variant="info" title={`The install of ${what(job)} was canceled`} actionClose={close} />;
-    case "failed":
-      return (
-        <Alert isInline variant="danger" title={`Could not install ${what(job)}`} actionClose={close}>
-          {describeJobError(job.error)}
-        </Alert>
-      );
+  const done = job.result === "done";
+  switch (job.type) {
+    case "check":
+      return done
+        ? { variant: "success", title: "Checked for updates", text: job.checkSummary }
+        : { variant: "danger", title: "Could not check for updates", text: describeJobError(job.error, "The check") };
+    case "update": {
+      if (!done) {
+        return { variant: "danger", title: `Could not update ${what(job)}`, text: describeJobError(job.error, "The update") };
+      }
+      const text = updateJobSummary(what(job), job.replaced);
+      return job.replaced.length > 0
+        ? { variant: "success", title: `Updated ${what(job)}`, text }
+        : { variant: "info", title: `${what(job)} was not updated`, text };
+    }
+    case "install":
+    case null:
+      return done
+        ? { variant: "success", title: `Installed ${what(job)}` }
+        : { variant: "danger", title: `Could not install ${what(job)}`, text: describeJobError(job.error) };
   }
 }
 
-/** How a check or an update ended. */
-function EndedUpdateJob({ job, close }: { job: FinishedJob; close: React.ReactNode }) {
-  const check = job.type === "check";
-  switch (job.result) {
-    case "done":
-      if (check) {
-        return (
-          <Alert isInline variant="success" title="Checked for updates" actionClose={close}>
-            {job.summary}
-          </Alert>
-        );
-      }
-      return (
-        <Alert
-          isInline
-          variant={job.replacedAny ? "success" : "info"}
-          title={job.replacedAny ? `Updated ${what(job)}` : `${what(job)} was not updated`}
-          actionClose={close}
-        >
-          {job.summary}
-        </Alert>
-      );
-    case "canceled":
-      return <Alert isInline variant="info" title={`The ${noun(job)} was canceled`} actionClose={close} />;
-    case "failed":
-      return (
-        <Alert isInline variant="danger" title={check ? "Could not check for updates" : `Could not update ${what(job)}`} actionClose={close}>
-          {describeJobError(job.error, check ? "The check" : "The update")}
-        </Alert>
-      );
-  }
+function Ended({ job, onDismiss }: { job: FinishedJob; onDismiss: () => void }) {
+  const { variant, title, text } = told(job);
+  return (
+    <Alert isInline variant={variant} title={title} actionClose={<AlertActionCloseButton onClose={onDismiss} aria-label="Dismiss" />}>
+      {text}
+    </Alert>
+  );
 }
 
 export function Jobs(props: {

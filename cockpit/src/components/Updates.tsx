@@ -3,14 +3,14 @@
 // listed with the others; a rollback is one step and answers at once.
 
 import { useState } from "react";
-import { Button } from "@patternfly/react-core/dist/esm/components/Button/index.js";
 import { Label } from "@patternfly/react-core/dist/esm/components/Label/index.js";
 import { Tooltip } from "@patternfly/react-core/dist/esm/components/Tooltip/index.js";
 import { Truncate } from "@patternfly/react-core/dist/esm/components/Truncate/index.js";
 
 import { describeFailure } from "../api/errors";
 import type { ExtensionInfo, ExtensionsService } from "../api/service";
-import { type UpdateView, rollbackSummary, updateView } from "../api/updates";
+import { type UpdateView, rollbackSummary } from "../api/updates";
+import { AdminButton } from "./AdminButton";
 
 function toneColor(tone: UpdateView["tone"]): "blue" | "green" | "grey" | "red" {
   switch (tone) {
@@ -31,8 +31,7 @@ function toneColor(tone: UpdateView["tone"]): "blue" | "green" | "grey" | "red" 
  * error of a failed check. Why a source has no answer (pinned, local, cannot check) is
  * the label's tooltip and in the details, to keep the row short.
  */
-export function UpdateState({ extension }: { extension: ExtensionInfo }) {
-  const view = updateView(extension.update, extension.version);
+export function UpdateState({ view }: { view: UpdateView }) {
   if (view.tone === "none") {
     return <span className="kx-not-checked">{view.label}</span>;
   }
@@ -56,30 +55,8 @@ export function UpdateState({ extension }: { extension: ExtensionInfo }) {
   );
 }
 
-/** A row button that needs administrative access, with the tooltip Remove has. */
-function RowButton(props: {
-  admin: boolean;
-  label: string;
-  ariaLabel: string;
-  variant: "primary" | "secondary";
-  pending: boolean;
-  hint: string;
-  onClick: () => void;
-}) {
-  const button = (
-    <Button
-      variant={props.variant}
-      size="sm"
-      aria-label={props.ariaLabel}
-      isAriaDisabled={!props.admin || props.pending}
-      isLoading={props.pending}
-      onClick={props.onClick}
-    >
-      {props.label}
-    </Button>
-  );
-  return <Tooltip content={props.admin ? props.hint : "Turn on administrative access to update extensions."}>{button}</Tooltip>;
-}
+/** The tooltip of Update and Roll back without administrative access. */
+const NEEDS_ADMIN = "Turn on administrative access to update extensions.";
 
 /**
  * Update (when the last check found something newer) and Roll back (when there is a
@@ -89,15 +66,16 @@ function RowButton(props: {
 export function UpdateActions(props: {
   service: ExtensionsService;
   extension: ExtensionInfo;
+  /** `updateView` of the extension, computed once for its row. */
+  view: UpdateView;
   admin: boolean;
   busy: boolean;
   onError: (message: string) => void;
   onSuccess: (message: string) => void;
 }) {
-  const { service, extension, admin, busy, onError, onSuccess } = props;
+  const { service, extension, view, admin, busy, onError, onSuccess } = props;
   const [asking, setAsking] = useState(false);
   const [rolling, setRolling] = useState(false);
-  const view = updateView(extension.update, extension.version);
   const previous = extension.update.previousVersion;
   const now = extension.merged ? " It is merged again now." : "";
 
@@ -110,9 +88,10 @@ export function UpdateActions(props: {
   };
   const rollback = () => {
     setRolling(true);
+    const done = rollbackSummary(extension.name, extension.version, previous);
     service
       .rollback(extension)
-      .then((signal) => onSuccess(rollbackSummary(extension.name, signal, previous)))
+      .then(() => onSuccess(done))
       .catch((e: unknown) => onError(describeFailure(e, "update")))
       .finally(() => setRolling(false));
   };
@@ -120,24 +99,28 @@ export function UpdateActions(props: {
   return (
     <>
       {view.tone === "available" && (
-        <RowButton
+        <AdminButton
           admin={admin}
           label="Update"
           ariaLabel={`Update ${extension.name}`}
           variant="primary"
-          pending={asking || busy}
+          size="sm"
+          isLoading={asking || busy}
           hint={`Install ${view.detail || "the newer image"}; the installed image is kept for a rollback.${now}`}
+          needsAdmin={NEEDS_ADMIN}
           onClick={update}
         />
       )}
       {previous && (
-        <RowButton
+        <AdminButton
           admin={admin}
           label="Roll back"
           ariaLabel={`Roll back ${extension.name} to ${previous}`}
           variant="secondary"
-          pending={rolling || busy}
+          size="sm"
+          isLoading={rolling || busy}
           hint={`Put version ${previous} back; the installed image becomes the one to roll back to.${now}`}
+          needsAdmin={NEEDS_ADMIN}
           onClick={rollback}
         />
       )}

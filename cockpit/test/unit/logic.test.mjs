@@ -27,6 +27,7 @@ const report = await load("api/boot-report.ts");
 const format = await load("format.ts");
 const updates = await load("api/updates.ts");
 const contract = await load("api/contract.ts");
+const service = await load("api/service.ts");
 
 describe("status", () => {
   it("reads Status and StatusReason when the service exports them", () => {
@@ -80,6 +81,7 @@ describe("errors", () => {
 
   it("says who may not do what", () => {
     assert.equal(errors.describeError("org.freedesktop.DBus.Error.AccessDenied", "", "install"), "You are not allowed to install extensions.");
+    assert.equal(errors.describeError("org.freedesktop.DBus.Error.AccessDenied", "", "cancel"), "You are not allowed to cancel this job.");
     assert.equal(
       errors.describeFailure({ name: "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired", message: "x" }, "remove"),
       "You are not allowed to remove extensions.",
@@ -173,6 +175,8 @@ describe("updates", () => {
     assert.equal(read.available, true);
     assert.equal(read.checkedTime, 5);
     assert.equal(read.previousVersion, "1");
+    assert.equal(info({ CheckedTime: Number.NaN }).checkedTime, 0, "not a time");
+    assert.equal(info({ AvailableVersion: 2 }).availableVersion, "", "not a version");
   });
 
   it("shows the version or the source an update would get, and what a check without an answer found", () => {
@@ -207,8 +211,14 @@ describe("updates", () => {
     assert.equal(updates.replaced(["k3s", 1, "2"]), null);
     assert.equal(updates.updateJobSummary("k3s", [signal]), "Updated k3s from 1 to 2.");
     assert.match(updates.updateJobSummary("k3s", []), /^Nothing was updated: k3s is up to date/);
-    assert.equal(updates.rollbackSummary("k3s", { name: "k3s", oldVersion: "2", newVersion: "1" }, "1"), "Rolled back k3s from 2 to 1");
-    assert.equal(updates.rollbackSummary("k3s", undefined, "1"), "Rolled back k3s to 1");
+    assert.equal(updates.rollbackSummary("k3s", "2", "1"), "Rolled back k3s from 2 to 1");
+    assert.equal(updates.rollbackSummary("k3s", "", "1"), "Rolled back k3s from an unversioned image to 1");
+  });
+
+  it("takes a job that names no extension to be about every extension", () => {
+    assert.ok(service.concerns({ names: ["a", "b"] }, "b"));
+    assert.ok(!service.concerns({ names: ["a", "b"] }, "c"));
+    assert.ok(service.concerns({ names: [] }, "c"));
   });
 
   it("knows the job types, and no others", () => {
@@ -217,7 +227,11 @@ describe("updates", () => {
 
   it("says who may not check or update", () => {
     assert.equal(errors.describeError("org.freedesktop.DBus.Error.AccessDenied", "", "check"), "You are not allowed to check for updates.");
-    assert.match(errors.describeError("org.kairos.Extensions1.Error.NotFound", "k3s has no previous version", "update"), /previous version/);
+    // Rollback's NotFound may be about the previous version, not the extension.
+    assert.equal(
+      errors.describeError("org.kairos.Extensions1.Error.NotFound", "k3s has no previous version", "update"),
+      "The extension or its previous version does not exist (any more): k3s has no previous version",
+    );
     assert.equal(errors.describeJobError("network down", "The check"), "The check failed: network down");
   });
 });
