@@ -37,16 +37,20 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-## test: everything CI runs: packages, lint, the whole suite against real components
+## test: everything CI runs: packages, lint, the whole suite against real components.
+## A test that hangs is killed (with every process it started) after TEST_TIMEOUT, so the
+## run fails with the suite's output instead of outliving CI.
+TEST_TIMEOUT ?= 35m
 test: deps lint build systemd254 cockpit
-	$(CARGO) test --workspace --locked
+	timeout --kill-after=1m $(TEST_TIMEOUT) $(CARGO) test --workspace --locked
 
 ## stress: the stress tests (filesystem faults, bus fuzzing, load, concurrency, polkit faults)
 ## at STRESS_SCALE times the size `make test` runs them at; prints the figures (RELIABILITY.md)
 STRESS_SCALE ?= 10
 STRESS_TESTS := faults bus_fuzz load concurrency polkit_faults
+STRESS_TIMEOUT ?= 25m
 stress: deps build
-	KAIROS_STRESS_SCALE=$(STRESS_SCALE) $(CARGO) test -p kairos-extensions-tests --locked \
+	KAIROS_STRESS_SCALE=$(STRESS_SCALE) timeout --kill-after=1m $(STRESS_TIMEOUT) $(CARGO) test -p kairos-extensions-tests --locked \
 	  $(addprefix --test ,$(STRESS_TESTS)) -- --nocapture --test-threads 1
 
 ## systemd254: systemd 254 unpacked beside the host's (nothing installed), for version comparisons

@@ -104,9 +104,11 @@ struct Call {
 
 /// Owns `org.kairos.Extensions1` on `server`, records every call and answers it as the
 /// XML says; an unknown member gets an error, so the caller's call fails.
-async fn stand_in(server: Connection, calls: mpsc::UnboundedSender<Call>) {
+///
+/// `stream` must be made before any client can call: a connection drops the messages
+/// that arrive while no stream of it is open, and the caller would wait forever.
+async fn stand_in(server: Connection, mut stream: MessageStream, calls: mpsc::UnboundedSender<Call>) {
     let members = xml_members();
-    let mut stream = MessageStream::from(&server);
     while let Some(item) = next(&mut stream).await {
         // A message the stream could not read must not end the stand-in: every call
         // after it would wait for an answer forever.
@@ -304,11 +306,15 @@ fn the_proxies_cover_every_member_of_the_xml_with_its_signature() {
         let server = bus.connect().await;
         server.request_name(BUS_NAME).await.expect("root may own the name (our bus policy)");
         let (sender, calls) = mpsc::unbounded_channel();
-        let stand_in = tokio::spawn(stand_in(server, sender));
+        let stream = MessageStream::from(&server);
+        let stand_in = tokio::spawn(stand_in(server, stream, sender));
         let client = bus.connect().await;
         let mut caller = Caller { calls, seen: Vec::new() };
-        call_everything(&client, &mut caller).await;
+        // Nothing here should take more than a second; a call left unanswered fails
+        // the test and names the last call that was answered.
+        let finished = tokio::time::timeout(Duration::from_secs(120), call_everything(&client, &mut caller)).await;
         stand_in.abort();
+        assert!(finished.is_ok(), "a call after {:?} was never answered", caller.seen.last());
         caller.seen
     });
 
