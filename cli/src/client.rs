@@ -209,8 +209,8 @@ pub async fn run(command: Command, no_ask_password: bool, out: Output) -> Result
             monitor::run(&client.connection, out).await?
         }
         Command::Check(args) => crate::update::check(&client, &args, &out).await?,
-        Command::Update(args) => crate::update::update(&client, &args).await?,
-        Command::Rollback(args) => crate::update::rollback(&client, &args).await?,
+        Command::Update(args) => crate::update::update(&client, &args, &out).await?,
+        Command::Rollback(args) => crate::update::rollback(&client, &args, &out).await?,
     }
     Ok(())
 }

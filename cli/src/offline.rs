@@ -98,8 +98,8 @@ pub fn run(root: &Path, config_file: Option<&Path>, command: Command, out: Outpu
         }
         Command::Search { text, .. } => crate::search::offline(&engine, text.as_deref(), &out)?,
         Command::Check(args) => crate::update::offline_check(&engine, &args, &out)?,
-        Command::Update(args) => crate::update::offline_update(&engine, &args)?,
-        Command::Rollback(args) => crate::update::offline_rollback(&engine, &args)?,
+        Command::Update(args) => crate::update::offline_update(&engine, &args, &out)?,
+        Command::Rollback(args) => crate::update::offline_rollback(&engine, &args, &out)?,
         Command::Refresh { .. } => {
             let merged: Vec<String> = engine.refresh()?.into_result()?.into_iter().collect();
             out.data(&serde_json::json!({ "merged": merged }), |_, legend| render::merged(&merged, legend))?;

@@ -189,8 +189,7 @@ pub fn offline_check(engine: &Engine, args: &CheckArgs, out: &Output) -> Result<
 fn offline_auto(engine: &Engine, out: &Output) -> Result<()> {
     let config = engine.config();
     if config.auto_update == AutoUpdate::Off {
-        println!("auto_update is off: nothing to do");
-        return Ok(());
+        return out.said("auto_update is off: nothing to do");
     }
     let outcomes = engine.check_updates(&[], &Silent)?;
     print_rows(&outcomes.iter().map(Row::from).collect::<Vec<_>>(), out, true)?;
@@ -198,34 +197,42 @@ fn offline_auto(engine: &Engine, out: &Output) -> Result<()> {
         let names: Vec<ExtensionName> =
             outcomes.iter().filter(|o| o.update_available).filter_map(|o| ExtensionName::new(&o.name).ok()).collect();
         if names.is_empty() {
-            println!("No updates to apply.");
-            return Ok(());
+            return out.said("No updates to apply.");
         }
         let now = config.auto_update_now && engine.layout().is_live();
-        engine.update(&names, now, None, &Silent, &mut |step| println!("{}", updated_line(step)))?;
+        let mut printed = Ok(());
+        engine.update(&names, now, None, &Silent, &mut |step| {
+            if printed.is_ok() {
+                printed = out.said(&updated_line(step));
+            }
+        })?;
+        printed?;
     }
     Ok(())
 }
 
 /// `update` on the engine.
-pub fn offline_update(engine: &Engine, args: &UpdateArgs) -> Result<()> {
+pub fn offline_update(engine: &Engine, args: &UpdateArgs, out: &Output) -> Result<()> {
     let (names, version) = parse_targets(&args.names)?;
     let mut any = false;
+    let mut printed = Ok(());
     engine.update(&names, args.now, version.as_deref(), &Silent, &mut |step| {
         any = true;
-        println!("{}", updated_line(step));
+        if printed.is_ok() {
+            printed = out.said(&updated_line(step));
+        }
     })?;
+    printed?;
     if !any {
-        println!("No updates to apply.");
+        out.said("No updates to apply.")?;
     }
     Ok(())
 }
 
 /// `rollback` on the engine.
-pub fn offline_rollback(engine: &Engine, args: &RollbackArgs) -> Result<()> {
+pub fn offline_rollback(engine: &Engine, args: &RollbackArgs, out: &Output) -> Result<()> {
     let rolled = engine.rollback(&args.name, args.now)?;
-    println!("{}", rolled_line(&rolled.name, &rolled.old_version, &rolled.new_version));
-    Ok(())
+    out.said(&rolled_line(&rolled.name, &rolled.old_version, &rolled.new_version))
 }
 
 fn rolled_line(name: &str, old: &str, new: &str) -> String {
@@ -238,13 +245,13 @@ fn rolled_line(name: &str, old: &str, new: &str) -> String {
 
 /// Starts a job with `start` and follows it to its end, showing its progress; returns
 /// how it ended, its error, and every `ExtensionUpdated` heard once it left the queue.
-async fn run_job<F>(client: &Client, start: F) -> Result<(u64, JobResult, String, Vec<Updated>)>
+async fn run_job<F>(client: &Client, out: &Output, start: F) -> Result<(u64, JobResult, String, Vec<Updated>)>
 where
     F: std::future::Future<Output = Result<(u64, OwnedObjectPath)>>,
 {
     let mut watch = JobWatch::subscribe(&client.connection).await?;
     let (id, path) = start.await?;
-    let mut view = JobView::new(true, std::io::stderr().is_terminal());
+    let mut view = JobView::new(!out.quiet(), std::io::stderr().is_terminal());
     let mut updated = Vec::new();
     let result = watch
         .follow(&client.connection, client.interactive, id, &path, &mut view, |message| {
@@ -306,34 +313,38 @@ async fn rows(client: &Client, names: &[String]) -> Result<Vec<Row>> {
 pub async fn check(client: &Client, args: &CheckArgs, out: &Output) -> Result<()> {
     let auto = if args.auto { Some(Config::load(std::path::Path::new("/"), None)?) } else { None };
     if auto.as_ref().is_some_and(|c| c.auto_update == AutoUpdate::Off) {
-        println!("auto_update is off: nothing to do");
-        return Ok(());
+        return out.said("auto_update is off: nothing to do");
     }
     let names: Vec<String> = args.names.iter().map(ToString::to_string).collect();
     let asked: Vec<&str> = names.iter().map(String::as_str).collect();
     let manager = &client.manager;
     let started = async { authorized!(client, manager.check_updates / check_updates_interactive(&asked, 0)) };
-    let (id, result, error, _) = run_job(client, started).await?;
+    let (id, result, error, _) = run_job(client, out, started).await?;
     job::outcome("check", id, result, &error)?;
     let rows = rows(client, &names).await?;
     print_rows(&rows, out, args.auto)?;
     if let Some(config) = auto.filter(|c| c.auto_update == AutoUpdate::Apply) {
         if !rows.iter().any(|r| r.update_available) {
-            println!("No updates to apply.");
-            return Ok(());
+            return out.said("No updates to apply.");
         }
-        update_through(client, &[], None, config.auto_update_now).await?;
+        update_through(client, out, &[], None, config.auto_update_now).await?;
     }
     Ok(())
 }
 
 /// `update` through the service.
-pub async fn update(client: &Client, args: &UpdateArgs) -> Result<()> {
+pub async fn update(client: &Client, args: &UpdateArgs, out: &Output) -> Result<()> {
     let (names, version) = parse_targets(&args.names)?;
-    update_through(client, &names, version, args.now).await
+    update_through(client, out, &names, version, args.now).await
 }
 
-async fn update_through(client: &Client, names: &[ExtensionName], version: Option<String>, now: bool) -> Result<()> {
+async fn update_through(
+    client: &Client,
+    out: &Output,
+    names: &[ExtensionName],
+    version: Option<String>,
+    now: bool,
+) -> Result<()> {
     let mut options: HashMap<&str, OwnedVariant> = HashMap::new();
     if now {
         options.insert("now", option(Variant::from(true))?);
@@ -344,30 +355,31 @@ async fn update_through(client: &Client, names: &[ExtensionName], version: Optio
     let asked: Vec<&str> = names.iter().map(ExtensionName::as_str).collect();
     let manager = &client.manager;
     let started = async { authorized!(client, manager.update / update_interactive(&asked, options)) };
-    let (id, result, error, updated) = run_job(client, started).await?;
+    let (id, result, error, updated) = run_job(client, out, started).await?;
     for step in &updated {
-        println!("{}", updated_line(step));
+        out.said(&updated_line(step))?;
     }
     job::outcome("update", id, result, &error)?;
     for name in names.iter().filter(|n| !updated.iter().any(|u| u.name == n.as_str())) {
-        println!("{name}: not updated (up to date, pinned, or its source cannot tell; see `kairos-ext check {name}`)");
+        out.said(&format!(
+            "{name}: not updated (up to date, pinned, or its source cannot tell; see `kairos-ext check {name}`)"
+        ))?;
     }
     if names.is_empty() && updated.is_empty() {
-        println!("No updates to apply.");
+        out.said("No updates to apply.")?;
     }
     Ok(())
 }
 
 /// `rollback` through the service.
-pub async fn rollback(client: &Client, args: &RollbackArgs) -> Result<()> {
+pub async fn rollback(client: &Client, args: &RollbackArgs, out: &Output) -> Result<()> {
     let ext = client.extension(args.name.as_str()).await?;
     let before = ext.version().await.map_err(|e| explain(e, false))?;
     let flags = if args.now { FLAG_NOW } else { 0 };
     let manager = &client.manager;
     authorized!(client, manager.rollback / rollback_interactive(args.name.as_str(), flags))?;
     let after = ext.version().await.map_err(|e| explain(e, false))?;
-    println!("{}", rolled_line(args.name.as_str(), &before, &after));
-    Ok(())
+    out.said(&rolled_line(args.name.as_str(), &before, &after))
 }
 
 /// `list` through the service: every extension from one `GetManagedObjects`, and the

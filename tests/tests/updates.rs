@@ -165,8 +165,13 @@ fn a_moved_tag_is_checked_updated_now_and_rolled_back_with_signals() {
     // The tag still points at v2: a check says so again; a second rollback swaps back.
     let said = ok(rig.kairos_ext(&["check"]), "check after rollback");
     assert!(said.contains("newer image"), "{said}");
-    ok(rig.kairos_ext(&["rollback", "hello", "--now"]), "second rollback");
+    let quiet = rig.kairos_ext(&["-q", "rollback", "hello", "--now"]);
+    assert_eq!(ok(quiet, "second rollback, -q"), "", "-q leaves out the confirmation");
     assert_eq!(stdout(&rig.ns.run("hello-kx", &[])).trim(), "v2");
+    // Nothing newer than v2: -q says nothing, neither progress nor "not updated".
+    let quiet = rig.kairos_ext(&["-q", "update", "hello"]);
+    assert_eq!((stdout(&quiet).as_str(), stderr(&quiet).as_str()), ("", ""), "update -q");
+    assert!(quiet.status.success());
 
     // What the timer runs: with no configuration, auto_update is "check".
     let said = ok(rig.kairos_ext(&["check", "--auto", "--no-ask-password"]), "check --auto");
@@ -230,6 +235,7 @@ fn a_digest_pinned_install_reports_pinned_and_never_updates() {
     assert!(!out.status.success() && stderr(&out).contains("not a catalog install"), "{}", stderr(&out));
     let said = ok(offline.kx(&["update", "hello", "--now"]), "update pinned");
     assert!(said.contains("hello: not updated: pinned"), "{said}");
+    assert_eq!(ok(offline.kx(&["-q", "update", "hello"]), "update -q"), "", "-q says nothing offline too");
     assert_eq!(offline.store(), before, "nothing changes");
     assert_eq!(stdout(&offline.ns.run("hello-kx", &[])).trim(), "v1");
     let out = offline.kx(&["rollback", "hello"]);
