@@ -5,9 +5,9 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use kairos_extensions_dbus::proxies::{ExtensionProxy, JobProxy, ManagerProxy};
+use kairos_extensions_dbus::proxies::{AllPropertiesProxy, ExtensionProxy, JobProxy, ManagerProxy};
 use kairos_extensions_dbus::{
-    BUS_NAME, BootState, ErrorKind, ExtensionDescription, ExtensionStatus, FLAG_NOW, JobResult,
+    BUS_NAME, BootState, ErrorKind, ExtensionDescription, ExtensionStatus, FLAG_NOW, JobResult, MANAGER_PATH,
 };
 use zbus::{Connection, OwnedObjectPath, OwnedVariant, Variant};
 
@@ -94,6 +94,19 @@ impl Client {
             .context("the service described the extension in a form this kairos-ext does not understand")
     }
 
+    /// Every property of the object at `path` in one `GetAll` reply.
+    pub(crate) async fn all_properties<P>(&self, path: P) -> Result<AllPropertiesProxy<'static>>
+    where
+        P: TryInto<zbus::ObjectPath<'static>>,
+        P::Error: Into<zbus::Error>,
+    {
+        Ok(AllPropertiesProxy::builder(&self.connection)
+            .path(path)
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await?)
+    }
+
     /// A proxy for the job at `path`, reading its properties fresh.
     async fn job(&self, path: OwnedObjectPath) -> Result<JobProxy<'static>> {
         Ok(JobProxy::builder(&self.connection)
@@ -167,19 +180,19 @@ pub async fn run(command: Command, no_ask_password: bool, out: Output) -> Result
             let jobs = manager.list_jobs().await.map_err(|e| explain(e, false))?;
             let mut rows = Vec::with_capacity(jobs.len());
             for (id, kind, state, path) in jobs {
-                // A job may end between the listing and these reads: what it said last stays.
-                let job = client.job(path).await?;
+                // A job may end between the listing and this read: the listing's row stays.
+                let job = client.all_properties(path).await?.job().await.unwrap_or_default();
                 rows.push(JobRow {
                     id,
                     kind: kind.as_str().to_owned(),
                     state,
-                    phase: job.phase().await.unwrap_or_default(),
-                    queue_position: job.queue_position().await.unwrap_or(0),
-                    progress: job.progress().await.unwrap_or(0),
-                    bytes_done: job.bytes_done().await.unwrap_or(0),
-                    bytes_total: job.bytes_total().await.unwrap_or(0),
-                    name: job.name().await.unwrap_or_default(),
-                    source: job.source().await.unwrap_or_default(),
+                    phase: job.phase.unwrap_or_default(),
+                    queue_position: job.queue_position.unwrap_or(0),
+                    progress: job.progress.unwrap_or(0),
+                    bytes_done: job.bytes_done.unwrap_or(0),
+                    bytes_total: job.bytes_total.unwrap_or(0),
+                    name: job.name.unwrap_or_default(),
+                    source: job.source.unwrap_or_default(),
                 });
             }
             out.data(&rows, |style, legend| render::jobs(&rows, style, legend))?;
@@ -191,14 +204,14 @@ pub async fn run(command: Command, no_ask_password: bool, out: Output) -> Result
         }
         Command::Status { .. } => {
             tracing::info!("reading the manager's properties");
-            let read = |e| explain(e, false);
+            let all = client.all_properties(MANAGER_PATH).await?.manager().await.map_err(|e| explain(e, false))?;
             let status = ServiceStatus {
                 service: BUS_NAME.to_owned(),
-                version: manager.version().await.map_err(read)?,
-                boot_state: manager.boot_state().await.map_err(read)?,
-                merged: manager.merged().await.map_err(read)?,
-                image_policy: manager.image_policy().await.map_err(read)?,
-                store_directory: manager.store_directory().await.map_err(read)?,
+                version: all.version,
+                boot_state: all.boot_state,
+                merged: all.merged,
+                image_policy: all.image_policy,
+                store_directory: all.store_directory,
             };
             out.data(&status, |_, _| render::status_text(&status))?;
         }

@@ -5,7 +5,7 @@
 use anyhow::{Result, anyhow, bail};
 use futures_util::StreamExt;
 use kairos_extensions_dbus::properties::JobProperties;
-use kairos_extensions_dbus::proxies::{JobProxy, JobRemoved};
+use kairos_extensions_dbus::proxies::{AllPropertiesProxy, JobProxy, JobRemoved};
 use kairos_extensions_dbus::{BUS_NAME, ErrorKind, JobResult, JobState};
 use zbus::fdo::PropertiesChanged;
 use zbus::message::Type;
@@ -56,14 +56,13 @@ impl JobWatch {
         // Signals carry changes only: where the job stands (in line, or its phase) comes
         // from asking once. Signals already on their way may be older; the next one puts
         // that right.
-        if let (Ok(state), Ok(position), Ok(phase)) = (job.state().await, job.queue_position().await, job.phase().await)
-        {
-            view.apply(JobProperties {
-                state: Some(state),
-                queue_position: Some(position),
-                phase: Some(phase),
-                ..JobProperties::default()
-            });
+        let all = AllPropertiesProxy::builder(connection)
+            .path(path.clone())
+            .cache_properties(CacheProperties::No)
+            .build()
+            .await?;
+        if let Ok(now) = all.job().await {
+            view.apply(now);
         }
         let mut cancel_sent = false;
         let result = loop {

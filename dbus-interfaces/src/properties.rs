@@ -57,6 +57,27 @@ pub struct ExtensionProperties {
     pub previous_version: String,
 }
 
+/// Every property of the `org.kairos.Extensions1.Manager` object, as `GetAll` gives
+/// them: one reply, so they are all of the same moment.
+#[derive(Debug, Clone, PartialEq, Eq, DeserializeDict, SerializeDict, Type)]
+#[zbus(signature = "a{sv}", rename_all = "PascalCase")]
+pub struct ManagerProperties {
+    /// `Version`.
+    pub version: String,
+    /// `BootState`: `active`, `passive`, `recovery`, or `none`.
+    pub boot_state: String,
+    /// `BootStates`.
+    pub boot_states: Vec<BootState>,
+    /// `Catalogs`.
+    pub catalogs: Vec<String>,
+    /// `Merged`.
+    pub merged: Vec<String>,
+    /// `ImagePolicy`.
+    pub image_policy: String,
+    /// `StoreDirectory`.
+    pub store_directory: String,
+}
+
 /// Any subset of the properties of an `org.kairos.Extensions1.Job` object: all of them
 /// from `GetAll`, the changed ones from `PropertiesChanged`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, DeserializeDict, SerializeDict, Type)]

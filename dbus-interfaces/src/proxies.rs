@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use zbus::{OwnedObjectPath, OwnedVariant, proxy};
 
-use crate::properties::ObjectInterfaces;
+use crate::properties::{JobProperties, ManagerProperties, ObjectInterfaces};
 use crate::{BootState, ExtensionStatus, JobResult, JobState, JobType, UpdateCheck};
 
 /// One row of `ListExtensions`: name, version, enabled states, merged, object path.
@@ -213,4 +213,28 @@ pub trait Job {
 )]
 pub trait ObjectManager {
     fn get_managed_objects(&self) -> zbus::Result<HashMap<OwnedObjectPath, ObjectInterfaces>>;
+}
+
+/// `org.freedesktop.DBus.Properties.GetAll` of one of the service's objects, decoded
+/// into this contract's types: every property in one reply, all of the same moment.
+/// [`AllPropertiesProxy::manager`] and [`AllPropertiesProxy::job`] name the interface;
+/// a job that has gone answers `UnknownObject`.
+#[proxy(interface = "org.freedesktop.DBus.Properties", default_service = "org.kairos.Extensions1")]
+pub trait AllProperties {
+    #[zbus(name = "GetAll")]
+    fn manager_properties(&self, interface: &str) -> zbus::Result<ManagerProperties>;
+    #[zbus(name = "GetAll")]
+    fn job_properties(&self, interface: &str) -> zbus::Result<JobProperties>;
+}
+
+impl AllPropertiesProxy<'_> {
+    /// Every property of the Manager (the proxy's path is the manager's).
+    pub async fn manager(&self) -> zbus::Result<ManagerProperties> {
+        self.manager_properties(crate::MANAGER_INTERFACE).await
+    }
+
+    /// Every property of the job at the proxy's path.
+    pub async fn job(&self) -> zbus::Result<JobProperties> {
+        self.job_properties(crate::JOB_INTERFACE).await
+    }
 }

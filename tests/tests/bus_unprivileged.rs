@@ -21,6 +21,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
+use kairos_extensions_dbus::JobType;
+use kairos_extensions_dbus::proxies::AllPropertiesProxy;
 use kairos_extensions_tests::namespace::snapshot_of;
 use kairos_extensionsd::bus::authz::{Action, Authority};
 use kairos_extensionsd::bus::error::{BusError, BusResult};
@@ -460,6 +462,16 @@ async fn get_all(
     proxy.call("GetAll", &(interface,)).await.expect("GetAll")
 }
 
+/// The contract's typed `GetAll` of the object at `path`.
+async fn all_properties(client: &Connection, path: &str) -> AllPropertiesProxy<'static> {
+    AllPropertiesProxy::builder(client)
+        .path(path.to_owned())
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await
+        .expect("proxy")
+}
+
 /// The signals the client receives until `quiet` passes without one, whole.
 async fn signal_messages(stream: &mut MessageStream, quiet: Duration) -> Vec<zbus::Message> {
     let mut seen = Vec::new();
@@ -494,6 +506,14 @@ async fn the_object_manager_tells_what_getall_tells_and_announces_objects_as_the
         }
         assert_eq!(interfaces[EXTENSION], all, "{path}: GetManagedObjects and GetAll agree");
     }
+    // What kairos-ext status reads: the manager's GetAll decodes into the contract's type.
+    let typed = all_properties(&rig.client, MANAGER).await.manager().await.expect("the manager's GetAll decodes");
+    let raw = get_all(&rig.client, MANAGER, MANAGER_IFACE).await;
+    assert_eq!(raw.len(), 7, "ManagerProperties has a field for each property: {raw:?}");
+    let store: String = raw["StoreDirectory"].clone().try_into().expect("StoreDirectory is a string");
+    let version: String = raw["Version"].clone().try_into().expect("Version is a string");
+    assert_eq!((&typed.store_directory, &typed.version), (&store, &version));
+    assert_eq!(typed.boot_states.len(), 4, "{typed:?}");
 
     // An extension copied into the store, as the watcher would see it.
     place(&rig.store(), "zfs");
@@ -544,6 +564,10 @@ async fn the_object_manager_tells_what_getall_tells_and_announces_objects_as_the
     let managed = managed_objects(&rig.client).await;
     assert_eq!(managed[job.as_str()].keys().collect::<Vec<_>>(), [JOB]);
     assert_eq!(managed[job.as_str()][JOB]["Id"], added[JOB]["Id"]);
+    // What kairos-ext reads when it follows a job and in `jobs`: one typed GetAll.
+    let typed = all_properties(&rig.client, job.as_str()).await.job().await.expect("the job's GetAll decodes");
+    assert_eq!((typed.id, typed.kind), (Some(id), Some(JobType::Install)), "{typed:?}");
+    assert!(typed.state.is_some() && typed.source.is_some() && typed.queue_position.is_some(), "{typed:?}");
 
     let job_proxy = zbus::Proxy::new(&rig.client, DEST, job.clone(), JOB).await.expect("job proxy");
     job_proxy.call_method("Cancel", &()).await.expect("cancel");
