@@ -3,6 +3,7 @@
 // and why it is not merged.
 
 import { type BootState, type CurrentBoot, STATUSES, type Status, concernsThisBoot } from "./contract";
+import { str } from "./values";
 
 export interface StatusInfo {
   status: Status;
@@ -14,7 +15,7 @@ export interface StatusInfo {
 export function statusOf(data: Record<string, unknown>): StatusInfo {
   const status = data.Status;
   if (typeof status === "string") {
-    const reason = typeof data.StatusReason === "string" ? data.StatusReason : "";
+    const reason = str(data.StatusReason);
     const known = (STATUSES as readonly string[]).includes(status);
     return known
       ? { status: status as Status, reason }
@@ -22,7 +23,7 @@ export function statusOf(data: Record<string, unknown>): StatusInfo {
   }
   // A service without Status: Compatible is all there is to go by.
   if (data.Compatible === false) {
-    const reason = typeof data.IncompatibleReason === "string" ? data.IncompatibleReason : "";
+    const reason = str(data.IncompatibleReason);
     return { status: "incompatible", reason: reason || "The image does not match this system." };
   }
   return { status: "ok", reason: "" };
