@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use kairos_extensions_dbus::{BootState, ExtensionName};
 
 #[path = "update_args.rs"]
-mod update_args;
+pub(crate) mod update_args;
 pub use update_args::{CheckArgs, RollbackArgs, UpdateArgs};
 
 /// Manage systemd system extensions.
@@ -132,7 +132,7 @@ pub enum Command {
     Remove {
         /// The extension's exact name.
         name: ExtensionName,
-        /// Also unmerge it from the running system now.
+        /// Also unmerge it from the running system now (only with the live root).
         #[arg(long)]
         now: bool,
         /// Offline mode.

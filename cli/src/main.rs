@@ -69,8 +69,8 @@ fn run(cli: args::Cli) -> anyhow::Result<()> {
 fn without_service(verb: &str, needs_service: bool) -> String {
     if needs_service {
         format!(
-            "; {verb} needs it (list, inspect, install, enable, disable, remove, refresh and search work without it, \
-             as root, with --root /)"
+            "; {verb} needs it (list, inspect, install, enable, disable, remove, refresh, search, check, update \
+             and rollback work without it, as root, with --root /)"
         )
     } else {
         format!("; as root, `kairos-ext --root / {verb} ...` works without it")

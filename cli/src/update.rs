@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use kairos_extensions_dbus::properties::ExtensionProperties;
 use kairos_extensions_dbus::proxies::{ExtensionUpdated, ObjectManagerProxy};
 use kairos_extensions_dbus::{ExtensionDescription, ExtensionName, FLAG_NOW, JobResult, UpdateCheck};
@@ -14,6 +14,7 @@ use kairos_extensionsd::engine::{CheckOutcome, Config, Engine, Updated};
 use serde::Serialize;
 use zbus::{Connection, OwnedObjectPath, OwnedVariant, Variant};
 
+use crate::args::update_args::Target;
 use crate::args::{CheckArgs, RollbackArgs, UpdateArgs};
 use crate::client::{Client, authorized, explain, option};
 use crate::exit::{Exit, Failure};
@@ -143,26 +144,14 @@ fn print_rows(rows: &[Row], out: &Output, auto: bool) -> Result<()> {
     })
 }
 
-/// `NAME` or `NAME@VERSION` words: the names, and the version when there is one (for a
-/// single catalog install).
-pub fn parse_targets(words: &[String]) -> Result<(Vec<ExtensionName>, Option<String>)> {
-    let mut names = Vec::with_capacity(words.len());
-    let mut version = None;
-    for word in words {
-        let (name, wanted) = match word.split_once('@') {
-            Some((name, v)) if !v.is_empty() => (name, Some(v.to_owned())),
-            Some(_) => bail!("{word:?}: a version must follow the @"),
-            None => (word.as_str(), None),
-        };
-        names.push(ExtensionName::new(name).with_context(|| format!("{word:?}"))?);
-        if wanted.is_some() {
-            version = wanted;
-        }
+/// The names of `targets`, and the version when one was given: a version pins a single
+/// catalog install, so it cannot come with other names.
+pub fn parse_targets(targets: &[Target]) -> Result<(Vec<ExtensionName>, Option<String>)> {
+    let version = targets.iter().find_map(|t| t.version.clone());
+    if version.is_some() && targets.len() != 1 {
+        return Err(Failure::new(Exit::Usage, "NAME@VERSION updates one extension at a time").into());
     }
-    if version.is_some() && names.len() != 1 {
-        bail!("NAME@VERSION updates one extension at a time");
-    }
-    Ok((names, version))
+    Ok((targets.iter().map(|t| t.name.clone()).collect(), version))
 }
 
 fn updated_line(step: &Updated) -> String {
@@ -414,12 +403,14 @@ mod tests {
 
     #[test]
     fn names_may_carry_one_version() {
-        let words = |w: &[&str]| w.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-        let (names, version) = parse_targets(&words(&["k3s@1.32.1"])).expect("one pinned name");
+        let targets = |w: &[&str]| w.iter().map(|s| s.parse::<Target>()).collect::<Result<Vec<_>, _>>();
+        let (names, version) = parse_targets(&targets(&["k3s@1.32.1"]).expect("words")).expect("one pinned name");
         assert_eq!((names[0].as_str(), version.as_deref()), ("k3s", Some("1.32.1")));
-        assert!(parse_targets(&words(&["k3s@1", "nginx"])).is_err(), "a version names one extension");
-        assert!(parse_targets(&words(&["k3s@"])).is_err());
-        assert!(parse_targets(&words(&["../x"])).is_err());
+        let two = parse_targets(&targets(&["k3s@1", "nginx"]).expect("words")).expect_err("a version names one");
+        let usage = two.downcast_ref::<Failure>().map(|f| f.exit);
+        assert_eq!(usage, Some(Exit::Usage), "{two}");
+        assert_eq!(targets(&["k3s@"]), Err("a version must follow the @".to_owned()));
+        assert!(targets(&["../x"]).is_err_and(|e| e.contains("must start with a letter or a digit")));
     }
 
     #[test]

@@ -29,7 +29,8 @@ pub struct CheckArgs {
 #[command(group = clap::ArgGroup::new("which").required(true).args(["names", "all"]))]
 pub struct UpdateArgs {
     /// The extensions to update, as NAME, or NAME@VERSION for a catalog install.
-    pub names: Vec<String>,
+    #[arg(value_name = "NAME[@VERSION]")]
+    pub names: Vec<Target>,
     /// Every extension that has an update (through the service: that the last check
     /// found; offline: checked now).
     #[arg(long)]
@@ -41,6 +42,30 @@ pub struct UpdateArgs {
     /// Offline mode.
     #[command(flatten)]
     pub offline: OfflineArgs,
+}
+
+/// One word of `update`: an extension's name, and the version wanted, for a catalog
+/// install (`k3s@1.32.1`). Parsed by clap, so a bad word is a usage error (exit 2) that
+/// names the argument, as a bad name is for `check` and `rollback`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The extension.
+    pub name: ExtensionName,
+    /// The version after the `@`, when there is one.
+    pub version: Option<String>,
+}
+
+impl std::str::FromStr for Target {
+    type Err = String;
+
+    fn from_str(word: &str) -> Result<Self, String> {
+        let (name, version) = match word.split_once('@') {
+            Some((_, "")) => return Err("a version must follow the @".to_owned()),
+            Some((name, version)) => (name, Some(version.to_owned())),
+            None => (word, None),
+        };
+        Ok(Self { name: ExtensionName::new(name).map_err(|e| e.to_string())?, version })
+    }
 }
 
 /// Arguments of `rollback`.

@@ -115,7 +115,14 @@ fn failures_read_and_exit_the_same_offline_and_through_the_service() {
         assert_eq!(code(&out), Some(2), "{args:?}");
         assert!(said(&out).contains("has no offline form; drop --root"), "{}", stderr(&out));
     }
-    for args in [vec!["jobs", "--root", "/"], vec!["install", "x.raw", "--digest", "md5:00"], vec!["frobnicate"]] {
+    for args in [
+        vec!["jobs", "--root", "/"],
+        vec!["install", "x.raw", "--digest", "md5:00"],
+        vec!["frobnicate"],
+        vec!["update", "../x"],
+        vec!["update", "k3s@"],
+        vec!["update", "k3s@1", "nginx"],
+    ] {
         assert_eq!(code(&rig.kairos_ext(&args)), Some(2), "{args:?} is a usage error");
     }
 }
