@@ -340,6 +340,12 @@ impl Engine {
                 return Err(Error::AlreadyExists(image.name.to_string()));
             }
             let link = image.name.image_file_name();
+            // NAME.raw may hold another extension (its release names another) or be
+            // something else entirely: that file is not this install's to replace.
+            let ours = existing.as_ref().is_some_and(|e| e.file == link);
+            if !ours && std::fs::symlink_metadata(self.store.path_of(&link)).is_ok() {
+                return Err(store::StoreError::Exists(link).into());
+            }
             for state in &request.enable {
                 self.store.check_slot(Place::State(*state), &link)?;
             }
@@ -558,16 +564,61 @@ mod tests {
     fn a_failed_commit_takes_back_the_images_the_install_added() {
         let (_root, engine) = engine();
         let store = engine.layout().store();
-        // Something that is no extension sits where the second image must go.
-        std::fs::create_dir(store.join("second.raw")).expect("obstacle");
+        // The second image's record cannot be written: the install fails after the first
+        // image was placed.
+        std::fs::create_dir_all(engine.layout().meta_file(&ExtensionName::new("second").expect("name")))
+            .expect("obstacle");
         let images = vec![verified(&engine, "first"), verified(&engine, "second")];
         let origin = Origin { source: "test", resolved_digest: None, catalog: None, validators: None };
         let outcome = engine.commit(images, &origin, &InstallRequest::default(), &Silent);
         assert!(outcome.is_err(), "the second commit must fail");
         assert!(!store.join("first.raw").exists(), "the first image must be taken out again");
+        assert!(!store.join("second.raw").exists(), "and the second");
         assert!(!engine.layout().meta_file(&ExtensionName::new("first").expect("name")).exists());
         let staging = std::fs::read_dir(engine.layout().tmp_dir()).map(|d| d.count()).unwrap_or(0);
         assert_eq!(staging, 0, "nothing is left staged");
+        assert!(!store.join(super::super::intent::INTENT_FILE).exists(), "the change is over");
+    }
+
+    #[test]
+    fn a_store_file_that_holds_something_else_is_never_replaced_or_deleted() {
+        for replace in [false, true] {
+            let (_root, engine) = engine();
+            let store = engine.layout().store();
+            let origin = Origin { source: "test", resolved_digest: None, catalog: None, validators: None };
+            // other.raw holds the extension "first" (as after a rename by hand, its record
+            // moved along), and second.raw is a directory: neither file is an install
+            // of the name it carries.
+            engine
+                .commit(vec![verified(&engine, "first")], &origin, &InstallRequest::default(), &Silent)
+                .expect("first install");
+            let record_of = |name: &str| engine.layout().meta_file(&ExtensionName::new(name).expect("name"));
+            let mut record: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(record_of("first")).expect("record")).expect("json");
+            record["file"] = "other.raw".into();
+            std::fs::write(record_of("other"), record.to_string()).expect("moved record");
+            std::fs::remove_file(record_of("first")).expect("old record");
+            std::fs::rename(store.join("first.raw"), store.join("other.raw")).expect("rename");
+            let listed = engine.list().expect("list");
+            assert_eq!(
+                listed.iter().map(|e| (e.name.as_str(), e.file.as_str())).collect::<Vec<_>>(),
+                [("first", "other.raw")]
+            );
+            std::fs::create_dir(store.join("second.raw")).expect("obstacle");
+            let held = std::fs::read(store.join("other.raw")).expect("image");
+            let request = InstallRequest { replace, ..InstallRequest::default() };
+            for (name, file) in [("other", "other.raw"), ("second", "second.raw")] {
+                let outcome = engine.commit(vec![verified(&engine, name)], &origin, &request, &Silent);
+                assert!(
+                    matches!(&outcome, Err(Error::Store(store::StoreError::Exists(f))) if f == file),
+                    "replace={replace}: {:?}",
+                    outcome.err()
+                );
+            }
+            assert_eq!(std::fs::read(store.join("other.raw")).ok(), Some(held), "replace={replace}");
+            assert!(store.join("second.raw").is_dir(), "replace={replace}");
+            assert!(!store.join(super::super::intent::INTENT_FILE).exists(), "replace={replace}");
+        }
     }
 
     #[test]

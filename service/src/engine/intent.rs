@@ -319,9 +319,15 @@ impl<'a> Change<'a> {
 
     /// Makes `staged` the store file `file`. With `replace`, an existing file of that name
     /// is replaced, and kept until the change is over.
+    ///
+    /// Without `replace`, a file already there is refused before anything is logged: the
+    /// record would say the file was new, and taking the change back would delete it.
     pub fn place(&mut self, staged: Staged, file: &str, replace: bool) -> Result<(), StoreError> {
         let exists = fs::symlink_metadata(self.store.path_of(file)).is_ok();
-        let kept = if replace && exists { Some(self.store.keep_copy(file)?) } else { None };
+        if exists && !replace {
+            return Err(StoreError::Exists(file.to_owned()));
+        }
+        let kept = if exists { Some(self.store.keep_copy(file)?) } else { None };
         self.log(Line::File { file: file.to_owned(), kept })?;
         self.store.commit(staged, file, replace)
     }
