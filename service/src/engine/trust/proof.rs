@@ -207,21 +207,20 @@ mod tests {
         out
     }
 
-    /// A GPT image of 64 sectors whose partitions are `(type, first sector, last sector)`;
-    /// `fill` then writes into the image.
+    /// A GPT image of 4096 sectors (blkid looks for no table on less than 1.44 MiB)
+    /// whose partitions are `(type, first sector, last sector)`; `fill` then writes into
+    /// the image.
     fn image(parts: &[(&str, u64, u64)], fill: impl FnOnce(&mut [u8])) -> tempfile::NamedTempFile {
-        let mut bytes = vec![0u8; 64 * 512];
-        bytes[512..520].copy_from_slice(b"EFI PART");
-        bytes[512 + 72..512 + 80].copy_from_slice(&2u64.to_le_bytes());
-        bytes[512 + 80..512 + 84].copy_from_slice(&4u32.to_le_bytes());
-        bytes[512 + 84..512 + 88].copy_from_slice(&128u32.to_le_bytes());
+        let mut bytes = vec![0u8; 4096 * 512];
+        let mut entries = vec![0u8; 4 * 128];
         for (i, (kind, first, last)) in parts.iter().enumerate() {
-            let entry = &mut bytes[1024 + i * 128..1024 + (i + 1) * 128];
+            let entry = &mut entries[i * 128..(i + 1) * 128];
             entry[..16].copy_from_slice(&guid_bytes(kind));
             entry[16] = u8::try_from(i + 1).expect("few partitions");
             entry[32..40].copy_from_slice(&first.to_le_bytes());
             entry[40..48].copy_from_slice(&last.to_le_bytes());
         }
+        gpt::seal_for_tests(&mut bytes, &entries, &entries);
         fill(&mut bytes);
         let mut file = tempfile::NamedTempFile::new().expect("temp file");
         file.write_all(&bytes).expect("write image");
