@@ -170,7 +170,11 @@ impl JobTable {
     pub(super) fn admit(&self, kind: JobType, key: Option<String>, cells: JobCells) -> BusResult<Admission> {
         let mut jobs = self.jobs.lock().map_err(|_| BusError::failed("job table lock poisoned"))?;
         // A job asked to cancel is winding down: joining it would fail the new caller too.
-        let same = jobs.entries.iter().find(|(_, job)| key.is_some() && job.key == key && !job.cells.canceled());
+        // One that has ended stays in the table while it announces its end: joining it
+        // would hand the caller its result (an old failure, for a retry) and a
+        // JobRemoved the caller may already have missed.
+        let joinable = |job: &&Entry| !job.cells.canceled() && !job.cells.status().state.is_final();
+        let same = jobs.entries.iter().find(|(_, job)| key.is_some() && job.key == key && joinable(job));
         if let Some((id, job)) = same {
             return Ok(Admission::Shared(*id, job.path.clone()));
         }
@@ -336,6 +340,15 @@ mod tests {
         let (again_running, _, _) = new_job(&table, key("a"));
         let (again_queued, _, _) = new_job(&table, key("b"));
         assert!(again_running != running && again_queued != queued);
+    }
+
+    #[test]
+    fn a_job_that_has_ended_is_not_joined_while_it_announces_its_end() {
+        let table = JobTable::new(1);
+        let (failed, failed_cells, _) = new_job(&table, key("a"));
+        failed_cells.update(|s| s.state = JobState::Failed);
+        let (retry, _, _) = new_job(&table, key("a"));
+        assert_ne!(retry, failed, "a retry is a new job");
     }
 
     #[test]
