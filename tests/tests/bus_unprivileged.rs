@@ -293,9 +293,14 @@ fn opt(key: &'static str, value: &'static str) -> std::collections::HashMap<&'st
 async fn a_denial_or_a_failing_authority_changes_nothing_and_says_so() {
     let rig = Rig::start(Verdict::No, &["k3s"], Config::default()).await;
     let before = rig.snapshot();
+    // A directory is no image, but an unauthorized caller's descriptor is not even
+    // looked at: it could be on a file system that never answers.
+    let directory = fs::File::open(rig.store()).expect("a directory");
     for verdict in [Verdict::No, Verdict::Error] {
         rig.authority.set(verdict);
+        let fd = zbus::Fd::from(&directory);
         for (method, outcome) in [
+            ("InstallFromFd", rig.call("InstallFromFd", &(fd, "k3s.raw", opts()), false).await),
             ("Enable", rig.call("Enable", &("k3s", "common", 0u64), false).await),
             ("Disable", rig.call("Disable", &("k3s", "common", 0u64), false).await),
             ("Remove", rig.call("Remove", &("k3s", 0u64), false).await),

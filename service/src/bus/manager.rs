@@ -166,16 +166,17 @@ impl Manager {
         if filename.len() > MAX_FILENAME || filename.chars().any(char::is_control) {
             return Err(BusError::invalid_args("filename must be printable and at most 4096 bytes"));
         }
-        let mut file = std::fs::File::from(std::os::fd::OwnedFd::from(fd));
-        sources::file::check_fd(&file).map_err(crate::engine::Error::from)?;
-        file.seek(SeekFrom::Start(0)).map_err(|e| {
-            BusError::kind(ErrorKind::InvalidSource, format!("the file descriptor cannot be read from the start: {e}"))
-        })?;
-        let total = file.metadata().ok().map(|m| m.len());
         let display = if filename.is_empty() { "fd:".to_owned() } else { format!("fd:{filename}") };
         let uid = self.shared.authority.caller_uid(connection, &header).await?;
         self.authorize_install(connection, &header, &display, &request).await?;
         self.refuse_known_installed(std::path::Path::new(filename).file_name().and_then(|n| n.to_str()), &request)?;
+        // The caller's file may be on a file system that never answers (a FUSE daemon
+        // that hangs): it is looked at only once the caller is authorized, and off the
+        // dispatcher, so a hanging fstat holds one blocking thread, not the service.
+        let file = std::fs::File::from(std::os::fd::OwnedFd::from(fd));
+        let (file, total) = tokio::task::spawn_blocking(move || open_for_install(file))
+            .await
+            .map_err(|_| BusError::failed("checking the file descriptor stopped"))??;
         let engine = self.shared.engine.clone();
         let refreshes = request.now && !request.enable.is_empty();
         let source = display.clone();
@@ -391,4 +392,15 @@ impl Manager {
         path: ObjectPath<'_>,
         result: &str,
     ) -> zbus::Result<()>;
+}
+
+/// `file` checked as an image to install (a regular file open for reading), at its
+/// start, with its size when it has one.
+fn open_for_install(mut file: std::fs::File) -> Result<(std::fs::File, Option<u64>)> {
+    sources::file::check_fd(&file).map_err(crate::engine::Error::from)?;
+    file.seek(SeekFrom::Start(0)).map_err(|e| {
+        BusError::kind(ErrorKind::InvalidSource, format!("the file descriptor cannot be read from the start: {e}"))
+    })?;
+    let total = file.metadata().ok().map(|m| m.len());
+    Ok((file, total))
 }
