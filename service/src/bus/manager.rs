@@ -169,7 +169,6 @@ impl Manager {
         let display = if filename.is_empty() { "fd:".to_owned() } else { format!("fd:{filename}") };
         let uid = self.shared.authority.caller_uid(connection, &header).await?;
         self.authorize_install(connection, &header, &display, &request).await?;
-        self.refuse_known_installed(std::path::Path::new(filename).file_name().and_then(|n| n.to_str()), &request)?;
         // The caller's file may be on a file system that never answers (a FUSE daemon
         // that hangs): it is looked at only once the caller is authorized, and off the
         // dispatcher, so a hanging fstat holds one blocking thread, not the service.
@@ -177,6 +176,7 @@ impl Manager {
         let (file, total) = tokio::task::spawn_blocking(move || open_for_install(file))
             .await
             .map_err(|_| BusError::failed("checking the file descriptor stopped"))??;
+        self.refuse_known_installed(std::path::Path::new(filename).file_name().and_then(|n| n.to_str()), &request)?;
         let engine = self.shared.engine.clone();
         let refreshes = request.now && !request.enable.is_empty();
         let source = display.clone();
