@@ -130,6 +130,26 @@ fn without_a_kairos_boot_mode_only_common_applies() {
 }
 
 #[test]
+fn a_file_of_someone_elses_in_the_runtime_directory_skips_only_its_extension() {
+    if !privileged("a_file_of_someone_elses_in_the_runtime_directory_skips_only_its_extension") {
+        return;
+    }
+    let ns = Namespace::new();
+    let dir = tempfile::tempdir().expect("scratch");
+    place(&ns, &ImageBuilder::new("aaa").build(dir.path(), "aaa.img"), "aaa.raw", &["common"]);
+    place(&ns, &ImageBuilder::new("zzz").build(dir.path(), "zzz.img"), "zzz.raw", &["common"]);
+    fs::create_dir_all(ns.host_path("/run/extensions")).expect("runtime dir");
+    fs::write(ns.host_path("/run/extensions/aaa.raw"), "an operator's file").expect("foreign file");
+    let out = activate(&ns, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(activated(&ns), ["aaa.raw", "zzz.raw"]);
+    assert_eq!(fs::read_to_string(ns.host_path("/run/extensions/aaa.raw")).ok().as_deref(), Some("an operator's file"));
+    assert!(ns.host_path("/run/extensions/zzz.raw").is_symlink(), "the extension after it is activated");
+    let report = report(&ns);
+    assert!(skipped_reason(&report, "aaa").contains("not a link into the extension store"), "{report}");
+}
+
+#[test]
 fn rerunning_removes_activations_no_longer_enabled() {
     if !privileged("rerunning_removes_activations_no_longer_enabled") {
         return;

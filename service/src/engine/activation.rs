@@ -105,7 +105,14 @@ impl Engine {
                 continue;
             }
             let link = format!("{}.raw", ext.name);
-            self.store.link_runtime(&link, &ext.file)?;
+            // Something of someone else's where the link goes (a file an operator put in
+            // /run/extensions) keeps this one extension out, not the rest of the boot.
+            if let Err(e) = self.store.link_runtime(&link, &ext.file) {
+                let reason = e.to_string();
+                tracing::warn!(extension = %ext.name, reason, "skipping extension at boot");
+                report.skipped.push(Skipped { name: ext.name.clone(), reason });
+                continue;
+            }
             keep.insert(link);
             tracing::info!(extension = %ext.name, file = %ext.file, "activated extension for this boot");
             report.activated.push(Activated { name: ext.name.clone(), file: ext.file.clone(), states });
