@@ -422,3 +422,29 @@ fn the_service_installs_a_trusted_signed_image_under_strict_and_refuses_a_strang
     }
     assert_eq!(rig.store_snapshot(), before, "refusals change nothing");
 }
+
+/// On systemd 252 without device-mapper a verity image cannot be mounted, and a refresh
+/// that fails leaves the merge that was in place: replacing a merged plain image with
+/// one must not be reported as merged while the old image is what the system runs.
+#[test]
+fn a_replacement_that_cannot_merge_is_not_reported_merged_and_is_undone() {
+    if !x86_64("a_replacement_that_cannot_merge_is_not_reported_merged_and_is_undone") {
+        return;
+    }
+    let signing = Signing::new();
+    let rig = Rig::start(&[], "idle_exit_sec = 0\n");
+    let scratch = tempfile::tempdir().expect("scratch");
+    let plain = ImageBuilder::new("good").build(scratch.path(), "good.raw");
+    let out = rig.kairos_ext(&["install", plain.to_str().expect("utf-8"), "--enable", "common", "--now"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(rig.ns.merged(), ["good"]);
+    let before = rig.store_snapshot();
+
+    let verity = signing.image("good", Some("trusted"));
+    let out = rig.kairos_ext(&["install", verity.to_str().expect("utf-8"), "--replace", "--enable", "common", "--now"]);
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(!out.status.success(), "the verity image is not what runs: {said}");
+    assert!(said.contains("did not merge"), "{said}");
+    assert_eq!(rig.store_snapshot(), before, "the replacement is undone");
+    assert_eq!(rig.ns.merged(), ["good"], "the plain image stays merged");
+}

@@ -449,7 +449,8 @@ impl Engine {
         }
         if activate {
             progress.phase(Phase::Refreshing);
-            self.activate_in(change, &exts)?;
+            let replaced: Vec<&str> = installed.iter().filter(|i| i.replaced).map(|i| i.name.as_str()).collect();
+            self.activate_in(change, &exts, &replaced)?;
         }
         Ok(())
     }

@@ -247,7 +247,7 @@ impl Engine {
         let mut change = Change::begin(&self.store, format!("enable {name} for {state}"));
         let outcome = self.enable_in(&mut change, &ext, state).and_then(|changed| {
             if now && boot::concerns(state, self.boot_state()) {
-                self.activate_in(&mut change, std::slice::from_ref(&ext))?;
+                self.activate_in(&mut change, std::slice::from_ref(&ext), &[])?;
             }
             Ok(changed)
         });
@@ -268,14 +268,25 @@ impl Engine {
 
     /// Links `exts` into the runtime directory and merges once; an extension that does
     /// not merge fails the change, which then undoes itself and merges again.
-    fn activate_in(&self, change: &mut Change<'_>, exts: &[Extension]) -> Result<()> {
+    ///
+    /// `new_images` names those of `exts` whose image this change replaced: their name
+    /// being merged proves nothing ([`sysext::stale_merge`]).
+    fn activate_in(&self, change: &mut Change<'_>, exts: &[Extension], new_images: &[&str]) -> Result<()> {
         for ext in exts {
             change.link(Place::Runtime, &format!("{}.raw", ext.name), &ext.file)?;
         }
         change.merging()?;
         let (report, run) = self.refresh_locked()?;
-        if let Some(failed) = exts.iter().find(|ext| !report.merged.contains(&ext.name)) {
-            let reason = sysext::reason_for(&failed.name, &run);
+        let not_merged = |ext: &Extension| {
+            if !report.merged.contains(&ext.name) {
+                return Some(sysext::reason_for(&ext.name, &run));
+            }
+            if !new_images.contains(&ext.name.as_str()) {
+                return None;
+            }
+            sysext::stale_merge(self.layout().root(), &ext.name, &ext.release, &run)
+        };
+        if let Some((failed, reason)) = exts.iter().find_map(|ext| not_merged(ext).map(|reason| (ext, reason))) {
             tracing::warn!(extension = %failed.name, reason, "extension did not merge; undoing the change");
             return Err(Error::NotMerged { name: failed.name.clone(), reason });
         }

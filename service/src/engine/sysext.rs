@@ -199,6 +199,42 @@ fn names_image(line: &str, name: &str) -> bool {
     forms.iter().any(|form| line.contains(form.as_str()))
 }
 
+/// Why the image of `name` whose extension-release is `release` is not the one merged
+/// under that name after `run`, when something shows it; `None` when nothing does.
+///
+/// After an image was replaced, its name being merged proves nothing: systemd-sysext 252
+/// keeps the merge that was in place when it cannot mount the new image, prints why
+/// (`Failed to decrypt image: Operation not supported`, for a verity image without
+/// device-mapper) and exits 0. So the merged tree's copy of the extension-release must
+/// be the new image's, and the run must have said nothing wrong about this image or
+/// about no image in particular (on 252, such a failure stops the whole merge).
+pub fn stale_merge(
+    root: &Path,
+    name: &str,
+    release: &super::release::ReleaseFields,
+    run: &RefreshRun,
+) -> Option<String> {
+    let merged_release = ["usr", "opt"].iter().find_map(|hierarchy| {
+        let path = root.join(hierarchy).join("lib/extension-release.d").join(format!("extension-release.{name}"));
+        fs::read_to_string(path).ok()
+    });
+    if let Some(text) = merged_release
+        && super::release::parse(&text) != *release
+    {
+        return Some(
+            "the image merged under this name is still the one it replaced (its extension-release differs)".to_owned(),
+        );
+    }
+    if !run.success {
+        return Some(reason_for(name, run));
+    }
+    let lines = run.log.lines().map(str::trim).filter(|l| !l.is_empty());
+    let mut complaints = lines.filter(|l| !PROGRESS.iter().any(|p| l.starts_with(p)));
+    complaints
+        .find(|l| names_image(l, name) || !names_any_image(l))
+        .map(|line| format!("systemd-sysext kept the image it replaced merged: {line}"))
+}
+
 /// Whether `line` names some image, in any of the forms [`names_image`] knows.
 fn names_any_image(line: &str) -> bool {
     ["for image ", "image '", "extension '", "/extensions/", ".raw"].iter().any(|marker| line.contains(marker))

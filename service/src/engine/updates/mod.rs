@@ -364,6 +364,9 @@ impl Engine {
                     let reason = sysext::reason_for(&ext.name, &run);
                     return Err(Error::NotMerged { name: ext.name.clone(), reason });
                 }
+                if let Some(reason) = sysext::stale_merge(self.layout().root(), &ext.name, &restored.release, &run) {
+                    return Err(Error::NotMerged { name: ext.name.clone(), reason });
+                }
             }
             Ok(())
         })();
