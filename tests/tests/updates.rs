@@ -357,7 +357,7 @@ fn check_and_update_are_separate_polkit_actions_with_name_and_source() {
     }
     let rule = r#"polkit.addRule(function(action, subject) {
     if (subject.user == "nobody" && action.id == "org.kairos.extensions1.check" &&
-        action.lookup("name") == "hello" && action.lookup("source").indexOf("file:///") == 0) {
+        action.lookup("name") == "hello" && action.lookup("source").indexOf("fd:") == 0) {
         return polkit.Result.YES;
     }
 });"#;
