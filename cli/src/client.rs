@@ -15,7 +15,7 @@ use crate::agent::{self, Agent};
 use crate::args::{Command, InstallArgs};
 use crate::exit::{Exit, Failure};
 use crate::job::{self, JobView, JobWatch};
-use crate::local::{file_uri, local_file};
+use crate::local::local_file;
 use crate::outcome::{self, After};
 use crate::output::Output;
 use crate::render::{JobRow, ServiceStatus};
@@ -285,11 +285,10 @@ async fn install(client: &Client, args: InstallArgs, out: Output) -> Result<()> 
     let catalog = crate::search::catalog_source(&args.source);
     let local = if catalog.is_some() { None } else { local_file(&args.source).with_context(cannot)? };
     let source = catalog.unwrap_or_else(|| args.source.clone());
+    // Every local file goes over as an open file, root's too: the service's sandbox
+    // (ProtectHome=, PrivateTmp=) hides /root, /home and /tmp from it, so a path it
+    // would open itself may not be there for it.
     let started = match local {
-        Some(path) if rustix::process::geteuid().is_root() => {
-            let uri = file_uri(&path);
-            authorized!(client, manager.install / install_interactive(uri.as_str(), options))
-        }
         Some(path) => {
             let file = std::fs::File::open(&path)
                 .with_context(|| format!("cannot open {}", path.display()))

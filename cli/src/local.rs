@@ -1,17 +1,18 @@
-//! Local images named on the command line, and the `file://` URLs the service reads.
+//! Local images named on the command line, as plain paths or `file://` URLs.
 //!
-//! Through the service, root hands a local image over as a `file://` URL and everyone
-//! else as an open file. Either way kairos-ext must know the exact file the service
-//! would open, so `file://` URLs are decoded here by the service's rules: an absolute
-//! path, `%XX` escapes of UTF-8 without NUL, no control characters, no `..`.
+//! Through the service every local image, root's too, is handed over as an open file:
+//! the service runs sandboxed and may not see the caller's /root, /home or /tmp. A
+//! `file://` URL therefore means the same file to kairos-ext as to the service and to
+//! offline mode, so it is decoded here by the service's rules: an absolute path, `%XX`
+//! escapes of UTF-8 without NUL, no control characters, no `..`.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Component, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-/// The local image `source` names, if it names one, as the absolute path the service
-/// will open: `file://` URLs are decoded, plain paths resolved (`..`, symlinks), since
-/// the service refuses `..`.
+/// The local image `source` names, if it names one, as an absolute path: `file://` URLs
+/// are decoded, plain paths resolved (`..`, symlinks), since a `file://` source refuses
+/// `..`.
 pub fn local_file(source: &str) -> Result<Option<PathBuf>> {
     if let Some(rest) = source.strip_prefix("file://") {
         return decode_file_url(rest).map(Some).with_context(|| format!("invalid source {source:?}"));
@@ -38,38 +39,11 @@ fn decode_file_url(rest: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// A `file://` URL the service decodes back to exactly `path`: every byte but the
-/// plainest is percent-escaped, `%` itself included.
-pub fn file_uri(path: &Path) -> String {
-    use std::os::unix::ffi::OsStrExt as _;
-    let mut uri = String::from("file://");
-    for &byte in path.as_os_str().as_bytes() {
-        if byte.is_ascii_alphanumeric() || b"/-._~+,=@:".contains(&byte) {
-            uri.push(char::from(byte));
-        } else {
-            uri.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    uri
-}
-
 #[cfg(test)]
 mod tests {
     use kairos_extensionsd::engine::sources::Source;
 
     use super::*;
-
-    #[test]
-    fn file_uris_name_exactly_the_path_the_service_will_open() {
-        for path in ["/tmp/k3s.raw", "/tmp/k3s%41.raw", "/tmp/a b#c?d.raw", "/tmp/ünïcode.raw"] {
-            let uri = file_uri(Path::new(path));
-            match Source::parse(&uri) {
-                Ok(Source::File(parsed)) => assert_eq!(parsed, Path::new(path), "{uri}"),
-                other => panic!("{uri} parsed as {other:?}"),
-            }
-            assert_eq!(local_file(&uri).expect("decodes"), Some(PathBuf::from(path)), "{uri}");
-        }
-    }
 
     #[test]
     fn file_urls_are_refused_exactly_where_the_service_refuses_them() {

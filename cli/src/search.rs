@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use kairos_extensions_dbus::proxies::ManagerProxy;
 use kairos_extensions_dbus::{ExtensionDescription, ExtensionName};
 use kairos_extensionsd::engine::Engine;
+use kairos_extensionsd::engine::catalogs::CatalogError;
 use kairos_extensionsd::engine::catalogs::fetch::Location;
 use serde::Serialize;
 
@@ -132,13 +133,18 @@ fn print(found: &[Found], out: &Output) -> Result<()> {
     })
 }
 
-/// `search` through the service: `ListCatalog` and the installed extensions.
+/// `search` through the service: `ListCatalog` and the installed extensions. With no
+/// catalog configured the listing is empty for want of catalogs, not of matches, so it
+/// fails as offline mode does.
 pub async fn through_service(
     manager: &ManagerProxy<'_>,
     installed: &[ExtensionDescription],
     text: Option<&str>,
     out: &Output,
 ) -> Result<()> {
+    if manager.catalogs().await.map_err(|e| crate::client::explain(e, false))?.is_empty() {
+        return Err(CatalogError::NoneConfigured.into());
+    }
     let entries = manager.list_catalog().await.map_err(|e| crate::client::explain(e, false))?;
     print(&matching(entries, installed, text), out)
 }
@@ -146,7 +152,7 @@ pub async fn through_service(
 /// `search` offline: the catalogs read now, each one skipped said on stderr.
 pub fn offline(engine: &Engine, text: Option<&str>, out: &Output) -> Result<()> {
     if engine.catalog_locations().is_empty() {
-        anyhow::bail!("no catalog is configured: pass --catalog URL|PATH, or set catalogs in extensions.toml");
+        return Err(CatalogError::NoneConfigured.into());
     }
     let catalogs = engine.read_catalogs(std::time::Duration::ZERO);
     for skipped in &catalogs.skipped {

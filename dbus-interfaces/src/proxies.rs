@@ -9,9 +9,10 @@
 //! `InteractiveAuthorizationRequired`), and `enable_interactive` sends it with the flag,
 //! for a caller that runs a polkit agent and will wait for the person.
 //!
-//! Properties that the service announces with `PropertiesChanged` are cached by the
-//! proxies; the others are marked `emits_changed_signal = "false"` (read fresh each
-//! time) or `"const"` (never change on an object).
+//! Each property carries the XML's `EmitsChangedSignal` annotation (a test below holds
+//! them together): `"const"` values never change on an object and `"false"` ones are
+//! read fresh each time, while the others are cached by a caching proxy and kept
+//! current by `PropertiesChanged`.
 #![allow(missing_docs, reason = "the proxy macro generates items from the documented XML contract")]
 
 use std::collections::{BTreeMap, HashMap};
@@ -103,7 +104,7 @@ pub trait Manager {
     #[zbus(signal)]
     fn job_removed(&self, id: u64, path: OwnedObjectPath, result: JobResult) -> zbus::Result<()>;
 
-    #[zbus(property(emits_changed_signal = "false"))]
+    #[zbus(property(emits_changed_signal = "const"))]
     fn version(&self) -> zbus::Result<String>;
     /// `active`, `passive`, `recovery`, or `none` on a system not booted by Kairos.
     #[zbus(property(emits_changed_signal = "false"))]
@@ -114,7 +115,7 @@ pub trait Manager {
     fn catalogs(&self) -> zbus::Result<Vec<String>>;
     #[zbus(property)]
     fn merged(&self) -> zbus::Result<Vec<String>>;
-    #[zbus(property(emits_changed_signal = "false"))]
+    #[zbus(property(emits_changed_signal = "const"))]
     fn image_policy(&self) -> zbus::Result<String>;
     #[zbus(property(emits_changed_signal = "const"))]
     fn store_directory(&self) -> zbus::Result<String>;
@@ -135,29 +136,29 @@ pub trait Extension {
 
     #[zbus(property(emits_changed_signal = "const"))]
     fn name(&self) -> zbus::Result<String>;
-    #[zbus(property(emits_changed_signal = "false"))]
+    #[zbus(property)]
     fn version(&self) -> zbus::Result<String>;
-    #[zbus(property(emits_changed_signal = "false"))]
+    #[zbus(property)]
     fn source(&self) -> zbus::Result<String>;
-    #[zbus(property(emits_changed_signal = "false"))]
+    #[zbus(property)]
     fn digest(&self) -> zbus::Result<String>;
-    #[zbus(property(emits_changed_signal = "false"))]
+    #[zbus(property)]
     fn size(&self) -> zbus::Result<u64>;
-    #[zbus(property(emits_changed_signal = "false"))]
+    #[zbus(property)]
     fn installed_time(&self) -> zbus::Result<u64>;
     #[zbus(property)]
     fn enabled_boot_states(&self) -> zbus::Result<Vec<BootState>>;
     #[zbus(property)]
     fn merged(&self) -> zbus::Result<bool>;
-    #[zbus(property(emits_changed_signal = "false"))]
+    #[zbus(property)]
     fn compatible(&self) -> zbus::Result<bool>;
-    #[zbus(property(emits_changed_signal = "false"))]
+    #[zbus(property)]
     fn incompatible_reason(&self) -> zbus::Result<String>;
     #[zbus(property)]
     fn status(&self) -> zbus::Result<ExtensionStatus>;
     #[zbus(property)]
     fn status_reason(&self) -> zbus::Result<String>;
-    #[zbus(property(emits_changed_signal = "false"))]
+    #[zbus(property)]
     fn release(&self) -> zbus::Result<BTreeMap<String, String>>;
     #[zbus(property)]
     fn update_available(&self) -> zbus::Result<bool>;
@@ -236,5 +237,83 @@ impl AllPropertiesProxy<'_> {
     /// Every property of the job at the proxy's path.
     pub async fn job(&self) -> zbus::Result<JobProperties> {
         self.job_properties(crate::JOB_INTERFACE).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    /// The value of `name="..."` in one line of XML or Rust.
+    fn attr<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+        let start = line.find(&format!("{name}=\""))? + name.len() + 2;
+        let len = line[start..].find('"')?;
+        Some(&line[start..start + len])
+    }
+
+    /// `(interface, property) -> EmitsChangedSignal` of the XML contract; a property
+    /// without the annotation is `true`, as in D-Bus. The file has one element a line.
+    fn documented() -> BTreeMap<(String, String), String> {
+        let mut found = BTreeMap::new();
+        let (mut interface, mut property) = (String::new(), None::<String>);
+        for line in crate::INTERFACE_XML.lines().map(str::trim) {
+            if line.starts_with("<interface ") {
+                interface = attr(line, "name").unwrap_or_default().to_owned();
+            } else if line.starts_with("<property ") {
+                let name = attr(line, "name").unwrap_or_default().to_owned();
+                found.insert((interface.clone(), name.clone()), "true".to_owned());
+                property = (!line.ends_with("/>")).then_some(name);
+            } else if line.starts_with("</property") {
+                property = None;
+            } else if let Some(name) = &property
+                && attr(line, "name") == Some("org.freedesktop.DBus.Property.EmitsChangedSignal")
+            {
+                let value = attr(line, "value").unwrap_or_default().to_owned();
+                found.insert((interface.clone(), name.clone()), value);
+            }
+        }
+        found
+    }
+
+    /// The same, read from the `#[zbus(property ...)]` attributes of this file's
+    /// proxies: a property without `emits_changed_signal` is `true`, as for zbus.
+    fn declared() -> BTreeMap<(String, String), String> {
+        let source = include_str!("proxies.rs");
+        let source = source.split("\n#[cfg(test)]").next().unwrap_or_default();
+        let mut found = BTreeMap::new();
+        let (mut interface, mut pending) = (String::new(), None::<(String, Option<String>)>);
+        for line in source.lines().map(str::trim) {
+            if line.starts_with("interface = ") || line.starts_with("#[proxy(interface = ") {
+                interface = line.split('"').nth(1).unwrap_or_default().to_owned();
+            }
+            if line.starts_with("#[zbus(property") {
+                let emits = line.split("emits_changed_signal = \"").nth(1).and_then(|v| v.split('"').next());
+                let name = line.split("name = \"").nth(1).and_then(|v| v.split('"').next());
+                pending = Some((emits.unwrap_or("true").to_owned(), name.map(str::to_owned)));
+            } else if let Some(rest) = line.strip_prefix("fn ")
+                && let Some((emits, name)) = pending.take()
+            {
+                let ident = rest.split('(').next().unwrap_or_default();
+                let camel = |word: &str| {
+                    let mut chars = word.chars();
+                    chars.next().map(|first| first.to_uppercase().chain(chars).collect::<String>()).unwrap_or_default()
+                };
+                let name = name.unwrap_or_else(|| ident.split('_').map(camel).collect());
+                found.insert((interface.clone(), name), emits);
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn every_proxy_property_carries_the_xmls_emits_changed_signal() {
+        let (documented, declared) = (documented(), declared());
+        assert!(documented.len() > 30, "the XML was not read: {documented:?}");
+        for (key, value) in &documented {
+            assert_eq!(declared.get(key), Some(value), "{key:?}: the XML says {value:?}");
+        }
+        for key in declared.keys() {
+            assert!(documented.contains_key(key), "{key:?} is not in the XML");
+        }
     }
 }

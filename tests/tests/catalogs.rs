@@ -265,6 +265,26 @@ fn installs_through_the_service_and_lists_the_catalog_on_the_bus() {
     assert!(!refused.status.success() && stderr(&refused).contains("offline mode"), "{}", stderr(&refused));
 }
 
+/// With no catalog configured, `search` fails through the service as it does offline
+/// (and as `install NAME` does), instead of finding nothing.
+#[test]
+fn search_without_a_catalog_fails_alike_offline_and_through_the_service() {
+    if !privileged("search_without_a_catalog_fails_alike_offline_and_through_the_service") {
+        return;
+    }
+    let rig = Rig::start(&[], "idle_exit_sec = 0\n");
+    let config = rig.scratch.path().join("extensions.toml");
+    fs::write(&config, "").expect("config");
+    let through = rig.kairos_ext(&["search", "hello"]);
+    let without = offline(&rig.ns, &config, &["search", "hello"]);
+    for (out, how) in [(&through, "through the service"), (&without, "offline")] {
+        assert_eq!(out.status.code(), Some(1), "{how}: {}", stderr(out));
+        assert_eq!(stdout(out), "", "{how}");
+        assert!(stderr(out).contains("kairos-ext: no catalog is configured"), "{how}: {}", stderr(out));
+    }
+    assert_eq!(stderr(&through), stderr(&without), "the same words both ways");
+}
+
 #[test]
 fn an_unreadable_catalog_is_skipped_with_a_warning_while_the_next_answers() {
     if !privileged("an_unreadable_catalog_is_skipped_with_a_warning_while_the_next_answers") {

@@ -127,6 +127,35 @@ fn failures_read_and_exit_the_same_offline_and_through_the_service() {
     }
 }
 
+/// Root's local files go to the service as open files, like everyone else's: under the
+/// shipped unit (PrivateTmp=, ProtectHome=) the service cannot see /tmp, /home or /root,
+/// so a path it had to open itself would not be there. Here the service sees an empty
+/// tmpfs where the image is, as PrivateTmp= would show it.
+#[test]
+fn root_installs_local_files_the_service_cannot_see() {
+    if !privileged("root_installs_local_files_the_service_cannot_see") {
+        return;
+    }
+    let rig = Rig::start(&[], QUICK);
+    let hidden = rig.scratch.path().join("hidden");
+    fs::create_dir(&hidden).expect("dir");
+    let image = ImageBuilder::new("hello").build(&hidden, "hello.raw");
+    let (dir, path) = (hidden.to_str().expect("utf-8"), image.to_str().expect("utf-8"));
+    let out = rig.ns.run("mount", &["-t", "tmpfs", "tmpfs", dir]);
+    assert!(out.status.success(), "mount: {}", stderr(&out));
+    assert!(!rig.ns.run("test", &["-e", path]).status.success(), "the service must not see {path}");
+
+    let url = format!("file://{path}");
+    for (source, what) in [(path, "a path"), (url.as_str(), "a file:// URL")] {
+        let out = succeeded(rig.kairos_ext(&["install", source, "--replace", "--enable", "common"]), what);
+        assert!(stdout(&out).contains("Installed hello"), "{what}: {}", stdout(&out));
+        let listed = json(&succeeded(rig.kairos_ext(&["list", "--json"]), "list"));
+        let hello = listed.as_array().and_then(|l| l.iter().find(|e| e["name"] == "hello")).expect("hello is listed");
+        assert_eq!(hello["source"], format!("fd:{path}"), "{what}: handed over as an open file");
+        assert_eq!(hello["enabled"], serde_json::json!(["common"]), "{what}: {hello}");
+    }
+}
+
 #[test]
 fn without_the_service_every_verb_says_so_once_and_names_the_offline_form() {
     if !privileged("without_the_service_every_verb_says_so_once_and_names_the_offline_form") {

@@ -236,6 +236,25 @@ fn bad_input_gets_precise_errors_and_changes_nothing() {
     assert!(unknown.contains("unknown option \"colour\""), "{unknown}");
     let mistyped = install_with_option("now", "s", "yes");
     assert!(mistyped.contains("option \"now\" must be of type b"), "{mistyped}");
+    // A malformed option value is a bad argument, as the contract says, whatever the source.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let digest = runtime.block_on(async {
+        let options = std::collections::HashMap::from([("digest", zbus::Variant::from("md5:abc"))]);
+        let manager = ("org.kairos.Extensions1", "/org/kairos/Extensions1", "org.kairos.Extensions1.Manager");
+        rig.bus
+            .connect()
+            .await
+            .call_method(Some(manager.0), manager.1, Some(manager.2), "Install", &("oci://r.example/x:v1", options))
+            .await
+    });
+    // zbus turns the freedesktop error names it knows into `FDO` errors.
+    match digest {
+        Err(zbus::Error::FDO(error)) if matches!(*error, zbus::fdo::Error::InvalidArgs(_)) => {
+            let message = error.to_string();
+            assert!(message.contains("option \"digest\" must be sha256:<64 hex digits>"), "{message}");
+        }
+        other => panic!("a malformed digest is not InvalidArgs: {other:?}"),
+    }
 
     // A junk image is a failed job, not a changed store.
     let bad = junk(rig.scratch.path(), "junk.raw", 100_000);

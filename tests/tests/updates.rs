@@ -349,6 +349,39 @@ fn check_auto_does_what_auto_update_says() {
     assert!(said.contains("hello 2: up to date") && said.contains("No updates to apply."), "{said}");
 }
 
+/// polkit fills each `$(key)` of an action's message from the details the service passes,
+/// with nothing for an empty or absent one. The prompt must read as a sentence then too:
+/// an install that does not pick the name, a check of every extension, an update of none.
+#[test]
+fn polkit_prompts_read_as_sentences_with_empty_details() {
+    let policy = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../polkit/org.kairos.Extensions1.policy");
+    let policy = fs::read_to_string(policy).expect("the policy");
+    let (source, sources) = ("oci://registry.example/k3s:v1", "oci://registry.example/k3s:v1, fd:/root/tools.raw");
+    // (name, source) as each action gets them.
+    let details: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::from([
+        ("install", vec![("", source), ("k3s", source), ("", "fd:/root/k3s.raw")]),
+        ("manage", vec![("k3s", "")]),
+        ("remove", vec![("k3s", "")]),
+        ("check", vec![("", ""), ("k3s", source), ("k3s, tools", sources)]),
+        ("update", vec![("", ""), ("k3s", source), ("k3s, tools", sources)]),
+    ]);
+    let mut seen = 0;
+    for action in policy.split("<action id=\"org.kairos.extensions1.").skip(1) {
+        let id = action.split('"').next().unwrap_or_default();
+        let message = action.split("<message>").nth(1).and_then(|m| m.split("</message>").next()).expect("a message");
+        for (name, source) in details.get(id).unwrap_or_else(|| panic!("an action the test does not know: {id}")) {
+            let filled = message.replace("$(name)", name).replace("$(source)", source).replace("$(job)", "");
+            let words = filled.split_whitespace().collect::<Vec<_>>().join(" ");
+            assert!(!words.contains("$("), "{id}: a detail the service never passes: {message}");
+            for flaw in ["()", "( ", " )", " ,", " .", "from or"] {
+                assert!(!words.contains(flaw), "{id} with name {name:?}, source {source:?} reads {words:?}");
+            }
+        }
+        seen += 1;
+    }
+    assert_eq!(seen, details.len(), "every action has a message");
+}
+
 /// polkit decides check and update apart, and sees the extension's name and source.
 #[test]
 fn check_and_update_are_separate_polkit_actions_with_name_and_source() {
@@ -357,7 +390,7 @@ fn check_and_update_are_separate_polkit_actions_with_name_and_source() {
     }
     let rule = r#"polkit.addRule(function(action, subject) {
     if (subject.user == "nobody" && action.id == "org.kairos.extensions1.check" &&
-        action.lookup("name") == "hello" && action.lookup("source").indexOf("file:///") == 0) {
+        action.lookup("name") == "hello" && action.lookup("source").indexOf("fd:") == 0) {
         return polkit.Result.YES;
     }
 });"#;

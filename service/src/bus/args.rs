@@ -56,9 +56,9 @@ pub fn install_options(options: HashMap<String, OwnedVariant>) -> BusResult<Inst
             "replace" => request.replace = bool::try_from(value).map_err(|_| wrong_type("b"))?,
             "digest" => {
                 let text = String::try_from(value).map_err(|_| wrong_type("s"))?;
-                let digest = text
-                    .parse::<Sha256Digest>()
-                    .map_err(|e| BusError::kind(kairos_extensions_dbus::ErrorKind::InvalidSource, e.to_string()))?;
+                let digest = text.parse::<Sha256Digest>().map_err(|_| {
+                    BusError::invalid_args(format!("option {key:?} must be sha256:<64 hex digits>, not {text:?}"))
+                })?;
                 request.digest = Some(digest);
             }
             other => {
@@ -105,6 +105,15 @@ mod tests {
         assert!(state.is_err_and(|e| e.error_name().ends_with("InvalidBootState")));
         let name = install_options(opts(vec![("name", Variant::from("../x"))]));
         assert!(name.is_err_and(|e| e.error_name().ends_with("InvalidName")));
+        for bad in ["md5:abc", "sha256:abc", "a".repeat(64).as_str()] {
+            let digest = install_options(opts(vec![("digest", Variant::from(bad.to_owned()))]));
+            assert!(
+                digest.as_ref().is_err_and(|e| e.error_name() == "org.freedesktop.DBus.Error.InvalidArgs"
+                    && e.message().contains("option \"digest\" must be sha256:<64 hex digits>")),
+                "{bad}: {:?}",
+                digest.err()
+            );
+        }
     }
 
     #[test]
