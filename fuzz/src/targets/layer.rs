@@ -18,6 +18,8 @@ use super::name::systemd_image_name_is_valid;
 
 /// The budget for the whole archive, as the service passes its image size limit.
 const MAX_TOTAL: u64 = 1 << 20;
+/// Images one layer may yield (the service allows 16 per pull).
+const MAX_IMAGES: usize = 16;
 
 /// An entry as a second tar reader finds it: type, name and bytes.
 type Found = (EntryType, Vec<u8>, Vec<u8>);
@@ -48,7 +50,7 @@ fn staging_is_empty() -> bool {
 
 pub fn run(data: &[u8]) {
     let store = crate::scratch::store();
-    let result = layer::extract(data, MAX_TOTAL, || store.stage(MAX_TOTAL), &Silent);
+    let result = layer::extract(data, MAX_TOTAL, MAX_IMAGES, || store.stage(MAX_TOTAL), &Silent);
     let images = match result {
         Ok(images) => images,
         Err(_) => {

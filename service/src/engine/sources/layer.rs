@@ -88,9 +88,13 @@ pub fn entry_name(raw: &[u8], is_dir: bool) -> Result<Option<String>, &'static s
 ///
 /// `max_total` bounds the bytes read out of the archive as a whole, so a decompression
 /// bomb stops at the limit even when it hides in entries that would be refused.
+/// `max_images` bounds the images taken: each holds a staging file (and its lock) open
+/// until the install ends, so a layer of many empty `.raw` entries would otherwise use
+/// up the service's descriptors.
 pub fn extract(
     reader: impl Read,
     max_total: u64,
+    max_images: usize,
     mut stage: impl FnMut() -> Result<Staged, StoreError>,
     progress: &dyn Progress,
 ) -> Result<Vec<Extracted>, LayerError> {
@@ -126,6 +130,9 @@ pub fn extract(
         }
         if !seen.insert(name.clone()) {
             return Err(refuse("the same name appears twice"));
+        }
+        if images.len() >= max_images {
+            return Err(refuse("more extension images than one install takes"));
         }
         let size = entry.size();
         let mut staged = stage()?;
@@ -282,7 +289,23 @@ mod tests {
     }
 
     fn run(tar: &[u8], store: &Store, max_total: u64) -> Result<Vec<Extracted>, LayerError> {
-        extract(tar, max_total, || store.stage(1 << 20), &Silent)
+        extract(tar, max_total, 16, || store.stage(1 << 20), &Silent)
+    }
+
+    #[test]
+    fn takes_no_more_images_than_it_may() {
+        let (_root, store) = store();
+        let names: Vec<Vec<u8>> = (0..17).map(|i| format!("e{i}.raw").into_bytes()).collect();
+        let entries: Vec<(&[u8], EntryType, &[u8])> =
+            names.iter().map(|n| (n.as_slice(), EntryType::Regular, &b""[..])).collect();
+        let tar = archive(&entries);
+        assert!(extract(tar.as_slice(), 1 << 20, 17, || store.stage(1 << 20), &Silent).is_ok_and(|i| i.len() == 17));
+        let refused = run(&tar, &store, 1 << 20);
+        assert!(
+            matches!(&refused, Err(LayerError::Entry { entry, reason }) if entry == "e16.raw" && reason.contains("more extension images")),
+            "{:?}",
+            refused.as_ref().err()
+        );
     }
 
     #[test]
@@ -416,7 +439,7 @@ mod tests {
         let pax = header(b"PaxHeaders/x.raw", EntryType::XHeader, 1 << 30);
         let body = std::io::repeat(b'A').take(1 << 30);
         let reader = std::io::Cursor::new(pax.as_bytes().to_vec()).chain(body);
-        let result = extract(reader, 8 << 30, || store.stage(1 << 20), &Silent);
+        let result = extract(reader, 8 << 30, 16, || store.stage(1 << 20), &Silent);
         match result {
             Err(LayerError::Archive(message)) => assert!(message.contains("headers before one entry"), "{message}"),
             Err(other) => panic!("expected the header bound, got {other}"),
@@ -425,7 +448,7 @@ mod tests {
         // A GNU long name the same way.
         let long = header(b"././@LongLink", EntryType::GNULongName, 1 << 30);
         let reader = std::io::Cursor::new(long.as_bytes().to_vec()).chain(std::io::repeat(b'a').take(1 << 30));
-        assert!(matches!(extract(reader, 8 << 30, || store.stage(1 << 20), &Silent), Err(LayerError::Archive(_))));
+        assert!(matches!(extract(reader, 8 << 30, 16, || store.stage(1 << 20), &Silent), Err(LayerError::Archive(_))));
     }
 
     #[test]

@@ -169,14 +169,24 @@ fn consume(
             });
         }
     }
+    if layers.len() > MAX_LAYERS {
+        return Err(OciError::Unusable(format!(
+            "the image has {} layers; an extension image has at most {MAX_LAYERS}",
+            layers.len()
+        )));
+    }
     let total: u64 = layers.iter().map(|l| u64::try_from(l.size).unwrap_or(0)).sum();
     progress.phase(Phase::Downloading);
     let counted = Counted { progress, total, done: Mutex::new(0) };
     let mut images = Vec::new();
     for descriptor in &layers {
         let shape = shape(descriptor)?;
+        let room = MAX_IMAGES.saturating_sub(images.len());
+        if room == 0 {
+            return Err(OciError::Unusable(format!("the image carries more than {MAX_IMAGES} extension images")));
+        }
         let mut reader = ChannelReader::new(rx, &counted, descriptor);
-        let unpacked = unpack(shape, &mut reader, max_image_size, stage, &counted);
+        let unpacked = unpack(shape, &mut reader, max_image_size, room, stage, &counted);
         images.extend(reader.settle(unpacked)?);
     }
     if images.is_empty() {
@@ -204,6 +214,7 @@ fn unpack(
     shape: Shape,
     reader: &mut ChannelReader<'_>,
     max_image_size: u64,
+    max_images: usize,
     stage: &mut impl FnMut() -> Result<Staged, StoreError>,
     counted: &Counted<'_>,
 ) -> Result<Vec<Extracted>, OciError> {
@@ -215,13 +226,13 @@ fn unpack(
             staged.copy_from(reader, Some(size), counted)?;
             vec![Extracted { file_name, staged }]
         }
-        Shape::Tar => layer::extract(reader, budget, stage, counted)?,
-        Shape::TarGzip => layer::extract(decompress::gzip(reader), budget, stage, counted)?,
+        Shape::Tar => layer::extract(reader, budget, max_images, stage, counted)?,
+        Shape::TarGzip => layer::extract(decompress::gzip(reader), budget, max_images, stage, counted)?,
         Shape::TarZstd => {
             // A hostile frame may ask for any window; zstd's own decoder default caps it here.
             let decoder = decompress::ZstdFrames::new(reader, ZSTD_MAX_WINDOW)
                 .map_err(|e| LayerError::Archive(format!("zstd: {e}")))?;
-            layer::extract(decoder, budget, stage, counted)?
+            layer::extract(decoder, budget, max_images, stage, counted)?
         }
     };
     Ok(images)
@@ -238,6 +249,12 @@ enum Shape {
     TarGzip,
     TarZstd,
 }
+
+/// The most layers an extension image may have; each is a download of its own.
+const MAX_LAYERS: usize = 16;
+/// The most extension images one pull takes (a bundle of several); each is staged until
+/// the install ends, and may be `max_image_size` large.
+const MAX_IMAGES: usize = 16;
 
 /// The largest zstd window accepted (128 MiB, the zstd decoder's own default limit).
 const ZSTD_MAX_WINDOW: u64 = 1 << 27;
@@ -621,6 +638,29 @@ mod tests {
         let pulled = outcome.expect("both layers are read");
         let names: Vec<_> = pulled.images.iter().map(|i| i.file_name.as_str()).collect();
         assert_eq!(names, ["a.raw", "b.raw"]);
+    }
+
+    #[test]
+    fn more_layers_or_images_than_an_extension_has_are_refused_before_staging_them() {
+        let layers: Vec<Vec<u8>> = (0..17).map(|i| tar_layer(&format!("e{i}.raw"), b"x", 0)).collect();
+        let (_root, outcome) = consume_stream(stream(&layers, |len| len));
+        assert!(matches!(&outcome, Err(OciError::Unusable(why)) if why.contains("17 layers")), "{:?}", outcome.err());
+        // Sixteen layers of one image each fill the pull; a seventeenth image in the last
+        // layer is one too many.
+        let mut layers: Vec<Vec<u8>> = (0..15).map(|i| tar_layer(&format!("e{i}.raw"), b"x", 0)).collect();
+        let mut builder = tar::Builder::new(Vec::new());
+        for name in ["y.raw", "z.raw"] {
+            let mut header = tar::Header::new_ustar();
+            header.set_path(name).expect("name");
+            header.set_size(1);
+            header.set_mode(0o644);
+            header.set_cksum();
+            builder.append(&header, &b"x"[..]).expect("append");
+        }
+        layers.push(builder.into_inner().expect("finish"));
+        let (_root, outcome) = consume_stream(stream(&layers, |len| len));
+        let refused = matches!(&outcome, Err(OciError::Layer(LayerError::Entry { entry, .. })) if entry == "z.raw");
+        assert!(refused, "{:?}", outcome.err());
     }
 
     /// `messages` with the end of its last layer replaced by the client's digest

@@ -104,7 +104,7 @@ proptest! {
     #[test]
     fn any_bytes_as_a_layer_are_handled(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
         let (_root, store) = crate::engine::store::temp_store();
-        let result = layer::extract(bytes.as_slice(), 1 << 20, || store.stage(1 << 20), &Silent);
+        let result = layer::extract(bytes.as_slice(), 1 << 20, 16, || store.stage(1 << 20), &Silent);
         if result.is_err() {
             let left = std::fs::read_dir(store.layout().tmp_dir()).map(|d| d.count()).unwrap_or(0);
             prop_assert_eq!(left, 0);
