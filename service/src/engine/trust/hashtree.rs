@@ -85,8 +85,9 @@ pub fn root_hash(file: &mut File, data: &Partition, sb: &Superblock) -> Result<[
     if covered < data.length {
         return Err(TrustError::Malformed("the verity hash tree does not cover the whole data partition"));
     }
-    // Level 0: one digest per data block, read in large pieces.
-    let mut digests: Vec<[u8; 32]> = Vec::new();
+    // Level 0: one digest per data block, read in large pieces, each folded into the
+    // tree at once.
+    let mut tree = Tree::new(sb)?;
     file.seek(SeekFrom::Start(data.offset))?;
     let per_read = (1u64 << 20).max(block) / block * block;
     let mut buffer = vec![0u8; usize::try_from(per_read).map_err(|_| TrustError::Malformed("block size"))?];
@@ -94,26 +95,117 @@ pub fn root_hash(file: &mut File, data: &Partition, sb: &Superblock) -> Result<[
     while left > 0 {
         let take = usize::try_from(left.min(per_read)).map_err(|_| TrustError::Malformed("block size"))?;
         file.read_exact(&mut buffer[..take])?;
-        digests.extend(buffer[..take].chunks_exact(block as usize).map(|b| salted(&sb.salt, b)));
+        for data_block in buffer[..take].chunks_exact(block as usize) {
+            tree.push(0, salted(&sb.salt, data_block));
+        }
         left -= take as u64;
     }
-    // Upper levels, until one hash block remains.
-    let per_block = sb.hash_block_size as usize / 32;
-    let mut hash_block = vec![0u8; sb.hash_block_size as usize];
-    loop {
-        let next: Vec<[u8; 32]> = digests
-            .chunks(per_block)
-            .map(|group| {
-                hash_block.fill(0);
-                for (slot, digest) in hash_block.chunks_exact_mut(32).zip(group) {
-                    slot.copy_from_slice(digest);
-                }
-                salted(&sb.salt, &hash_block)
-            })
-            .collect();
-        if next.len() <= 1 {
-            return next.first().copied().ok_or(TrustError::Malformed("no verity data"));
+    tree.root()
+}
+
+/// The hash tree built as the data streams by: one partly filled hash block per level,
+/// so that verifying an image takes memory in the tree's height, not in its size (an
+/// 8 GiB image of 512-byte blocks would otherwise hold 512 MiB of digests).
+struct Tree<'a> {
+    salt: &'a [u8],
+    /// Per level, the hash block being filled and how many digests it holds.
+    levels: Vec<(Vec<u8>, usize)>,
+    per_block: usize,
+    root: Option<[u8; 32]>,
+}
+
+impl<'a> Tree<'a> {
+    /// A tree over `sb.data_blocks` blocks: as many levels as it takes to reach one
+    /// hash block (at least one, as veritysetup builds it).
+    fn new(sb: &'a Superblock) -> Result<Self, TrustError> {
+        let per_block = sb.hash_block_size as usize / 32;
+        let per = u64::try_from(per_block).map_err(|_| TrustError::Malformed("block size"))?;
+        let mut height = 1;
+        let mut count = sb.data_blocks.div_ceil(per);
+        while count > 1 {
+            count = count.div_ceil(per);
+            height += 1;
         }
-        digests = next;
+        let levels = (0..height).map(|_| (vec![0u8; sb.hash_block_size as usize], 0)).collect();
+        Ok(Self { salt: &sb.salt, levels, per_block, root: None })
+    }
+
+    /// Adds the next digest of `level`; a full hash block goes one level up.
+    fn push(&mut self, level: usize, digest: [u8; 32]) {
+        let (block, filled) = &mut self.levels[level];
+        block[*filled * 32..(*filled + 1) * 32].copy_from_slice(&digest);
+        *filled += 1;
+        if *filled == self.per_block {
+            self.close(level);
+        }
+    }
+
+    /// Hashes the block of `level` (zero-padded) into the level above, or the root.
+    fn close(&mut self, level: usize) {
+        let (block, filled) = &mut self.levels[level];
+        let digest = salted(self.salt, block);
+        block.fill(0);
+        *filled = 0;
+        if level + 1 < self.levels.len() {
+            self.push(level + 1, digest);
+        } else {
+            self.root = Some(digest);
+        }
+    }
+
+    /// Closes the partly filled blocks, bottom up, and returns the root.
+    fn root(mut self) -> Result<[u8; 32], TrustError> {
+        for level in 0..self.levels.len() {
+            if self.levels[level].1 > 0 {
+                self.close(level);
+            }
+        }
+        self.root.ok_or(TrustError::Malformed("no verity data"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tree as the format describes it, level by level in memory.
+    fn whole_tree_root(data: &[u8], sb: &Superblock) -> [u8; 32] {
+        let mut digests: Vec<[u8; 32]> =
+            data.chunks_exact(sb.data_block_size as usize).map(|b| salted(&sb.salt, b)).collect();
+        let per_block = sb.hash_block_size as usize / 32;
+        loop {
+            let next: Vec<[u8; 32]> = digests
+                .chunks(per_block)
+                .map(|group| {
+                    let mut block = vec![0u8; sb.hash_block_size as usize];
+                    for (slot, digest) in block.chunks_exact_mut(32).zip(group) {
+                        slot.copy_from_slice(digest);
+                    }
+                    salted(&sb.salt, &block)
+                })
+                .collect();
+            if next.len() <= 1 {
+                return next[0];
+            }
+            digests = next;
+        }
+    }
+
+    #[test]
+    fn the_streamed_tree_has_the_root_of_the_whole_tree() {
+        // 512-byte hash blocks hold 16 digests: 1, 16, 17, 256 and 257 blocks cross
+        // every boundary between one, two and three levels.
+        for blocks in [1u64, 2, 15, 16, 17, 255, 256, 257, 300] {
+            for hash_block_size in [512u32, 4096] {
+                let sb = Superblock { data_block_size: 512, hash_block_size, data_blocks: blocks, salt: vec![7; 32] };
+                let data: Vec<u8> = (0..blocks * 512).map(|i| (i % 251) as u8).collect();
+                let mut tree = Tree::new(&sb).expect("tree");
+                for block in data.chunks_exact(512) {
+                    tree.push(0, salted(&sb.salt, block));
+                }
+                let root = tree.root().expect("root");
+                assert_eq!(root, whole_tree_root(&data, &sb), "{blocks} blocks, {hash_block_size}-byte hash blocks");
+            }
+        }
     }
 }
