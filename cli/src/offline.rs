@@ -4,6 +4,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use kairos_extensions_dbus::{ExtensionDescription, ExtensionName};
+use kairos_extensionsd::bus::describe::remembered_updates;
 use kairos_extensionsd::engine::digest::Sha256Digest;
 use kairos_extensionsd::engine::progress::Silent;
 use kairos_extensionsd::engine::sources::{self, Source};
@@ -37,16 +38,22 @@ pub fn run(root: &Path, config_file: Option<&Path>, command: Command, out: Outpu
     match command {
         Command::List { filter, .. } => {
             let state = filter.state();
-            let list: Vec<ExtensionDescription> = engine
-                .list()?
+            let listed = engine.list()?;
+            let mut updates = remembered_updates(&engine, &listed)?;
+            let list: Vec<ExtensionDescription> = listed
                 .iter()
-                .map(ExtensionDescription::from)
+                .map(|ext| ExtensionDescription {
+                    updates: updates.remove(&ext.name),
+                    ..ExtensionDescription::from(ext)
+                })
                 .filter(|e| state.is_none_or(|s| e.enabled.contains(&s)))
                 .collect();
             out.data(&list, |style, legend| render::table(&list, state, style, legend))?;
         }
         Command::Inspect { name, .. } => {
-            let ext = ExtensionDescription::from(&engine.describe(&name)?);
+            let described = engine.describe(&name)?;
+            let updates = remembered_updates(&engine, std::slice::from_ref(&described))?.remove(&described.name);
+            let ext = ExtensionDescription { updates, ..ExtensionDescription::from(&described) };
             out.data(&ext, |style, _| render::details(&ext, style))?;
         }
         Command::Install(args) => {

@@ -3,7 +3,9 @@
 //! the same thing for the same store. Colour comes from the [`Style`]; `legend` turns
 //! headers and empty-result notes on or off (`--no-legend`).
 
-use kairos_extensions_dbus::{BootState, ExtensionDescription, ExtensionKind, ExtensionStatus, JobState};
+use kairos_extensions_dbus::{
+    BootState, ExtensionDescription, ExtensionKind, ExtensionStatus, JobState, UpdateCheck, UpdateDescription,
+};
 use serde::Serialize;
 
 use crate::human;
@@ -100,11 +102,34 @@ pub fn details(e: &ExtensionDescription, style: Style) -> String {
     if let Some(protection) = &e.protection {
         out.push_str(&format!("Protection: {protection}\n"));
     }
+    if let Some(updates) = &e.updates {
+        out.push_str(&format!("Update:     {}\n", update_said(updates)));
+        if !updates.previous_version.is_empty() {
+            out.push_str(&format!("Previous:   {} (kairos-ext rollback restores it)\n", updates.previous_version));
+        }
+    }
     out.push_str("Release:\n");
     for (key, value) in &e.release {
         out.push_str(&format!("  {key}={value}\n"));
     }
     out
+}
+
+/// What the last check found, and when.
+fn update_said(u: &UpdateDescription) -> String {
+    let found = match &u.update_check {
+        UpdateCheck::Ok if u.update_available && u.available_version.is_empty() => {
+            format!("a newer image: {}", u.available_source)
+        }
+        UpdateCheck::Ok if u.update_available => format!("{} available: {}", u.available_version, u.available_source),
+        UpdateCheck::Ok => "up to date".to_owned(),
+        UpdateCheck::Pinned => "pinned (never updates)".to_owned(),
+        UpdateCheck::Local => "installed from a local file (nothing to check)".to_owned(),
+        UpdateCheck::CannotCheck => "its source cannot tell a newer version".to_owned(),
+        UpdateCheck::NotChecked => return "not checked (kairos-ext check)".to_owned(),
+        UpdateCheck::Failed(error) => format!("check failed: {error}"),
+    };
+    if u.checked_time == 0 { found } else { format!("{found} (checked {})", human::time(u.checked_time)) }
 }
 
 /// What the service says of itself (`status`).
@@ -261,7 +286,27 @@ mod tests {
             kind: Some(ExtensionKind::Image),
             release: [("ID".to_owned(), "_any".to_owned())].into(),
             protection: None,
+            updates: None,
         }
+    }
+
+    #[test]
+    fn details_say_what_the_last_check_found() {
+        let plain = details(&hello(), Style::PLAIN);
+        assert!(!plain.contains("Update:"), "nothing known, nothing said: {plain}");
+        let never = ExtensionDescription { updates: Some(UpdateDescription::default()), ..hello() };
+        assert!(details(&never, Style::PLAIN).contains("Update:     not checked (kairos-ext check)\n"));
+        let newer = UpdateDescription {
+            update_available: true,
+            available_source: "oci://r/hello:v1@sha256:cd".into(),
+            update_check: UpdateCheck::Ok,
+            checked_time: 1,
+            previous_version: "0.9".into(),
+            ..UpdateDescription::default()
+        };
+        let text = details(&ExtensionDescription { updates: Some(newer), ..hello() }, Style::PLAIN);
+        assert!(text.contains("Update:     a newer image: oci://r/hello:v1@sha256:cd (checked "), "{text}");
+        assert!(text.contains("Previous:   0.9 (kairos-ext rollback restores it)\n"), "{text}");
     }
 
     fn masked() -> ExtensionDescription {

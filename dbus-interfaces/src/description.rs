@@ -9,7 +9,7 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::properties::ExtensionProperties;
-use crate::{BootState, ExtensionStatus};
+use crate::{BootState, ExtensionStatus, UpdateCheck};
 
 /// The format of [`ExtensionDescription`] this crate writes and reads.
 ///
@@ -43,6 +43,7 @@ pub const DESCRIPTION_FORMAT: u32 = 1;
 /// | `kind` | string, optional | `image` or `directory` |
 /// | `release` | object | the whole extension-release, `KEY: value` |
 /// | `protection` | string, optional | `unprotected`, `verity` or `signed by <subject>`, once the image was verified |
+/// | `updates` | object, optional | the Extension object's update properties ([`UpdateDescription`]) |
 ///
 /// `Describe` fills every field, verifying the image to say `protection`. A listing
 /// built from the extension objects' properties ([`ExtensionProperties`]) has no
@@ -93,6 +94,36 @@ pub struct ExtensionDescription {
     /// How the image is protected, once it was verified (`Describe` verifies it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protection: Option<String>,
+    /// What is known about its updates; `None` when not known to whoever built this
+    /// description (a reader of an older service).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updates: Option<UpdateDescription>,
+}
+
+/// The update properties of an extension, as the `updates` object of a description:
+///
+/// | field | JSON | property |
+/// |---|---|---|
+/// | `update_available` | bool | `UpdateAvailable` |
+/// | `available_version` | string | `AvailableVersion` |
+/// | `available_source` | string | `AvailableSource` |
+/// | `checked_time` | number | `CheckedTime`, µs since the epoch, 0 when never checked |
+/// | `update_check` | string | `UpdateCheck`: `""`, `ok`, `pinned`, `local`, `cannot-check` or the error |
+/// | `previous_version` | string | `PreviousVersion`, what `rollback` restores; empty when none |
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateDescription {
+    /// `UpdateAvailable`.
+    pub update_available: bool,
+    /// `AvailableVersion`.
+    pub available_version: String,
+    /// `AvailableSource`.
+    pub available_source: String,
+    /// `CheckedTime`.
+    pub checked_time: u64,
+    /// `UpdateCheck`.
+    pub update_check: UpdateCheck,
+    /// `PreviousVersion`.
+    pub previous_version: String,
 }
 
 impl ExtensionDescription {
@@ -131,6 +162,14 @@ impl From<ExtensionProperties> for ExtensionDescription {
             kind: None,
             release: p.release,
             protection: None,
+            updates: Some(UpdateDescription {
+                update_available: p.update_available,
+                available_version: p.available_version,
+                available_source: p.available_source,
+                checked_time: p.checked_time,
+                update_check: p.update_check,
+                previous_version: p.previous_version,
+            }),
         }
     }
 }
@@ -198,6 +237,14 @@ mod tests {
             kind: Some(ExtensionKind::Image),
             release: BTreeMap::from([("ID".to_owned(), "_any".to_owned())]),
             protection: Some("signed by CN=test".into()),
+            updates: Some(UpdateDescription {
+                update_available: true,
+                available_version: String::new(),
+                available_source: "oci://registry.example/k3s:v1@sha256:cc".into(),
+                checked_time: 1_700_000_000_000_001,
+                update_check: UpdateCheck::Ok,
+                previous_version: "1.31".into(),
+            }),
         }
     }
 
@@ -224,6 +271,7 @@ mod tests {
             "kind",
             "release",
             "protection",
+            "updates",
         ];
         let mut keys_sorted = keys.clone();
         keys_sorted.sort_unstable();
@@ -233,6 +281,17 @@ mod tests {
         assert_eq!(value["enabled"], json!(["active", "common"]));
         assert_eq!((value["status"].as_str(), value["kind"].as_str()), (Some("ok"), Some("image")));
         assert_eq!(value["release"], json!({ "ID": "_any" }));
+        assert_eq!(
+            value["updates"],
+            json!({
+                "update_available": true,
+                "available_version": "",
+                "available_source": "oci://registry.example/k3s:v1@sha256:cc",
+                "checked_time": 1_700_000_000_000_001u64,
+                "update_check": "ok",
+                "previous_version": "1.31",
+            })
+        );
     }
 
     #[test]
@@ -246,10 +305,16 @@ mod tests {
 
     #[test]
     fn unknown_optional_fields_are_left_out_not_guessed() {
-        let listed =
-            ExtensionDescription { resolved_digest: None, file: None, kind: None, protection: None, ..described() };
+        let listed = ExtensionDescription {
+            resolved_digest: None,
+            file: None,
+            kind: None,
+            protection: None,
+            updates: None,
+            ..described()
+        };
         let value = serde_json::to_value(&listed).expect("value");
-        for absent in ["resolved_digest", "file", "kind", "protection"] {
+        for absent in ["resolved_digest", "file", "kind", "protection", "updates"] {
             assert!(value.get(absent).is_none(), "{absent} in {value}");
         }
         assert_eq!(ExtensionDescription::from_json(&value.to_string()).expect("reads"), listed);

@@ -23,7 +23,7 @@ mod update_check;
 pub const INTERFACE_XML: &str = include_str!("../org.kairos.Extensions1.xml");
 
 pub use boot_state::{BootState, UnknownBootState};
-pub use description::{DESCRIPTION_FORMAT, ExtensionDescription, ExtensionKind};
+pub use description::{DESCRIPTION_FORMAT, ExtensionDescription, ExtensionKind, UpdateDescription};
 pub use job_result::{JobResult, NotFinal, UnknownJobResult};
 pub use job_state::{JobState, UnknownJobState};
 pub use job_type::{JobType, UnknownJobType};

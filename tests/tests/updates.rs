@@ -111,9 +111,20 @@ fn a_moved_tag_is_checked_updated_now_and_rolled_back_with_signals() {
     assert!(listed.contains("Updates available: hello"), "{listed}");
     assert_eq!(stdout(&rig.ns.run("hello-kx", &[])).trim(), "v1", "a check changes nothing");
 
+    // Describe carries the update properties, and inspect says them.
+    let described: Value =
+        serde_json::from_str(&ok(rig.kairos_ext(&["inspect", "hello", "--json"]), "inspect")).expect("inspect --json");
+    assert_eq!(described["updates"]["update_available"], json!(true), "{described}");
+    assert_eq!(described["updates"]["available_source"], json!(format!("{source}@{v2_manifest}")));
+    let said = ok(rig.kairos_ext(&["inspect", "hello"]), "inspect");
+    assert!(said.contains(&format!("Update:     a newer image: {source}@{v2_manifest} (checked ")), "{said}");
+
     // What the check found outlives the service, which exits when idle.
     restart(&mut rig);
     assert_eq!(property(&rig, "UpdateAvailable"), "b true", "the check is remembered across a restart");
+    let offline = rig.ns.command(bins::kairos_ext()).args(["--root", "/", "inspect", "hello", "--json"]).output();
+    let offline: Value = serde_json::from_slice(&offline.expect("runs").stdout).expect("offline inspect --json");
+    assert_eq!(offline["updates"], described["updates"], "offline mode reads the same remembered check");
     assert!(ok(rig.kairos_ext(&["list"]), "list").contains("Updates available: hello"));
 
     // A version is for catalog installs only: refused at once, and nothing changes.

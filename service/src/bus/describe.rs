@@ -4,10 +4,13 @@
 //! [`ExtensionDescription`], and this conversion is the one place the two meet. The CLI's
 //! offline mode uses it too, so both modes print the same JSON.
 
-use kairos_extensions_dbus::{DESCRIPTION_FORMAT, ExtensionDescription, ExtensionKind};
+use std::collections::BTreeMap;
 
-use crate::engine::Extension;
+use kairos_extensions_dbus::{DESCRIPTION_FORMAT, ExtensionDescription, ExtensionKind, UpdateDescription};
+
+use super::model::UpdateInfo;
 use crate::engine::store::EntryKind;
+use crate::engine::{Engine, Extension};
 
 impl From<&Extension> for ExtensionDescription {
     fn from(ext: &Extension) -> Self {
@@ -30,8 +33,46 @@ impl From<&Extension> for ExtensionDescription {
             kind: Some(kind(ext.kind)),
             release: ext.release.clone(),
             protection: ext.protection.clone(),
+            updates: None,
         }
     }
+}
+
+impl From<&UpdateInfo> for UpdateDescription {
+    fn from(info: &UpdateInfo) -> Self {
+        Self {
+            update_available: info.update_available,
+            available_version: info.available_version.clone(),
+            available_source: info.available_source.clone(),
+            checked_time: info.checked_time,
+            update_check: info.check.clone(),
+            previous_version: info.previous_version.clone(),
+        }
+    }
+}
+
+/// The `updates` of each of `exts` from what outlives the service (the last check of the
+/// image installed now, and the previous version kept for rollback): what the service
+/// reports when it starts, and so what offline mode prints, so that both modes describe
+/// an extension alike.
+pub fn remembered_updates(
+    engine: &Engine,
+    exts: &[Extension],
+) -> crate::engine::Result<BTreeMap<String, UpdateDescription>> {
+    let installed: Vec<(String, String)> = exts.iter().map(|e| (e.name.clone(), e.digest.clone())).collect();
+    let checks = engine.remembered_checks(&installed);
+    let previous: BTreeMap<String, String> = engine.previous_versions()?.into_iter().collect();
+    Ok(exts
+        .iter()
+        .map(|ext| {
+            let mut info = UpdateInfo::default();
+            if let Some(outcome) = checks.iter().find(|c| c.name == ext.name) {
+                info.take_check(outcome);
+            }
+            info.previous_version = previous.get(&ext.name).cloned().unwrap_or_default();
+            (ext.name.clone(), UpdateDescription::from(&info))
+        })
+        .collect())
 }
 
 fn kind(kind: EntryKind) -> ExtensionKind {

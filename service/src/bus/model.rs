@@ -43,6 +43,17 @@ pub struct UpdateInfo {
     pub previous_version: String,
 }
 
+impl UpdateInfo {
+    /// Takes in what a check of this extension found.
+    pub fn take_check(&mut self, outcome: &CheckOutcome) {
+        self.update_available = outcome.update_available;
+        self.available_version = outcome.available_version.clone();
+        self.available_source = outcome.available_source.clone();
+        self.checked_time = outcome.checked_time_us;
+        self.check = outcome.check.clone();
+    }
+}
+
 /// Something about updates that clients have not been told yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpdateNews {
@@ -236,13 +247,7 @@ impl Model {
 
     /// Takes in what a check found.
     pub fn record_check(&mut self, outcome: &CheckOutcome) {
-        self.change_update_info(&outcome.name, |info| {
-            info.update_available = outcome.update_available;
-            info.available_version = outcome.available_version.clone();
-            info.available_source = outcome.available_source.clone();
-            info.checked_time = outcome.checked_time_us;
-            info.check = outcome.check.clone();
-        });
+        self.change_update_info(&outcome.name, |info| info.take_check(outcome));
     }
 
     /// Takes in the version of every previous image (names without one have none).

@@ -155,7 +155,7 @@ pub async fn describe(shared: &Arc<Shared>, connection: &Connection, name: &str)
             }
         });
     }
-    kairos_extensions_dbus::ExtensionDescription::from(&described)
-        .to_json()
-        .map_err(|e| BusError::failed(format!("cannot describe {name}: {e}")))
+    let mut description = kairos_extensions_dbus::ExtensionDescription::from(&described);
+    description.updates = Some((&shared.model().update_info(name.as_str())).into());
+    description.to_json().map_err(|e| BusError::failed(format!("cannot describe {name}: {e}")))
 }
