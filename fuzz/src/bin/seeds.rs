@@ -241,16 +241,14 @@ const ROOT: &str = "4f68bce3e8cd4db196e7fbcaf984b709";
 const ROOT_VERITY: &str = "2c7357edebd246d9aec123d437ec2bf5";
 const ROOT_SIGNATURE: &str = "41092b059fc84523994f2def0408b176";
 
-/// A 64-sector GPT image (512-byte sectors unless `sector` says otherwise): a root
-/// partition of 8 blocks, its verity partition, and, with `sign`, a signature partition;
-/// partition UUIDs carry the root hash, as systemd-repart writes them.
+/// A 2 MiB GPT image (512-byte sectors unless `sector` says otherwise) that libblkid
+/// reads as one (a protective MBR, primary and backup tables with their CRCs, more than
+/// the 1.44 MiB below which it looks for none): a root partition of 8 blocks, its verity
+/// partition, and, with `sign`, a signature partition; partition UUIDs carry the root
+/// hash, as systemd-repart writes them.
 fn verity_image(sector: usize, sign: bool) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
-    let mut bytes = vec![0u8; 64 * sector];
-    let header = &mut bytes[sector..sector + 92];
-    header[..8].copy_from_slice(b"EFI PART");
-    header[72..80].copy_from_slice(&2u64.to_le_bytes());
-    header[80..84].copy_from_slice(&4u32.to_le_bytes());
-    header[84..88].copy_from_slice(&128u32.to_le_bytes());
+    let sectors = (2 << 20) / sector;
+    let mut bytes = vec![0u8; sectors * sector];
     let (data, hash, sig) = ((34u64, 41u64), (42u64, 49u64), (50u64, 57u64));
     // Data blocks with content, and the verity superblock at the start of its partition.
     for (i, b) in bytes[34 * sector..42 * sector].iter_mut().enumerate() {
@@ -289,14 +287,46 @@ fn verity_image(sector: usize, sign: bool) -> Result<Vec<u8>, Box<dyn std::error
         bytes[start..start + json.len()].copy_from_slice(&json);
         parts.push((ROOT_SIGNATURE, "0".repeat(31) + "1", sig));
     }
+    let mut entries = vec![0u8; 4 * 128];
     for (i, (kind, uuid, (first, last))) in parts.iter().enumerate() {
-        let entry = &mut bytes[2 * sector + i * 128..2 * sector + (i + 1) * 128];
+        let entry = &mut entries[i * 128..(i + 1) * 128];
         entry[..16].copy_from_slice(&guid_bytes(kind)?);
         entry[16..32].copy_from_slice(&guid_bytes(uuid)?);
         entry[32..40].copy_from_slice(&first.to_le_bytes());
         entry[40..48].copy_from_slice(&last.to_le_bytes());
     }
+    seal(&mut bytes, sector, &entries);
     Ok(bytes)
+}
+
+/// Makes `bytes` a GPT disk of `sector`-byte sectors whose four entries are `entries`:
+/// a protective MBR, the primary table at LBA 1 and 2, the backup at the last two LBAs.
+fn seal(bytes: &mut [u8], sector: usize, entries: &[u8]) {
+    let last = (bytes.len() / sector - 1) as u64;
+    let header = |lba: u64, entries_lba: u64| {
+        let mut h = vec![0u8; 92];
+        h[..8].copy_from_slice(b"EFI PART");
+        h[8..12].copy_from_slice(&0x0001_0000u32.to_le_bytes());
+        h[12..16].copy_from_slice(&92u32.to_le_bytes());
+        h[24..32].copy_from_slice(&lba.to_le_bytes());
+        h[32..40].copy_from_slice(&(if lba == 1 { last } else { 1 }).to_le_bytes());
+        h[40..48].copy_from_slice(&34u64.to_le_bytes());
+        h[48..56].copy_from_slice(&(last - 33).to_le_bytes());
+        h[72..80].copy_from_slice(&entries_lba.to_le_bytes());
+        h[80..84].copy_from_slice(&4u32.to_le_bytes());
+        h[84..88].copy_from_slice(&128u32.to_le_bytes());
+        h[88..92].copy_from_slice(&crc32fast::hash(entries).to_le_bytes());
+        let crc = crc32fast::hash(&h);
+        h[16..20].copy_from_slice(&crc.to_le_bytes());
+        h
+    };
+    let at = |lba: u64| lba as usize * sector;
+    bytes[446 + 4] = 0xee;
+    bytes[510..512].copy_from_slice(&[0x55, 0xaa]);
+    bytes[at(1)..at(1) + 92].copy_from_slice(&header(1, 2));
+    bytes[at(2)..at(2) + entries.len()].copy_from_slice(entries);
+    bytes[at(last)..at(last) + 92].copy_from_slice(&header(last, last - 1));
+    bytes[at(last - 1)..at(last - 1) + entries.len()].copy_from_slice(entries);
 }
 
 fn gpt() -> Result<Seeds, Box<dyn std::error::Error>> {
