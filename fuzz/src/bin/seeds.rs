@@ -8,7 +8,8 @@
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
-use kairos_extensionsd::engine::trust::{gpt::Partition, hashtree};
+use kairos_extensionsd::engine::trust::gpt::{self, Partition};
+use kairos_extensionsd::engine::trust::hashtree;
 use openssl::pkcs7::{Pkcs7, Pkcs7Flags};
 use openssl::pkey::PKey;
 use openssl::stack::Stack;
@@ -295,38 +296,8 @@ fn verity_image(sector: usize, sign: bool) -> Result<Vec<u8>, Box<dyn std::error
         entry[32..40].copy_from_slice(&first.to_le_bytes());
         entry[40..48].copy_from_slice(&last.to_le_bytes());
     }
-    seal(&mut bytes, sector, &entries);
+    gpt::seal(&mut bytes, sector, &entries, &entries);
     Ok(bytes)
-}
-
-/// Makes `bytes` a GPT disk of `sector`-byte sectors whose four entries are `entries`:
-/// a protective MBR, the primary table at LBA 1 and 2, the backup at the last two LBAs.
-fn seal(bytes: &mut [u8], sector: usize, entries: &[u8]) {
-    let last = (bytes.len() / sector - 1) as u64;
-    let header = |lba: u64, entries_lba: u64| {
-        let mut h = vec![0u8; 92];
-        h[..8].copy_from_slice(b"EFI PART");
-        h[8..12].copy_from_slice(&0x0001_0000u32.to_le_bytes());
-        h[12..16].copy_from_slice(&92u32.to_le_bytes());
-        h[24..32].copy_from_slice(&lba.to_le_bytes());
-        h[32..40].copy_from_slice(&(if lba == 1 { last } else { 1 }).to_le_bytes());
-        h[40..48].copy_from_slice(&34u64.to_le_bytes());
-        h[48..56].copy_from_slice(&(last - 33).to_le_bytes());
-        h[72..80].copy_from_slice(&entries_lba.to_le_bytes());
-        h[80..84].copy_from_slice(&4u32.to_le_bytes());
-        h[84..88].copy_from_slice(&128u32.to_le_bytes());
-        h[88..92].copy_from_slice(&crc32fast::hash(entries).to_le_bytes());
-        let crc = crc32fast::hash(&h);
-        h[16..20].copy_from_slice(&crc.to_le_bytes());
-        h
-    };
-    let at = |lba: u64| lba as usize * sector;
-    bytes[446 + 4] = 0xee;
-    bytes[510..512].copy_from_slice(&[0x55, 0xaa]);
-    bytes[at(1)..at(1) + 92].copy_from_slice(&header(1, 2));
-    bytes[at(2)..at(2) + entries.len()].copy_from_slice(entries);
-    bytes[at(last)..at(last) + 92].copy_from_slice(&header(last, last - 1));
-    bytes[at(last - 1)..at(last - 1) + entries.len()].copy_from_slice(entries);
 }
 
 fn gpt() -> Result<Seeds, Box<dyn std::error::Error>> {

@@ -198,13 +198,14 @@ pub fn guid(bytes: &[u8]) -> String {
     )
 }
 
-/// For tests here and in `proof`: makes `bytes` (whole 512-byte sectors, more than
-/// 1.44 MiB) a disk that libblkid reads as GPT: a protective MBR, a primary table of
-/// the four 128-byte entries `primary` at LBA 2 and a backup table of `backup`, each
-/// with correct CRCs.
-#[cfg(test)]
-pub(crate) fn seal_for_tests(bytes: &mut [u8], primary: &[u8], backup: &[u8]) {
-    let last = (bytes.len() / 512 - 1) as u64;
+/// Makes `bytes` (whole sectors of `sector` bytes, more than 1.44 MiB) a disk that
+/// libblkid, and so [`partitions`], reads as GPT: a protective MBR, a primary table of
+/// the four 128-byte entries `primary` at LBA 2 and a backup table of `backup` at the
+/// end, each with correct CRCs, LBAs 34 to the last but 33 usable. For building test
+/// images and fuzz seeds; it panics on a disk smaller than 68 sectors or entries that
+/// are not 512 bytes.
+pub fn seal(bytes: &mut [u8], sector: usize, primary: &[u8], backup: &[u8]) {
+    let last = (bytes.len() / sector - 1) as u64;
     let header = |lba: u64, entries_lba: u64, entries: &[u8]| {
         let mut h = vec![0u8; HEADER_LEN];
         h[..8].copy_from_slice(b"EFI PART");
@@ -222,13 +223,13 @@ pub(crate) fn seal_for_tests(bytes: &mut [u8], primary: &[u8], backup: &[u8]) {
         h[16..20].copy_from_slice(&crc.to_le_bytes());
         h
     };
-    let at = |lba: u64| (lba * 512) as usize;
+    let at = |lba: u64| lba as usize * sector;
     bytes[446 + 4] = PROTECTIVE_MBR_TYPE;
     bytes[510..512].copy_from_slice(&[0x55, 0xaa]);
     bytes[at(1)..at(1) + HEADER_LEN].copy_from_slice(&header(1, 2, primary));
     bytes[at(2)..at(2) + 512].copy_from_slice(primary);
     bytes[at(last)..at(last) + HEADER_LEN].copy_from_slice(&header(last, last - 1, backup));
-    bytes[at(last - 1)..at(last)].copy_from_slice(backup);
+    bytes[at(last - 1)..at(last - 1) + 512].copy_from_slice(backup);
 }
 
 #[cfg(test)]
@@ -237,7 +238,7 @@ mod tests {
 
     use super::*;
 
-    /// 4 MiB of 512-byte sectors: the last LBA. `seal_for_tests` makes LBAs 34 to
+    /// 4 MiB of 512-byte sectors: the last LBA. `seal` makes LBAs 34 to
     /// `LAST - 33` usable.
     const LAST: u64 = 8191;
 
@@ -261,7 +262,7 @@ mod tests {
     /// listing `backup`; `spoil` then changes any byte of it.
     fn disk(primary: &[Vec<u8>], backup: &[Vec<u8>], spoil: impl FnOnce(&mut Vec<u8>)) -> tempfile::NamedTempFile {
         let mut bytes = vec![0u8; usize::try_from((LAST + 1) * 512).expect("size")];
-        seal_for_tests(&mut bytes, &entries(primary), &entries(backup));
+        seal(&mut bytes, 512, &entries(primary), &entries(backup));
         spoil(&mut bytes);
         let mut file = tempfile::NamedTempFile::new().expect("temp file");
         file.write_all(&bytes).expect("write image");

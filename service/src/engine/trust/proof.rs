@@ -220,7 +220,7 @@ mod tests {
             entry[32..40].copy_from_slice(&first.to_le_bytes());
             entry[40..48].copy_from_slice(&last.to_le_bytes());
         }
-        gpt::seal_for_tests(&mut bytes, &entries, &entries);
+        gpt::seal(&mut bytes, 512, &entries, &entries);
         fill(&mut bytes);
         let mut file = tempfile::NamedTempFile::new().expect("temp file");
         file.write_all(&bytes).expect("write image");
