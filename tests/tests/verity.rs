@@ -424,8 +424,8 @@ fn the_service_installs_a_trusted_signed_image_under_strict_and_refuses_a_strang
 }
 
 /// On systemd 252 without device-mapper a verity image cannot be mounted, and a refresh
-/// that fails leaves the merge that was in place: replacing a merged plain image with
-/// one must not be reported as merged while the old image is what the system runs.
+/// that fails leaves the merge that was in place (and exits 0): replacing a merged plain
+/// image with one must not be reported as merged while the old image is what runs.
 #[test]
 fn a_replacement_that_cannot_merge_is_not_reported_merged_and_is_undone() {
     if !x86_64("a_replacement_that_cannot_merge_is_not_reported_merged_and_is_undone") {
@@ -443,8 +443,14 @@ fn a_replacement_that_cannot_merge_is_not_reported_merged_and_is_undone() {
     let verity = signing.image("good", Some("trusted"));
     let out = rig.kairos_ext(&["install", verity.to_str().expect("utf-8"), "--replace", "--enable", "common", "--now"]);
     let said = format!("{}{}", stdout(&out), stderr(&out));
-    assert!(!out.status.success(), "the verity image is not what runs: {said}");
-    assert!(said.contains("did not merge"), "{said}");
-    assert_eq!(rig.store_snapshot(), before, "the replacement is undone");
-    assert_eq!(rig.ns.merged(), ["good"], "the plain image stays merged");
+    // Only the verity image has /usr/share/payload. Where device-mapper works it may
+    // really merge; here (TESTING.md: no device-mapper) it cannot. Either way, success
+    // must mean it runs.
+    let runs_new = rig.ns.run("test", &["-e", "/usr/share/payload"]).status.success();
+    assert_eq!(out.status.success(), runs_new, "reported as it is: {said}");
+    if !runs_new {
+        assert!(said.contains("did not merge"), "{said}");
+        assert_eq!(rig.store_snapshot(), before, "the replacement is undone");
+        assert_eq!(rig.ns.merged(), ["good"], "the plain image stays merged");
+    }
 }
