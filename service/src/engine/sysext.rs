@@ -214,11 +214,8 @@ pub fn stale_merge(
     release: &super::release::ReleaseFields,
     run: &RefreshRun,
 ) -> Option<String> {
-    let merged_release = ["usr", "opt"].iter().find_map(|hierarchy| {
-        let path = root.join(hierarchy).join("lib/extension-release.d").join(format!("extension-release.{name}"));
-        fs::read_to_string(path).ok()
-    });
-    if let Some(text) = merged_release
+    let merged_release = root.join("usr/lib/extension-release.d").join(format!("extension-release.{name}"));
+    if let Ok(text) = fs::read_to_string(merged_release)
         && super::release::parse(&text) != *release
     {
         return Some(
