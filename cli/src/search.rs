@@ -142,10 +142,11 @@ pub async fn through_service(
     text: Option<&str>,
     out: &Output,
 ) -> Result<()> {
-    if manager.catalogs().await.map_err(|e| crate::client::explain(e, false))?.is_empty() {
+    let entries = manager.list_catalog().await.map_err(|e| crate::client::explain(e, false))?;
+    // Only an empty listing raises the question, so only then is it asked.
+    if entries.is_empty() && manager.catalogs().await.map_err(|e| crate::client::explain(e, false))?.is_empty() {
         return Err(CatalogError::NoneConfigured.into());
     }
-    let entries = manager.list_catalog().await.map_err(|e| crate::client::explain(e, false))?;
     print(&matching(entries, installed, text), out)
 }
 
