@@ -60,19 +60,20 @@ pub fn remembered_updates(
     exts: &[Extension],
 ) -> crate::engine::Result<BTreeMap<String, UpdateDescription>> {
     let installed: Vec<(String, String)> = exts.iter().map(|e| (e.name.clone(), e.digest.clone())).collect();
-    let checks = engine.remembered_checks(&installed);
-    let previous: BTreeMap<String, String> = engine.previous_versions()?.into_iter().collect();
-    Ok(exts
+    let mut previous: BTreeMap<String, String> = engine.previous_versions()?.into_iter().collect();
+    let mut updates: BTreeMap<String, UpdateInfo> = exts
         .iter()
         .map(|ext| {
-            let mut info = UpdateInfo::default();
-            if let Some(outcome) = checks.iter().find(|c| c.name == ext.name) {
-                info.take_check(outcome);
-            }
-            info.previous_version = previous.get(&ext.name).cloned().unwrap_or_default();
-            (ext.name.clone(), UpdateDescription::from(&info))
+            let previous_version = previous.remove(&ext.name).unwrap_or_default();
+            (ext.name.clone(), UpdateInfo { previous_version, ..UpdateInfo::default() })
         })
-        .collect())
+        .collect();
+    for outcome in engine.remembered_checks(&installed) {
+        if let Some(info) = updates.get_mut(&outcome.name) {
+            info.take_check(&outcome);
+        }
+    }
+    Ok(updates.into_iter().map(|(name, info)| (name, UpdateDescription::from(&info))).collect())
 }
 
 fn kind(kind: EntryKind) -> ExtensionKind {
