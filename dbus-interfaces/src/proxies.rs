@@ -9,7 +9,7 @@
 //! `InteractiveAuthorizationRequired`), and `enable_interactive` sends it with the flag,
 //! for a caller that runs a polkit agent and will wait for the person.
 //!
-//! Each property carries the XML's `EmitsChangedSignal` annotation (a test below holds
+//! Each property carries the XML's `EmitsChangedSignal` annotation (`tests/tests/cli_contract.rs` holds
 //! them together): `"const"` values never change on an object and `"false"` ones are
 //! read fresh each time, while the others are cached by a caching proxy and kept
 //! current by `PropertiesChanged`.
@@ -237,83 +237,5 @@ impl AllPropertiesProxy<'_> {
     /// Every property of the job at the proxy's path.
     pub async fn job(&self) -> zbus::Result<JobProperties> {
         self.job_properties(crate::JOB_INTERFACE).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::BTreeMap;
-
-    /// The value of `name="..."` in one line of XML or Rust.
-    fn attr<'a>(line: &'a str, name: &str) -> Option<&'a str> {
-        let start = line.find(&format!("{name}=\""))? + name.len() + 2;
-        let len = line[start..].find('"')?;
-        Some(&line[start..start + len])
-    }
-
-    /// `(interface, property) -> EmitsChangedSignal` of the XML contract; a property
-    /// without the annotation is `true`, as in D-Bus. The file has one element a line.
-    fn documented() -> BTreeMap<(String, String), String> {
-        let mut found = BTreeMap::new();
-        let (mut interface, mut property) = (String::new(), None::<String>);
-        for line in crate::INTERFACE_XML.lines().map(str::trim) {
-            if line.starts_with("<interface ") {
-                interface = attr(line, "name").unwrap_or_default().to_owned();
-            } else if line.starts_with("<property ") {
-                let name = attr(line, "name").unwrap_or_default().to_owned();
-                found.insert((interface.clone(), name.clone()), "true".to_owned());
-                property = (!line.ends_with("/>")).then_some(name);
-            } else if line.starts_with("</property") {
-                property = None;
-            } else if let Some(name) = &property
-                && attr(line, "name") == Some("org.freedesktop.DBus.Property.EmitsChangedSignal")
-            {
-                let value = attr(line, "value").unwrap_or_default().to_owned();
-                found.insert((interface.clone(), name.clone()), value);
-            }
-        }
-        found
-    }
-
-    /// The same, read from the `#[zbus(property ...)]` attributes of this file's
-    /// proxies: a property without `emits_changed_signal` is `true`, as for zbus.
-    fn declared() -> BTreeMap<(String, String), String> {
-        let source = include_str!("proxies.rs");
-        let source = source.split("\n#[cfg(test)]").next().unwrap_or_default();
-        let mut found = BTreeMap::new();
-        let (mut interface, mut pending) = (String::new(), None::<(String, Option<String>)>);
-        for line in source.lines().map(str::trim) {
-            if line.starts_with("interface = ") || line.starts_with("#[proxy(interface = ") {
-                interface = line.split('"').nth(1).unwrap_or_default().to_owned();
-            }
-            if line.starts_with("#[zbus(property") {
-                let emits = line.split("emits_changed_signal = \"").nth(1).and_then(|v| v.split('"').next());
-                let name = line.split("name = \"").nth(1).and_then(|v| v.split('"').next());
-                pending = Some((emits.unwrap_or("true").to_owned(), name.map(str::to_owned)));
-            } else if let Some(rest) = line.strip_prefix("fn ")
-                && let Some((emits, name)) = pending.take()
-            {
-                let ident = rest.split('(').next().unwrap_or_default();
-                let camel = |word: &str| {
-                    let mut chars = word.chars();
-                    chars.next().map(|first| first.to_uppercase().chain(chars).collect::<String>()).unwrap_or_default()
-                };
-                let name = name.unwrap_or_else(|| ident.split('_').map(camel).collect());
-                found.insert((interface.clone(), name), emits);
-            }
-        }
-        found
-    }
-
-    #[test]
-    fn every_proxy_property_carries_the_xmls_emits_changed_signal() {
-        let (documented, declared) = (documented(), declared());
-        assert!(documented.len() > 30, "the XML was not read: {documented:?}");
-        for (key, value) in &documented {
-            assert_eq!(declared.get(key), Some(value), "{key:?}: the XML says {value:?}");
-        }
-        for key in declared.keys() {
-            assert!(documented.contains_key(key), "{key:?} is not in the XML");
-        }
     }
 }

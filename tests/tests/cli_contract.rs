@@ -487,3 +487,59 @@ fn inspect_through_the_service_is_one_describe_with_every_field() {
     let text = stdout(&succeeded(rig.kairos_ext(&["inspect", "hello"]), "inspect"));
     assert!(text.contains("File:       hello.raw (Image, ") && text.contains("Protection: unprotected"), "{text}");
 }
+
+/// `(interface, property) -> EmitsChangedSignal` as the XML contract documents it, from
+/// the members [`contract::members`] reads.
+fn documented() -> BTreeMap<(String, String), String> {
+    contract::members(INTERFACE_XML)
+        .into_iter()
+        .filter_map(|member| {
+            let (key, rest) = member.split_once(':')?;
+            let (interface, name) = key.split_once(".property.")?;
+            let emits = rest.rsplit(':').next()?;
+            Some(((interface.to_owned(), name.to_owned()), emits.to_owned()))
+        })
+        .collect()
+}
+
+/// `(interface, property) -> EmitsChangedSignal` as the proxies of
+/// `kairos-extensions-dbus` declare it in their `#[zbus(property ...)]` attributes:
+/// a property without `emits_changed_signal` is `true`, as for zbus.
+fn declared() -> BTreeMap<(String, String), String> {
+    let source = include_str!("../../dbus-interfaces/src/proxies.rs");
+    let mut found = BTreeMap::new();
+    let (mut interface, mut pending) = (String::new(), None::<(String, Option<String>)>);
+    for line in source.lines().map(str::trim) {
+        if line.starts_with("interface = ") || line.starts_with("#[proxy(interface = ") {
+            interface = line.split('"').nth(1).unwrap_or_default().to_owned();
+        }
+        if line.starts_with("#[zbus(property") {
+            let emits = line.split("emits_changed_signal = \"").nth(1).and_then(|v| v.split('"').next());
+            let name = line.split("name = \"").nth(1).and_then(|v| v.split('"').next());
+            pending = Some((emits.unwrap_or("true").to_owned(), name.map(str::to_owned)));
+        } else if let Some(rest) = line.strip_prefix("fn ")
+            && let Some((emits, name)) = pending.take()
+        {
+            let ident = rest.split('(').next().unwrap_or_default();
+            let camel = |word: &str| {
+                let mut chars = word.chars();
+                chars.next().map(|first| first.to_uppercase().chain(chars).collect::<String>()).unwrap_or_default()
+            };
+            let name = name.unwrap_or_else(|| ident.split('_').map(camel).collect());
+            found.insert((interface.clone(), name), emits);
+        }
+    }
+    found
+}
+
+#[test]
+fn every_proxy_property_carries_the_xmls_emits_changed_signal() {
+    let (documented, declared) = (documented(), declared());
+    assert!(documented.len() > 30, "the XML was not read: {documented:?}");
+    for (key, value) in &documented {
+        assert_eq!(declared.get(key), Some(value), "{key:?}: the XML says {value:?}");
+    }
+    for key in declared.keys() {
+        assert!(documented.contains_key(key), "{key:?} is not in the XML");
+    }
+}
