@@ -100,11 +100,7 @@ impl Client {
         P: TryInto<zbus::ObjectPath<'static>>,
         P::Error: Into<zbus::Error>,
     {
-        Ok(AllPropertiesProxy::builder(&self.connection)
-            .path(path)
-            .cache_properties(zbus::proxy::CacheProperties::No)
-            .build()
-            .await?)
+        all_properties(&self.connection, path).await
     }
 
     /// A proxy for the job at `path`, reading its properties fresh.
@@ -115,6 +111,19 @@ impl Client {
             .build()
             .await?)
     }
+}
+
+/// A typed `GetAll` of the object at `path` on `connection`, read fresh each time.
+pub(crate) async fn all_properties<P>(connection: &Connection, path: P) -> Result<AllPropertiesProxy<'static>>
+where
+    P: TryInto<zbus::ObjectPath<'static>>,
+    P::Error: Into<zbus::Error>,
+{
+    Ok(AllPropertiesProxy::builder(connection)
+        .path(path)
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await?)
 }
 
 /// Runs one command against the service.

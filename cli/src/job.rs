@@ -5,7 +5,7 @@
 use anyhow::{Result, anyhow, bail};
 use futures_util::StreamExt;
 use kairos_extensions_dbus::properties::JobProperties;
-use kairos_extensions_dbus::proxies::{AllPropertiesProxy, JobProxy, JobRemoved};
+use kairos_extensions_dbus::proxies::{JobProxy, JobRemoved};
 use kairos_extensions_dbus::{BUS_NAME, ErrorKind, JobResult, JobState};
 use zbus::fdo::PropertiesChanged;
 use zbus::message::Type;
@@ -56,12 +56,7 @@ impl JobWatch {
         // Signals carry changes only: where the job stands (in line, or its phase) comes
         // from asking once. Signals already on their way may be older; the next one puts
         // that right.
-        let all = AllPropertiesProxy::builder(connection)
-            .path(path.clone())
-            .cache_properties(CacheProperties::No)
-            .build()
-            .await?;
-        if let Ok(now) = all.job().await {
+        if let Ok(now) = crate::client::all_properties(connection, path.clone()).await?.job().await {
             view.apply(now);
         }
         let mut cancel_sent = false;
